@@ -1,0 +1,363 @@
+//! Backup: walk a source, store what is new, write a snapshot last.
+//!
+//! Order of durable writes (format-spec "Crash consistency"): packs, then
+//! the index objects naming them, then the snapshot. A crash at any point
+//! leaves at worst unreferenced packs, never a snapshot pointing at missing
+//! data.
+
+mod parent;
+mod saver;
+mod walk;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use saver::SaverStats;
+
+use crate::backend::BackendError;
+use crate::blob::{BlobError, BlobType};
+use crate::chunker::Chunker;
+use crate::encoding::{self, EncodingError};
+use crate::id::{SnapshotId, TreeId};
+use crate::pack::PackError;
+use crate::repository::{Repository, RepositoryError};
+use crate::snapshot::{Snapshot, SourceKind, Summary};
+use crate::sources::{SourceError, Stream};
+use crate::tree::{ContentRef, Node, NodeKind, Tree, TREE_VERSION};
+
+/// Errors of a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A path given to back up cannot be read at all.
+    #[error("{path}: {source}")]
+    Source {
+        /// The path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// An exclude pattern does not parse.
+    #[error("bad exclude pattern `{pattern}`: {detail}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        detail: String,
+    },
+    /// A stream source failed (a command exited non-zero, ...).
+    #[error(transparent)]
+    Stream(#[from] SourceError),
+    /// Storage failure.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Repository failure.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Sealing failure.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Packing failure.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// Encoding failure.
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
+    /// A pipeline stage stopped (the cause is reported by that stage).
+    #[error("the backup pipeline stopped early")]
+    PipelineStopped,
+    /// A worker thread could not start.
+    #[error("cannot start a worker thread: {0}")]
+    Thread(String),
+    /// A worker thread panicked (a bug).
+    #[error("a backup worker thread panicked")]
+    ThreadPanicked,
+    /// Invalid options.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What to back up.
+pub enum BackupSource {
+    /// Files and folders (absolute or relative to the current directory).
+    Paths(Vec<PathBuf>),
+    /// A stream stored as one file named `filename` (e.g. `crdb.sql`).
+    Stream {
+        /// The data.
+        stream: Stream,
+        /// File name in the snapshot.
+        filename: String,
+        /// Recorded source kind (`Stdin` or `Command`).
+        kind: SourceKind,
+    },
+}
+
+/// Which snapshot to compare against for change detection.
+#[derive(Debug, Clone, Default)]
+pub enum ParentChoice {
+    /// The newest snapshot with the same host and paths.
+    #[default]
+    Auto,
+    /// None: read everything.
+    None,
+    /// This one.
+    Id(SnapshotId),
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct BackupProgress {
+    /// Files found so far.
+    pub files_total: AtomicU64,
+    /// Bytes of files found so far.
+    pub bytes_total: AtomicU64,
+    /// Files done (read or found unchanged).
+    pub files_done: AtomicU64,
+    /// Bytes done.
+    pub bytes_done: AtomicU64,
+    /// Set when the walk has found everything.
+    pub walk_finished: AtomicBool,
+}
+
+/// Backup settings.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Host name recorded (default: this machine's).
+    pub host: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Snapshot time, Unix ns (default: now).
+    pub time_ns: Option<i64>,
+    /// Glob patterns of paths to leave out.
+    pub excludes: Vec<String>,
+    /// Do not descend into other file systems.
+    pub one_file_system: bool,
+    /// Read and hash, but write nothing.
+    pub dry_run: bool,
+    /// Parent for change detection.
+    pub parent: ParentChoice,
+    /// Progress counters to update.
+    pub progress: Option<Arc<BackupProgress>>,
+    /// Files read at once.
+    pub readers: usize,
+    /// Threads that compress and encrypt.
+    pub sealers: usize,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            host: None,
+            tags: Vec::new(),
+            time_ns: None,
+            excludes: Vec::new(),
+            one_file_system: false,
+            dry_run: false,
+            parent: ParentChoice::Auto,
+            progress: None,
+            readers: 2,
+            sealers: cpus,
+        }
+    }
+}
+
+/// A file or folder that could not be read and was left out.
+#[derive(Debug, Clone)]
+pub struct SkippedEntry {
+    /// Its path.
+    pub path: PathBuf,
+    /// Why.
+    pub error: String,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The snapshot's id (`None` for a dry run).
+    pub id: Option<SnapshotId>,
+    /// The snapshot (as saved, or as it would have been).
+    pub snapshot: Snapshot,
+    /// Entries skipped because they could not be read.
+    pub skipped: Vec<SkippedEntry>,
+}
+
+fn default_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Backs up `source` into `repo` and saves a snapshot, unless a dry run.
+pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
+    let started = Instant::now();
+    let repo = if opts.dry_run {
+        repo.with_dry_run()
+    } else {
+        repo.clone()
+    };
+    let host = opts.host.clone().unwrap_or_else(default_host);
+    let (paths, source_kind) = match &source {
+        BackupSource::Paths(p) => (walk::absolute_paths(p)?, SourceKind::Files),
+        BackupSource::Stream { filename, kind, .. } => (
+            vec![PathBuf::from(format!("/{}", filename.trim_start_matches('/')))],
+            kind.clone(),
+        ),
+    };
+    let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let snapshots = repo.list_snapshots()?;
+    let parent_id = match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Id(id) => Some(*id),
+        ParentChoice::Auto => snapshots
+            .iter()
+            .rev()
+            .find(|(_, s)| {
+                s.host == host
+                    && s.paths == path_strings
+                    && std::mem::discriminant(&s.source) == std::mem::discriminant(&source_kind)
+            })
+            .map(|(id, _)| *id),
+    };
+    let index = Arc::new(repo.load_index()?);
+    let saver = saver::Saver::start(&repo, index.clone(), opts.sealers);
+    let mut summary = Summary::default();
+    let mut skipped = Vec::new();
+
+    let root = match source {
+        BackupSource::Paths(_) => {
+            let parent = match (&parent_id, matches!(source_kind, SourceKind::Files)) {
+                (Some(id), true) => Some(parent::ParentFiles::load(&repo, &index, id)?),
+                _ => None,
+            };
+            let result = walk::run(&repo, &saver, &paths, parent.as_ref(), opts, &mut summary, &mut skipped);
+            match result {
+                Ok(root) => root,
+                Err(e) => {
+                    let _ = saver.finish();
+                    return Err(e);
+                }
+            }
+        }
+        BackupSource::Stream {
+            mut stream, filename, ..
+        } => {
+            let node = match stream_file(&repo, &saver, &mut stream, &filename, opts, &mut summary) {
+                Ok(n) => n,
+                Err(e) => {
+                    stream.abort();
+                    let _ = saver.finish();
+                    return Err(e);
+                }
+            };
+            if let Err(e) = stream.finish() {
+                let _ = saver.finish();
+                return Err(e.into());
+            }
+            let mut dir = walk::DirBuilder::synthetic_root();
+            dir.insert_path(&paths[0], node);
+            dir.store(&saver, &repo)?
+        }
+    };
+    let stats = saver.stats.clone();
+    saver.finish()?;
+    summary.data_blobs_added = stats.data_blobs.load(Ordering::Relaxed);
+    summary.tree_blobs_added = stats.tree_blobs.load(Ordering::Relaxed);
+    summary.bytes_added_raw = stats.raw_bytes.load(Ordering::Relaxed);
+    summary.bytes_added_stored = stats.stored_bytes.load(Ordering::Relaxed);
+    summary.errors = skipped.len() as u64;
+    summary.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let (user, uid, gid) = current_user();
+    let snapshot = Snapshot {
+        time_ns: opts.time_ns.unwrap_or_else(crate::time::now_ns),
+        host,
+        user,
+        uid,
+        gid,
+        tags: opts.tags.clone(),
+        paths: path_strings,
+        excludes: opts.excludes.clone(),
+        source: source_kind,
+        tree: root,
+        parent: parent_id,
+        program_version: crate::VERSION.to_string(),
+        summary,
+    };
+    // Everything the snapshot references is stored (saver.finish returned),
+    // so it may now be written.
+    let id = if opts.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot)?)
+    };
+    Ok(BackupOutcome { id, snapshot, skipped })
+}
+
+fn current_user() -> (String, u32, u32) {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    (name, uid.as_raw(), nix::unistd::getgid().as_raw())
+}
+
+/// Chunks a stream into data blobs and returns its file node.
+fn stream_file(
+    repo: &Repository,
+    saver: &saver::Saver,
+    stream: &mut Stream,
+    filename: &str,
+    opts: &BackupOptions,
+    summary: &mut Summary,
+) -> Result<Node, BackupError> {
+    let name = filename.rsplit('/').next().unwrap_or(filename);
+    if name.is_empty() {
+        return Err(BackupError::Invalid(format!(
+            "`{filename}` is not a usable file name for a stream"
+        )));
+    }
+    let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+    node.mode = 0o600;
+    node.mtime_ns = crate::time::now_ns();
+    node.ctime_ns = node.mtime_ns;
+    let (user, uid, gid) = current_user();
+    node.user = user;
+    node.uid = uid;
+    node.gid = gid;
+    let mut size = 0u64;
+    for chunk in Chunker::new(stream.reader(), &repo.config().chunker) {
+        let data = chunk.map_err(|source| SourceError::Read {
+            what: filename.to_string(),
+            source,
+        })?;
+        let len = data.len();
+        let id = repo.keys().blob_id(&data);
+        saver.save(BlobType::Data, id, data)?;
+        node.content.push(ContentRef { id, length: len as u32 });
+        size += len as u64;
+        if let Some(p) = &opts.progress {
+            p.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
+            p.bytes_total.fetch_add(len as u64, Ordering::Relaxed);
+        }
+        if saver.failed() {
+            return Err(BackupError::PipelineStopped);
+        }
+    }
+    node.size = size;
+    summary.files_new = 1;
+    summary.bytes_new = size;
+    summary.bytes_read = size;
+    Ok(node)
+}
+
+/// Encodes a tree and queues it as a tree blob; returns its id.
+pub(crate) fn store_tree(repo: &Repository, saver: &saver::Saver, tree: &Tree) -> Result<TreeId, BackupError> {
+    let bytes = encoding::encode("tree", TREE_VERSION, tree)?;
+    let id = repo.keys().blob_id(&bytes);
+    saver.save(BlobType::Tree, id, bytes)?;
+    Ok(id)
+}

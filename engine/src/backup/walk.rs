@@ -1,0 +1,571 @@
+//! Walking file trees: builds the directory skeleton, decides per file
+//! whether it must be read (change detection), and hands files to reader
+//! threads that chunk them into the saver.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{bounded, Receiver};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::parent::ParentFiles;
+use super::saver::Saver;
+use super::{store_tree, BackupError, BackupOptions, BackupProgress, SkippedEntry};
+use crate::blob::BlobType;
+use crate::chunker::Chunker;
+use crate::id::TreeId;
+use crate::repository::Repository;
+use crate::snapshot::Summary;
+use crate::tree::{ContentRef, Node, NodeKind, Tree, Xattr};
+
+/// Makes paths absolute and lexically clean, drops duplicates and paths
+/// inside another given path.
+pub(crate) fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BackupError> {
+    if paths.is_empty() {
+        return Err(BackupError::Invalid("no path to back up was given".into()));
+    }
+    let cwd = std::env::current_dir().map_err(|source| BackupError::Source {
+        path: ".".into(),
+        source,
+    })?;
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
+        let mut clean = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                Component::Normal(n) => clean.push(n),
+                Component::ParentDir => {
+                    clean.pop();
+                }
+                _ => {}
+            }
+        }
+        fs::symlink_metadata(&clean).map_err(|source| BackupError::Source {
+            path: clean.clone(),
+            source,
+        })?;
+        out.push(clean);
+    }
+    out.sort();
+    out.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in out {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    Ok(kept)
+}
+
+enum Child {
+    Dir(DirBuilder),
+    Leaf(Node),
+    File { node: Node, job: usize },
+}
+
+/// A directory under construction.
+pub(crate) struct DirBuilder {
+    node: Option<Node>,
+    children: BTreeMap<Vec<u8>, Child>,
+}
+
+struct FileResult {
+    content: Vec<ContentRef>,
+    error: Option<String>,
+}
+
+type Results = HashMap<usize, FileResult>;
+
+impl DirBuilder {
+    /// The root of a snapshot of streams: intermediate folders are made up.
+    pub(crate) fn synthetic_root() -> Self {
+        Self {
+            node: None,
+            children: BTreeMap::new(),
+        }
+    }
+
+    fn child_dir(&mut self, name: &[u8], real: Option<&Path>, names: &mut NameCache) -> &mut DirBuilder {
+        let entry = self.children.entry(name.to_vec()).or_insert_with(|| {
+            let node = match real.and_then(|p| fs::symlink_metadata(p).ok()) {
+                Some(m) => node_from_meta(name.to_vec(), &m, names),
+                None => {
+                    let mut n = Node::new(name.to_vec(), NodeKind::Dir);
+                    n.mode = 0o755;
+                    n.mtime_ns = crate::time::now_ns();
+                    n
+                }
+            };
+            Child::Dir(DirBuilder {
+                node: Some(node),
+                children: BTreeMap::new(),
+            })
+        });
+        // A path that is both a file and a folder cannot come from one file
+        // system walk; if it ever did, the folder wins.
+        if !matches!(entry, Child::Dir(_)) {
+            *entry = Child::Dir(DirBuilder::synthetic_root());
+        }
+        match entry {
+            Child::Dir(d) => d,
+            _ => unreachable!("replaced by a folder just above"),
+        }
+    }
+
+    /// Places `node` at absolute `path`, making up parent folders.
+    pub(crate) fn insert_path(&mut self, path: &Path, node: Node) {
+        let mut names = NameCache::default();
+        let parts: Vec<&OsStr> = path
+            .components()
+            .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
+            .collect();
+        let mut dir = self;
+        for p in parts.iter().take(parts.len().saturating_sub(1)) {
+            dir = dir.child_dir(p.as_bytes(), None, &mut names);
+        }
+        dir.children.insert(node.name.clone(), Child::Leaf(node));
+    }
+
+    /// Stores every tree bottom-up; returns the root tree's id.
+    pub(crate) fn store(self, saver: &Saver, repo: &Repository) -> Result<TreeId, BackupError> {
+        let mut none = Results::new();
+        self.store_with(
+            saver,
+            repo,
+            &mut none,
+            &mut Summary::default(),
+            &mut Vec::new(),
+            Path::new("/"),
+        )
+    }
+
+    fn store_with(
+        self,
+        saver: &Saver,
+        repo: &Repository,
+        results: &mut Results,
+        summary: &mut Summary,
+        skipped: &mut Vec<SkippedEntry>,
+        at: &Path,
+    ) -> Result<TreeId, BackupError> {
+        let mut tree = Tree::default();
+        for (name, child) in self.children {
+            match child {
+                Child::Dir(d) => {
+                    let path = at.join(OsStr::from_bytes(&name));
+                    let mut node = d.node.clone().unwrap_or_else(|| Node::new(name.clone(), NodeKind::Dir));
+                    node.subtree = Some(d.store_with(saver, repo, results, summary, skipped, &path)?);
+                    summary.dirs += 1;
+                    tree.nodes.push(node);
+                }
+                Child::Leaf(n) => tree.nodes.push(n),
+                Child::File { mut node, job } => match results.get(&job) {
+                    Some(FileResult { error: Some(e), .. }) => {
+                        skipped.push(SkippedEntry {
+                            path: at.join(OsStr::from_bytes(&name)),
+                            error: e.clone(),
+                        });
+                    }
+                    Some(r) => {
+                        node.content = r.content.clone();
+                        tree.nodes.push(node);
+                    }
+                    None => return Err(BackupError::PipelineStopped),
+                },
+            }
+        }
+        store_tree(repo, saver, &tree)
+    }
+}
+
+#[derive(Default)]
+struct NameCache {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl NameCache {
+    fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(gid.into())
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+fn node_from_meta(name: Vec<u8>, m: &fs::Metadata, names: &mut NameCache) -> Node {
+    let ft = m.file_type();
+    let kind = if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    };
+    let mut n = Node::new(name, kind);
+    n.mode = m.mode() & 0o7777;
+    n.uid = m.uid();
+    n.gid = m.gid();
+    n.user = names.user(n.uid);
+    n.group = names.group(n.gid);
+    n.mtime_ns = m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec());
+    n.ctime_ns = m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec());
+    n.inode = m.ino();
+    n.device = m.dev();
+    n.nlink = m.nlink();
+    n.rdev = m.rdev();
+    n.size = if kind == NodeKind::File { m.size() } else { 0 };
+    n
+}
+
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    // Not every file system supports them; absence is not an error.
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|n| {
+            let value = xattr::get(path, &n).ok().flatten()?;
+            Some(Xattr {
+                name: n.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+struct FileJob {
+    job: usize,
+    path: PathBuf,
+}
+
+struct Walk<'a> {
+    opts: &'a BackupOptions,
+    excludes: GlobSet,
+    parent: Option<&'a ParentFiles>,
+    jobs: crossbeam_channel::Sender<FileJob>,
+    next_job: usize,
+    linked: HashMap<(u64, u64), usize>,
+    names: NameCache,
+    summary: &'a mut Summary,
+    skipped: &'a mut Vec<SkippedEntry>,
+    root_dev: u64,
+    saver: &'a Saver,
+}
+
+fn build_excludes(patterns: &[String]) -> Result<GlobSet, BackupError> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g = Glob::new(p).map_err(|e| BackupError::BadPattern {
+            pattern: p.clone(),
+            detail: e.to_string(),
+        })?;
+        b.add(g);
+        // A pattern without a slash matches a name anywhere, as in restic.
+        if !p.contains('/') {
+            let any = format!("**/{p}");
+            b.add(Glob::new(&any).map_err(|e| BackupError::BadPattern {
+                pattern: p.clone(),
+                detail: e.to_string(),
+            })?);
+        }
+    }
+    b.build().map_err(|e| BackupError::BadPattern {
+        pattern: patterns.join(" "),
+        detail: e.to_string(),
+    })
+}
+
+impl Walk<'_> {
+    fn progress(&self) -> Option<&Arc<BackupProgress>> {
+        self.opts.progress.as_ref()
+    }
+
+    fn entry(&mut self, path: &Path, name: Vec<u8>) -> Result<Option<Child>, BackupError> {
+        if self.saver.failed() {
+            return Err(BackupError::PipelineStopped);
+        }
+        let m = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.skipped.push(SkippedEntry {
+                    path: path.to_path_buf(),
+                    error: e.to_string(),
+                });
+                return Ok(None);
+            }
+        };
+        let mut node = node_from_meta(name, &m, &mut self.names);
+        node.xattrs = read_xattrs(path);
+        match node.kind {
+            NodeKind::Dir => {
+                let mut dir = DirBuilder {
+                    node: Some(node.clone()),
+                    children: BTreeMap::new(),
+                };
+                if self.opts.one_file_system && node.device != self.root_dev {
+                    return Ok(Some(Child::Dir(dir)));
+                }
+                let rd = match fs::read_dir(path) {
+                    Ok(rd) => rd,
+                    Err(e) => {
+                        self.skipped.push(SkippedEntry {
+                            path: path.to_path_buf(),
+                            error: e.to_string(),
+                        });
+                        return Ok(Some(Child::Dir(dir)));
+                    }
+                };
+                let mut names: Vec<Vec<u8>> = Vec::new();
+                for ent in rd {
+                    match ent {
+                        Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
+                        Err(e) => self.skipped.push(SkippedEntry {
+                            path: path.to_path_buf(),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                names.sort();
+                for n in names {
+                    let child_path = path.join(OsStr::from_bytes(&n));
+                    if self.excludes.is_match(&child_path) {
+                        continue;
+                    }
+                    if let Some(c) = self.entry(&child_path, n.clone())? {
+                        dir.children.insert(n, c);
+                    }
+                }
+                Ok(Some(Child::Dir(dir)))
+            }
+            NodeKind::Symlink => {
+                match fs::read_link(path) {
+                    Ok(t) => node.symlink_target = Some(t.as_os_str().as_bytes().to_vec()),
+                    Err(e) => {
+                        self.skipped.push(SkippedEntry {
+                            path: path.to_path_buf(),
+                            error: e.to_string(),
+                        });
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(Child::Leaf(node)))
+            }
+            NodeKind::File => Ok(Some(self.file(path, node)?)),
+            _ => Ok(Some(Child::Leaf(node))),
+        }
+    }
+
+    fn file(&mut self, path: &Path, mut node: Node) -> Result<Child, BackupError> {
+        if let Some(p) = self.progress() {
+            p.files_total.fetch_add(1, Ordering::Relaxed);
+            p.bytes_total.fetch_add(node.size, Ordering::Relaxed);
+        }
+        let key = (node.device, node.inode);
+        if let Some(content) = self
+            .parent
+            .and_then(|p| p.unchanged(path, node.size, node.mtime_ns, node.ctime_ns, node.inode, node.device))
+        {
+            node.content = content.to_vec();
+            self.summary.files_unchanged += 1;
+            self.summary.bytes_unchanged += node.size;
+            if let Some(p) = self.progress() {
+                p.files_done.fetch_add(1, Ordering::Relaxed);
+                p.bytes_done.fetch_add(node.size, Ordering::Relaxed);
+            }
+            return Ok(Child::Leaf(node));
+        }
+        if node.nlink > 1 {
+            if let Some(&job) = self.linked.get(&key) {
+                // Another path to a file already being read in this backup.
+                self.summary.files_unchanged += 1;
+                self.summary.bytes_unchanged += node.size;
+                if let Some(p) = self.progress() {
+                    p.files_done.fetch_add(1, Ordering::Relaxed);
+                    p.bytes_done.fetch_add(node.size, Ordering::Relaxed);
+                }
+                return Ok(Child::File { node, job });
+            }
+        }
+        if self.parent.is_some_and(|p| p.had_path(path)) {
+            self.summary.files_changed += 1;
+            self.summary.bytes_changed += node.size;
+        } else {
+            self.summary.files_new += 1;
+            self.summary.bytes_new += node.size;
+        }
+        let job = self.next_job;
+        self.next_job += 1;
+        if node.nlink > 1 {
+            self.linked.insert(key, job);
+        }
+        self.jobs
+            .send(FileJob {
+                job,
+                path: path.to_path_buf(),
+            })
+            .map_err(|_| BackupError::PipelineStopped)?;
+        Ok(Child::File { node, job })
+    }
+}
+
+fn reader_loop(
+    repo: &Repository,
+    saver: &Saver,
+    rx: Receiver<FileJob>,
+    results: &Mutex<Results>,
+    progress: Option<&BackupProgress>,
+    bytes_read: &std::sync::atomic::AtomicU64,
+) {
+    for job in rx {
+        if saver.failed() {
+            break;
+        }
+        let r = read_file(repo, saver, &job.path, progress, bytes_read);
+        let res = match r {
+            Ok(content) => FileResult { content, error: None },
+            Err(e) => FileResult {
+                content: Vec::new(),
+                error: Some(e),
+            },
+        };
+        if let Some(p) = progress {
+            p.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+        results.lock().unwrap_or_else(|p| p.into_inner()).insert(job.job, res);
+    }
+}
+
+fn read_file(
+    repo: &Repository,
+    saver: &Saver,
+    path: &Path,
+    progress: Option<&BackupProgress>,
+    bytes_read: &std::sync::atomic::AtomicU64,
+) -> Result<Vec<ContentRef>, String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let mut content = Vec::new();
+    for chunk in Chunker::new(f, &repo.config().chunker) {
+        let data = chunk.map_err(|e| e.to_string())?;
+        let len = data.len();
+        let id = repo.keys().blob_id(&data);
+        saver.save(BlobType::Data, id, data).map_err(|e| e.to_string())?;
+        content.push(ContentRef { id, length: len as u32 });
+        bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+        if let Some(p) = progress {
+            p.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(content)
+}
+
+/// Walks `paths`, reads what changed, stores all trees; returns the root tree.
+pub(crate) fn run(
+    repo: &Repository,
+    saver: &Saver,
+    paths: &[PathBuf],
+    parent: Option<&ParentFiles>,
+    opts: &BackupOptions,
+    summary: &mut Summary,
+    skipped: &mut Vec<SkippedEntry>,
+) -> Result<TreeId, BackupError> {
+    let excludes = build_excludes(&opts.excludes)?;
+    let results = Mutex::new(Results::new());
+    let bytes_read = std::sync::atomic::AtomicU64::new(0);
+    let (tx, rx) = bounded::<FileJob>(256);
+    let mut root = DirBuilder::synthetic_root();
+    let walk_result = std::thread::scope(|s| {
+        for _ in 0..opts.readers.max(1) {
+            let rx = rx.clone();
+            let results = &results;
+            let bytes_read = &bytes_read;
+            let progress = opts.progress.as_deref();
+            s.spawn(move || reader_loop(repo, saver, rx, results, progress, bytes_read));
+        }
+        drop(rx);
+        let mut walk = Walk {
+            opts,
+            excludes,
+            parent,
+            jobs: tx,
+            next_job: 0,
+            linked: HashMap::new(),
+            names: NameCache::default(),
+            summary: &mut *summary,
+            skipped: &mut *skipped,
+            root_dev: 0,
+            saver,
+        };
+        for p in paths {
+            walk.root_dev = fs::symlink_metadata(p).map(|m| m.dev()).unwrap_or(0);
+            let parts: Vec<&OsStr> = p
+                .components()
+                .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
+                .collect();
+            let Some((last, dirs)) = parts.split_last() else {
+                // Backing up "/" itself: its children go straight into the root.
+                if let Some(Child::Dir(d)) = walk.entry(p, Vec::new())? {
+                    root.node = d.node;
+                    root.children.extend(d.children);
+                }
+                continue;
+            };
+            let mut dir = &mut root;
+            let mut real = PathBuf::from("/");
+            for d in dirs {
+                real.push(d);
+                dir = dir.child_dir(d.as_bytes(), Some(&real), &mut walk.names);
+            }
+            if let Some(c) = walk.entry(p, last.as_bytes().to_vec())? {
+                dir.children.insert(last.as_bytes().to_vec(), c);
+            }
+        }
+        if let Some(pr) = opts.progress.as_ref() {
+            pr.walk_finished.store(true, Ordering::Relaxed);
+        }
+        Ok::<(), BackupError>(())
+        // tx dropped with `walk`; readers drain and exit before the scope ends.
+    });
+    walk_result?;
+    if saver.failed() {
+        return Err(BackupError::PipelineStopped);
+    }
+    summary.bytes_read = bytes_read.load(Ordering::Relaxed);
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    root.store_with(saver, repo, &mut results, summary, skipped, Path::new("/"))
+}

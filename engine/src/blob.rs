@@ -1,0 +1,237 @@
+//! Sealing and opening of blobs and metadata objects: compression, then
+//! encryption. [`seal`] and [`open`] are the only callers of zstd, and the only
+//! callers of the cipher for repository data.
+
+use std::cell::RefCell;
+
+use crate::crypto::{CryptoError, Keys};
+use crate::id::BlobId;
+
+/// Plaintext marker: the payload follows as stored.
+pub const FLAG_RAW: u8 = 0;
+/// Plaintext marker: the payload is one zstd frame.
+pub const FLAG_ZSTD: u8 = 1;
+/// Largest plaintext [`open`] will inflate to; anything claiming more is corrupt.
+pub const MAX_PLAINTEXT: usize = 1 << 30;
+
+/// Errors of sealing and opening.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The cipher failed (wrong key or modified bytes).
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// zstd failed to compress.
+    #[error("compression failed: {0}")]
+    Compress(std::io::Error),
+    /// The plaintext does not decode.
+    #[error("corrupt payload: {0}")]
+    Corrupt(String),
+}
+
+/// What a sealed payload is, bound into the authenticated data so that a blob
+/// can never be accepted as a different blob or as a metadata object.
+#[derive(Debug, Clone, Copy)]
+pub enum Aad<'a> {
+    /// A blob of the given type and id.
+    Blob(BlobType, &'a BlobId),
+    /// A whole metadata object of the given kind (config, snapshot, index, pack header).
+    Object(&'static str),
+}
+
+impl Aad<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Aad::Blob(t, id) => {
+                let mut v = Vec::with_capacity(11 + 32);
+                v.extend_from_slice(b"cairn.blob");
+                v.push(*t as u8);
+                v.extend_from_slice(id.as_bytes());
+                v
+            }
+            Aad::Object(kind) => {
+                let mut v = b"cairn.object.".to_vec();
+                v.extend_from_slice(kind.as_bytes());
+                v
+            }
+        }
+    }
+}
+
+/// The two kinds of blob. The tag byte is part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum BlobType {
+    /// A chunk of file content.
+    Data = 0,
+    /// An encoded directory tree.
+    Tree = 1,
+}
+
+impl BlobType {
+    /// Decodes the tag byte.
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            0 => Some(Self::Data),
+            1 => Some(Self::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// How to compress: a zstd level, or 0 for none.
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    /// zstd level; 0 stores everything raw.
+    pub level: i32,
+}
+
+thread_local! {
+    // Reusing one compression context per thread saves its allocation on every
+    // chunk, which is measurable at 500 MB/s.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Shannon entropy of a sample of `data`, in bits per byte. Encrypted, random
+/// or already strongly compressed data sits above 7.9; looking at 32 KiB costs
+/// far less than compressing the whole chunk to find out it does not shrink.
+fn sample_entropy(data: &[u8]) -> f64 {
+    const SLICES: usize = 8;
+    const SLICE: usize = 4096;
+    let mut hist = [0u32; 256];
+    let mut n = 0u32;
+    if data.len() <= SLICES * SLICE {
+        for &b in data {
+            hist[b as usize] += 1;
+        }
+        n = data.len() as u32;
+    } else {
+        let step = (data.len() - SLICE) / (SLICES - 1);
+        for i in 0..SLICES {
+            for &b in &data[i * step..i * step + SLICE] {
+                hist[b as usize] += 1;
+            }
+            n += SLICE as u32;
+        }
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let n = f64::from(n);
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Threshold above which a chunk is stored raw without trying zstd.
+pub const INCOMPRESSIBLE_ENTROPY: f64 = 7.97;
+
+fn compress(level: i32, data: &[u8]) -> Result<Option<Vec<u8>>, BlobError> {
+    if level == 0 || data.len() < 64 || sample_entropy(data) > INCOMPRESSIBLE_ENTROPY {
+        return Ok(None);
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+            let c = zstd::bulk::Compressor::new(level).map_err(BlobError::Compress)?;
+            *slot = Some((level, c));
+        }
+        let Some((_, comp)) = slot.as_mut() else {
+            return Err(BlobError::Corrupt("compressor missing".into()));
+        };
+        // 1 flag byte first, so the buffer can go straight to the cipher.
+        let mut out = Vec::with_capacity(data.len() + 1);
+        out.push(FLAG_ZSTD);
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        out.resize(1 + bound, 0);
+        let n = comp
+            .compress_to_buffer(data, &mut out[1..])
+            .map_err(BlobError::Compress)?;
+        out.truncate(1 + n);
+        // Stored raw when it does not shrink: decompression would cost time for nothing.
+        if out.len() > data.len() {
+            Ok(None)
+        } else {
+            Ok(Some(out))
+        }
+    })
+}
+
+/// Compresses (when it helps) and encrypts `data`.
+/// Output: nonce || E(flag || payload) || tag, see format-spec "Sealed payload".
+pub fn seal(keys: &Keys, aad: Aad<'_>, data: &[u8], compression: Compression) -> Result<Vec<u8>, BlobError> {
+    let plain = match compress(compression.level, data)? {
+        Some(c) => c,
+        None => {
+            let mut v = Vec::with_capacity(data.len() + 1);
+            v.push(FLAG_RAW);
+            v.extend_from_slice(data);
+            v
+        }
+    };
+    Ok(keys.seal(&aad.bytes(), plain)?)
+}
+
+/// Decrypts and decompresses what [`seal`] produced with the same `aad`.
+pub fn open(keys: &Keys, aad: Aad<'_>, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let mut plain = keys.open(&aad.bytes(), sealed)?;
+    match plain.first() {
+        Some(&FLAG_RAW) => {
+            plain.remove(0);
+            Ok(plain)
+        }
+        Some(&FLAG_ZSTD) => {
+            let frame = &plain[1..];
+            let size = zstd::zstd_safe::get_frame_content_size(frame)
+                .map_err(|_| BlobError::Corrupt("zstd frame header unreadable".into()))?
+                .ok_or_else(|| BlobError::Corrupt("zstd frame has no content size".into()))?;
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > MAX_PLAINTEXT {
+                return Err(BlobError::Corrupt(format!("claims {size} bytes of plaintext")));
+            }
+            zstd::bulk::decompress(frame, size).map_err(|e| BlobError::Corrupt(format!("zstd: {e}")))
+        }
+        Some(other) => Err(BlobError::Corrupt(format!("unknown compression flag {other}"))),
+        None => Err(BlobError::Corrupt("empty plaintext".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    fn keys() -> Keys {
+        MasterKey::from_bytes([3; 32]).derive()
+    }
+
+    #[test]
+    fn compressible_shrinks_random_is_raw() {
+        let k = keys();
+        let text = b"SELECT * FROM users WHERE id = 42;\n".repeat(2000);
+        let id = k.blob_id(&text);
+        let s = seal(&k, Aad::Blob(BlobType::Data, &id), &text, Compression { level: 1 }).unwrap();
+        assert!(s.len() < text.len() / 4);
+        assert_eq!(open(&k, Aad::Blob(BlobType::Data, &id), &s).unwrap(), text);
+
+        let mut rnd = vec![0u8; 100_000];
+        crate::crypto::random_bytes(&mut rnd).unwrap();
+        assert!(sample_entropy(&rnd) > INCOMPRESSIBLE_ENTROPY);
+        let s = seal(&k, Aad::Blob(BlobType::Data, &id), &rnd, Compression { level: 1 }).unwrap();
+        assert_eq!(s.len(), rnd.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+    }
+
+    #[test]
+    fn blob_cannot_pass_as_another() {
+        let k = keys();
+        let a = k.blob_id(b"a");
+        let b = k.blob_id(b"b");
+        let s = seal(&k, Aad::Blob(BlobType::Data, &a), b"a", Compression { level: 1 }).unwrap();
+        assert!(open(&k, Aad::Blob(BlobType::Data, &b), &s).is_err());
+        assert!(open(&k, Aad::Blob(BlobType::Tree, &a), &s).is_err());
+        assert!(open(&k, Aad::Object("snapshot"), &s).is_err());
+    }
+}

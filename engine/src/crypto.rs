@@ -1,0 +1,204 @@
+//! Keys and the authenticated cipher. This module is the only user of
+//! XChaCha20-Poly1305 and Argon2id; `blob.rs` is the only user of zstd.
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+/// Bytes of the random nonce stored in front of every ciphertext.
+pub const NONCE_LEN: usize = 24;
+/// Bytes of the Poly1305 tag stored after every ciphertext.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed message is longer than its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// BLAKE3 `derive_key` context for the encryption sub-key.
+pub const CONTEXT_ENCRYPTION: &str = "cairn 2026-11 v1 encryption key";
+/// BLAKE3 `derive_key` context for the blob-id (keyed hash) sub-key.
+pub const CONTEXT_BLOB_ID: &str = "cairn 2026-11 v1 blob id key";
+
+/// Errors of key handling and the cipher.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Authentication failed: wrong key, or the bytes were changed.
+    #[error("authentication failed (wrong key, or the data was modified or truncated)")]
+    Authentication,
+    /// The sealed message is shorter than nonce + tag.
+    #[error("sealed data is truncated ({len} bytes, at least {SEAL_OVERHEAD} needed)")]
+    Truncated {
+        /// Length seen.
+        len: usize,
+    },
+    /// The operating system's random source failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+    /// Argon2 rejected its parameters.
+    #[error("invalid key-derivation parameters: {0}")]
+    Kdf(String),
+}
+
+/// Fills `buf` with cryptographically secure random bytes.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
+    getrandom::getrandom(buf).map_err(|e| CryptoError::Random(e.to_string()))
+}
+
+/// The repository's 256-bit master key, wiped from memory when dropped.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        random_bytes(k.as_mut())?;
+        Ok(Self(k))
+    }
+
+    /// Wraps existing key bytes (from a key object or a recovery sheet).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The raw key bytes; callers must not log them.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Derives the per-purpose sub-keys.
+    pub fn derive(&self) -> Keys {
+        Keys {
+            encryption: Zeroizing::new(blake3::derive_key(CONTEXT_ENCRYPTION, self.0.as_ref())),
+            blob_id: Zeroizing::new(blake3::derive_key(CONTEXT_BLOB_ID, self.0.as_ref())),
+        }
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Sub-keys derived from the master key.
+#[derive(Clone)]
+pub struct Keys {
+    encryption: Zeroizing<[u8; 32]>,
+    blob_id: Zeroizing<[u8; 32]>,
+}
+
+impl Keys {
+    /// Keyed BLAKE3 of a blob's plaintext: its id.
+    pub fn blob_id(&self, data: &[u8]) -> crate::id::BlobId {
+        crate::id::BlobId(*blake3::keyed_hash(&self.blob_id, data).as_bytes())
+    }
+
+    /// Encrypts `plaintext` under a fresh random nonce.
+    /// Output layout: nonce (24) || ciphertext || tag (16).
+    pub fn seal(&self, ad: &[u8], plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        seal_with(&self.encryption, ad, plaintext)
+    }
+
+    /// Reverses [`Keys::seal`]; fails on any change to the bytes or the AD.
+    pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        open_with(&self.encryption, ad, sealed)
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+/// Seals in place: the plaintext buffer is reused for the output so that a
+/// multi-megabyte chunk is not copied once more than needed.
+pub(crate) fn seal_with(key: &[u8; 32], ad: &[u8], plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce)?;
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&plaintext);
+    drop(plaintext);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut out[NONCE_LEN..])
+        .map_err(|_| CryptoError::Authentication)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+pub(crate) fn open_with(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(CryptoError::Truncated { len: sealed.len() });
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), ad, &mut buf, Tag::from_slice(tag))
+        .map_err(|_| CryptoError::Authentication)?;
+    Ok(buf)
+}
+
+/// Argon2id cost parameters, stored in each key object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// 64 MiB, 3 passes, 1 lane: the floor the design asks for, and about a
+    /// quarter second on a current server core (see format-spec).
+    fn default() -> Self {
+        Self {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Derives a key-encryption key from a password.
+pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = Zeroizing::new([0u8; 32]);
+    a.hash_password_into(password, salt, out.as_mut())
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let k = MasterKey::from_bytes([7; 32]).derive();
+        let sealed = k.seal(b"ad", b"hello".to_vec()).unwrap();
+        assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(k.open(b"ad", &sealed).unwrap(), b"hello");
+        assert!(matches!(k.open(b"other", &sealed), Err(CryptoError::Authentication)));
+        let mut bad = sealed.clone();
+        bad[30] ^= 1;
+        assert!(matches!(k.open(b"ad", &bad), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            k.open(b"ad", &sealed[..10]),
+            Err(CryptoError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn subkeys_differ() {
+        let k = MasterKey::from_bytes([1; 32]);
+        let d = k.derive();
+        assert_ne!(d.encryption.as_ref(), d.blob_id.as_ref());
+    }
+}

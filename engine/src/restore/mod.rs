@@ -1,0 +1,147 @@
+//! Restore: plan what to write from the snapshot's trees and the index, then
+//! execute the plan pack by pack.
+//!
+//! Order (so that nothing is written outside the target, and symlinks made by
+//! the restore cannot redirect its own writes): folders, file data, hard
+//! links, symlinks and special files, then folder metadata deepest first.
+
+mod plan;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+pub use plan::{resolve_path, RestorePlan};
+
+use crate::backend::BackendError;
+use crate::repository::{Repository, RepositoryError};
+use crate::snapshot::Snapshot;
+
+/// Errors of a restore.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Files exist in the target and `--overwrite` was not given.
+    #[error("{count} file(s) already exist in the target, e.g. {first}; nothing was written (use --overwrite to replace them)")]
+    TargetExists {
+        /// How many.
+        count: usize,
+        /// One of them.
+        first: PathBuf,
+    },
+    /// The path asked for is not in the snapshot.
+    #[error("{0} is not in the snapshot")]
+    PathNotFound(String),
+    /// A name in a tree would escape the target (corrupt or hostile tree).
+    #[error("refusing unsafe file name {0:?} from the snapshot")]
+    UnsafeName(String),
+    /// Writing to the target failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path in the target.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// An include/exclude pattern does not parse.
+    #[error("bad pattern `{pattern}`: {detail}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        detail: String,
+    },
+    /// `--verify` found restored data that differs from the snapshot.
+    #[error("verification failed for {count} file(s), e.g. {first}")]
+    VerifyFailed {
+        /// How many files.
+        count: usize,
+        /// One of them.
+        first: PathBuf,
+    },
+    /// Repository failure (missing or damaged data).
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// Storage failure.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl RestoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        RestoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    /// Bytes of file content to restore.
+    pub bytes_total: AtomicU64,
+    /// Bytes restored (written, or found already correct).
+    pub bytes_done: AtomicU64,
+    /// Files to restore.
+    pub files_total: AtomicU64,
+    /// Files finished.
+    pub files_done: AtomicU64,
+}
+
+/// Restore settings.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore only this path of the snapshot (a file or a folder): it is
+    /// written as `target/<its name>`.
+    pub subpath: Option<String>,
+    /// Only paths matching one of these globs (and folders leading to them).
+    pub include: Vec<String>,
+    /// Leave out paths matching these globs.
+    pub exclude: Vec<String>,
+    /// Replace existing files.
+    pub overwrite: bool,
+    /// Re-read everything written and compare with the snapshot.
+    pub verify: bool,
+    /// Parallel pack readers (default: 2 × CPUs).
+    pub threads: usize,
+    /// Progress counters.
+    pub progress: Option<Arc<RestoreProgress>>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    /// Files restored.
+    pub files: u64,
+    /// Folders restored.
+    pub dirs: u64,
+    /// Symlinks and special files.
+    pub others: u64,
+    /// Content bytes of restored files.
+    pub bytes: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Bytes found already correct in the target and not rewritten.
+    pub bytes_unchanged: u64,
+    /// Packs read.
+    pub packs_read: u64,
+    /// Bytes read from the repository.
+    pub bytes_downloaded: u64,
+    /// Files checked by `verify`.
+    pub files_verified: u64,
+    /// Metadata that could not be applied (e.g. ownership as non-root).
+    pub warnings: Vec<String>,
+}
+
+/// Restores `snapshot` (or part of it) into `target`.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary, RestoreError> {
+    let index = repo.load_index()?;
+    let plan = RestorePlan::build(repo, &index, snapshot, target, opts)?;
+    write::execute(repo, &index, plan, opts)
+}

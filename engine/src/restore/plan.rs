@@ -1,0 +1,282 @@
+//! Planning a restore: which entries to create, and which blobs of which
+//! packs go to which file offsets.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::{RestoreError, RestoreOptions};
+use crate::blob::BlobType;
+use crate::id::{BlobId, PackId, TreeId};
+use crate::index::Index;
+use crate::repository::{Repository, RepositoryError};
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
+
+/// One file to write.
+#[derive(Debug)]
+pub struct PlanFile {
+    /// Destination.
+    pub path: PathBuf,
+    /// Its metadata and content list.
+    pub node: Node,
+    /// Index of an earlier file this one is a hard link to.
+    pub link_to: Option<usize>,
+    /// Whether a file already existed there (only with `overwrite`).
+    pub existed: bool,
+}
+
+/// One blob to read, and where its plaintext goes.
+#[derive(Debug)]
+pub struct BlobJob {
+    /// Blob id.
+    pub id: BlobId,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// (file number, offset in that file) for every place it goes.
+    pub targets: Vec<(usize, u64)>,
+}
+
+/// All blobs needed from one pack, in pack order.
+#[derive(Debug)]
+pub struct PackJob {
+    /// The pack.
+    pub pack: PackId,
+    /// Its blobs, sorted by offset.
+    pub blobs: Vec<BlobJob>,
+}
+
+/// Everything a restore will do, decided before anything is written.
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    /// The target folder.
+    pub target: PathBuf,
+    /// Folders to create, parents first.
+    pub dirs: Vec<(PathBuf, Node)>,
+    /// Files to write.
+    pub files: Vec<PlanFile>,
+    /// Symlinks and special files.
+    pub others: Vec<(PathBuf, Node)>,
+    /// Reads, grouped by pack.
+    pub packs: Vec<PackJob>,
+    /// Total content bytes.
+    pub bytes: u64,
+}
+
+fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let bad = |e: globset::Error| RestoreError::BadPattern {
+            pattern: p.clone(),
+            detail: e.to_string(),
+        };
+        b.add(Glob::new(p).map_err(bad)?);
+        if !p.contains('/') {
+            b.add(Glob::new(&format!("**/{p}")).map_err(bad)?);
+        }
+    }
+    b.build().map_err(|e| RestoreError::BadPattern {
+        pattern: patterns.join(" "),
+        detail: e.to_string(),
+    })
+}
+
+fn check_name(name: &[u8]) -> Result<&OsStr, RestoreError> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(RestoreError::UnsafeName(String::from_utf8_lossy(name).into_owned()));
+    }
+    Ok(OsStr::from_bytes(name))
+}
+
+/// Finds the node at `path` (absolute, in the snapshot). The root itself
+/// comes back as a folder node without a name.
+pub fn resolve_path(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node, RestoreError> {
+    let mut node = Node::new(Vec::new(), NodeKind::Dir);
+    node.subtree = Some(snapshot.tree);
+    node.mode = 0o755;
+    for c in Path::new(path).components() {
+        let Component::Normal(name) = c else { continue };
+        let sub = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(t)) => t,
+            _ => return Err(RestoreError::PathNotFound(path.to_string())),
+        };
+        let tree = repo.load_tree(index, &sub)?;
+        node = tree
+            .get(name.as_bytes())
+            .cloned()
+            .ok_or_else(|| RestoreError::PathNotFound(path.to_string()))?;
+    }
+    Ok(node)
+}
+
+struct Builder<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    include: GlobSet,
+    exclude: GlobSet,
+    has_include: bool,
+    plan: RestorePlan,
+    links: HashMap<(u64, u64), usize>,
+}
+
+impl Builder<'_> {
+    /// Adds `node` found at snapshot path `spath`, to be written at `dest`.
+    /// Returns whether anything was added.
+    fn visit(&mut self, node: &Node, spath: &Path, dest: PathBuf, parent_included: bool) -> Result<bool, RestoreError> {
+        if self.exclude.is_match(spath) {
+            return Ok(false);
+        }
+        let included = !self.has_include || parent_included || self.include.is_match(spath);
+        match node.kind {
+            NodeKind::Dir => {
+                let at = self.plan.dirs.len();
+                self.plan.dirs.push((dest.clone(), node.clone()));
+                let mut any = false;
+                if let Some(sub) = node.subtree {
+                    any = self.visit_tree(&sub, spath, &dest, included)?;
+                }
+                if !any && !included {
+                    // Nothing below was wanted, and nothing was added after it.
+                    self.plan.dirs.truncate(at);
+                }
+                Ok(any || included)
+            }
+            _ if !included => Ok(false),
+            NodeKind::File => {
+                let n = self.plan.files.len();
+                let mut link_to = None;
+                if node.is_hard_linked() {
+                    match self.links.get(&(node.device, node.inode)) {
+                        Some(&first) => link_to = Some(first),
+                        None => {
+                            self.links.insert((node.device, node.inode), n);
+                        }
+                    }
+                }
+                self.plan.files.push(PlanFile {
+                    path: dest,
+                    node: node.clone(),
+                    link_to,
+                    existed: false,
+                });
+                Ok(true)
+            }
+            _ => {
+                self.plan.others.push((dest, node.clone()));
+                Ok(true)
+            }
+        }
+    }
+
+    fn visit_tree(&mut self, id: &TreeId, spath: &Path, dest: &Path, included: bool) -> Result<bool, RestoreError> {
+        let tree = self.repo.load_tree(self.index, id)?;
+        let mut any = false;
+        for n in &tree.nodes {
+            let name = check_name(&n.name)?;
+            any |= self.visit(n, &spath.join(name), dest.join(name), included)?;
+        }
+        Ok(any)
+    }
+
+    fn plan_reads(&mut self) -> Result<(), RestoreError> {
+        let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
+        for (i, f) in self.plan.files.iter().enumerate() {
+            if f.link_to.is_some() {
+                continue;
+            }
+            self.plan.bytes += f.node.size;
+            let mut off = 0u64;
+            for c in &f.node.content {
+                let loc = self.index.get(&c.id).ok_or(RepositoryError::MissingBlob { id: c.id })?;
+                if loc.blob_type != BlobType::Data {
+                    return Err(RepositoryError::MissingBlob { id: c.id }.into());
+                }
+                by_pack
+                    .entry(loc.pack)
+                    .or_default()
+                    .entry(c.id)
+                    .or_insert_with(|| BlobJob {
+                        id: c.id,
+                        offset: loc.offset,
+                        length: loc.length,
+                        targets: Vec::new(),
+                    })
+                    .targets
+                    .push((i, off));
+                off += u64::from(c.length);
+            }
+        }
+        let mut packs: Vec<PackJob> = by_pack
+            .into_iter()
+            .map(|(pack, blobs)| {
+                let mut blobs: Vec<BlobJob> = blobs.into_values().collect();
+                blobs.sort_by_key(|b| b.offset);
+                PackJob { pack, blobs }
+            })
+            .collect();
+        // Biggest first keeps both cores busy to the end.
+        packs.sort_by_key(|p| std::cmp::Reverse(p.blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()));
+        self.plan.packs = packs;
+        Ok(())
+    }
+}
+
+impl RestorePlan {
+    /// Plans the restore of `snapshot` into `target` with `opts`.
+    pub fn build(
+        repo: &Repository,
+        index: &Index,
+        snapshot: &Snapshot,
+        target: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<Self, RestoreError> {
+        let mut b = Builder {
+            repo,
+            index,
+            include: globset(&opts.include)?,
+            exclude: globset(&opts.exclude)?,
+            has_include: !opts.include.is_empty(),
+            plan: RestorePlan {
+                target: target.to_path_buf(),
+                ..Default::default()
+            },
+            links: HashMap::new(),
+        };
+        match &opts.subpath {
+            Some(sp) if Path::new(sp).components().any(|c| matches!(c, Component::Normal(_))) => {
+                let node = resolve_path(repo, index, snapshot, sp)?;
+                let name = check_name(&node.name)?.to_owned();
+                b.visit(&node, Path::new(sp), target.join(name), false)?;
+            }
+            _ => {
+                b.visit_tree(&snapshot.tree, Path::new("/"), target, false)?;
+            }
+        }
+        b.plan_reads()?;
+        let mut plan = b.plan;
+        let mut existing = Vec::new();
+        for f in &mut plan.files {
+            if std::fs::symlink_metadata(&f.path).is_ok() {
+                f.existed = true;
+                existing.push(f.path.clone());
+            }
+        }
+        for (p, _) in &plan.others {
+            if std::fs::symlink_metadata(p).is_ok() {
+                existing.push(p.clone());
+            }
+        }
+        if !opts.overwrite && !existing.is_empty() {
+            return Err(RestoreError::TargetExists {
+                count: existing.len(),
+                first: existing.swap_remove(0),
+            });
+        }
+        Ok(plan)
+    }
+}

@@ -1,0 +1,141 @@
+//! Directory trees: one tree blob per directory, listing its entries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{BlobId, TreeId};
+
+/// Version byte of an encoded tree blob.
+pub const TREE_VERSION: u8 = 1;
+
+/// What a tree entry is. The variant order is part of the format (bincode
+/// writes the variant index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Unix socket (recorded, not restored).
+    Socket,
+}
+
+/// One content blob of a file, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRef {
+    /// Blob id.
+    pub id: BlobId,
+    /// Plaintext length: lets restore place each blob without the index
+    /// storing it (which keeps the in-memory index at 28 bytes a blob).
+    pub length: u32,
+}
+
+/// An extended attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Attribute name.
+    pub name: Vec<u8>,
+    /// Attribute value.
+    pub value: Vec<u8>,
+}
+
+/// One directory entry with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// File name as raw bytes (need not be UTF-8).
+    pub name: Vec<u8>,
+    /// Kind of entry.
+    pub kind: NodeKind,
+    /// Permission bits and set-id/sticky bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Owner name, when known.
+    pub user: String,
+    /// Group name, when known.
+    pub group: String,
+    /// Modification time, Unix ns.
+    pub mtime_ns: i64,
+    /// Status-change time, Unix ns.
+    pub ctime_ns: i64,
+    /// Inode number (change detection, hard links).
+    pub inode: u64,
+    /// Device number of the file system holding it.
+    pub device: u64,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Device number for device nodes.
+    pub rdev: u64,
+    /// Size in bytes for files.
+    pub size: u64,
+    /// Target of a symlink.
+    pub symlink_target: Option<Vec<u8>>,
+    /// Extended attributes.
+    pub xattrs: Vec<Xattr>,
+    /// Content blobs of a file.
+    pub content: Vec<ContentRef>,
+    /// The tree of a directory.
+    pub subtree: Option<TreeId>,
+}
+
+impl Node {
+    /// A node with the given name and kind and every other field empty.
+    pub fn new(name: Vec<u8>, kind: NodeKind) -> Self {
+        Self {
+            name,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            device: 0,
+            nlink: 1,
+            rdev: 0,
+            size: 0,
+            symlink_target: None,
+            xattrs: Vec::new(),
+            content: Vec::new(),
+            subtree: None,
+        }
+    }
+
+    /// The name for display (lossy where not UTF-8).
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+
+    /// Whether this node shares its inode with another path (hard link).
+    pub fn is_hard_linked(&self) -> bool {
+        self.kind == NodeKind::File && self.nlink > 1
+    }
+}
+
+/// A directory: entries sorted by name bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries, sorted by `name`, no duplicates.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Finds an entry by name.
+    pub fn get(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}

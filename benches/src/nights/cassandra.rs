@@ -63,7 +63,7 @@ pub const TABLES: &[TableDef] = &[
         name: "orders",
         weight: 0.22,
         rows: (1, 4),
-        blob: (40, 160),
+        blob: (8, 40),
         words: (0, 8),
         schema: "order_id uuid, created_at timestamp, status text, country text, total_cents bigint, customer text, note text, payload blob, PRIMARY KEY (order_id, created_at)",
     },
@@ -72,7 +72,7 @@ pub const TABLES: &[TableDef] = &[
         name: "order_items",
         weight: 0.18,
         rows: (1, 8),
-        blob: (16, 96),
+        blob: (0, 24),
         words: (0, 4),
         schema: "order_id uuid, line int, sku text, qty int, price_cents bigint, title text, attrs blob, PRIMARY KEY (order_id, line)",
     },
@@ -81,7 +81,7 @@ pub const TABLES: &[TableDef] = &[
         name: "carts",
         weight: 0.06,
         rows: (1, 3),
-        blob: (60, 240),
+        blob: (16, 64),
         words: (0, 3),
         schema: "cart_id uuid, updated_at timestamp, items blob, PRIMARY KEY (cart_id)",
     },
@@ -90,7 +90,7 @@ pub const TABLES: &[TableDef] = &[
         name: "events",
         weight: 0.25,
         rows: (4, 24),
-        blob: (24, 120),
+        blob: (4, 32),
         words: (0, 2),
         schema: "device_id uuid, ts timestamp, kind text, value double, tags text, body blob, PRIMARY KEY (device_id, ts)",
     },
@@ -99,7 +99,7 @@ pub const TABLES: &[TableDef] = &[
         name: "metrics_by_day",
         weight: 0.12,
         rows: (8, 32),
-        blob: (8, 48),
+        blob: (0, 16),
         words: (0, 1),
         schema: "metric text, day date, ts timestamp, value double, sketch blob, PRIMARY KEY ((metric, day), ts)",
     },
@@ -108,7 +108,7 @@ pub const TABLES: &[TableDef] = &[
         name: "profiles",
         weight: 0.10,
         rows: (1, 1),
-        blob: (64, 320),
+        blob: (16, 96),
         words: (2, 14),
         schema: "user_id uuid, email text, name text, city text, bio text, avatar blob, PRIMARY KEY (user_id)",
     },
@@ -117,7 +117,7 @@ pub const TABLES: &[TableDef] = &[
         name: "sessions",
         weight: 0.07,
         rows: (1, 6),
-        blob: (48, 200),
+        blob: (16, 48),
         words: (0, 2),
         schema: "user_id uuid, session_id timeuuid, ip text, user_agent text, token blob, PRIMARY KEY (user_id, session_id)",
     },
@@ -355,8 +355,8 @@ fn gen_chunk(table: usize, b: BlockRef) -> RawChunk {
             s.clear();
             match table % 3 {
                 0 => {
-                    let first = *rng.pick(text::FIRST_NAMES);
-                    let last = *rng.pick(text::LAST_NAMES);
+                    let first = rng.pick(text::FIRST_NAMES);
+                    let last = rng.pick(text::LAST_NAMES);
                     s.push_str(&text::email(&mut rng, first, last));
                 }
                 1 => {
@@ -369,6 +369,17 @@ fn gen_chunk(table: usize, b: BlockRef) -> RawChunk {
             s.clear();
             text::push_words(&mut rng, &mut s, def.words.0, def.words.1);
             put_str(&mut data, &s);
+            // A trace/correlation id: hex text, which LZ4 cannot shorten but
+            // an entropy coder can.
+            s.clear();
+            text::push_hex(&mut rng, &mut s, 32);
+            put_str(&mut data, &s);
+            // Small counters (skewed values), then the opaque blob.
+            let n = rng.range(1, 6);
+            put_vint(&mut data, n);
+            for _ in 0..n {
+                data.push((rng.below(40) * rng.below(5)) as u8);
+            }
             let blob = rng.range(def.blob.0, def.blob.1) as usize;
             put_vint(&mut data, blob as u64);
             rng.extend(&mut data, blob);

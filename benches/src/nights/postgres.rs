@@ -166,8 +166,8 @@ fn gen_row(seed: u64, t: Table, id: u64, version: u32, st: &State, out: &mut Str
     let night_secs = super::util::night_epoch(version);
     match t {
         Table::Customers => {
-            let first = *shape.pick(text::FIRST_NAMES);
-            let last = *shape.pick(text::LAST_NAMES);
+            let first = shape.pick(text::FIRST_NAMES);
+            let last = shape.pick(text::LAST_NAMES);
             let mut notes = String::new();
             text::push_words(&mut v, &mut notes, 0, 16);
             row(
@@ -214,9 +214,9 @@ fn gen_row(seed: u64, t: Table, id: u64, version: u32, st: &State, out: &mut Str
             let mut addr = format!("{} Main Street, ", 1 + shape.below(300));
             addr.push_str(shape.pick(text::CITIES));
             let status = if version <= 1 {
-                *shape.pick(text::STATUSES)
+                shape.pick(text::STATUSES)
             } else {
-                *v.pick(text::STATUSES)
+                v.pick(text::STATUSES)
             };
             row(
                 out,

@@ -55,8 +55,8 @@ fn command(seed: u64, id: u64, version: u32) -> Vec<Vec<u8>> {
         Kind::Session => {
             key.push_str("session:");
             text::push_hex(&mut shape, &mut key, 24);
-            let first = *shape.pick(text::FIRST_NAMES);
-            let last = *shape.pick(text::LAST_NAMES);
+            let first = shape.pick(text::FIRST_NAMES);
+            let last = shape.pick(text::LAST_NAMES);
             let mut s = format!(
                 "{{\"uid\":{},\"email\":\"{}\",\"ip\":\"{}\",\"ua\":\"{}\",\"seen\":{},\"csrf\":\"",
                 shape.below(5_000_000),
@@ -99,8 +99,8 @@ fn command(seed: u64, id: u64, version: u32) -> Vec<Vec<u8>> {
         }
         Kind::User => {
             key.push_str(&format!("user:{}", 100_000 + id));
-            let first = *shape.pick(text::FIRST_NAMES);
-            let last = *shape.pick(text::LAST_NAMES);
+            let first = shape.pick(text::FIRST_NAMES);
+            let last = shape.pick(text::LAST_NAMES);
             let mut args: Vec<Vec<u8>> = vec![b"HSET".to_vec(), key.into_bytes()];
             let mut field = |name: &str, value: String| {
                 args.push(name.as_bytes().to_vec());

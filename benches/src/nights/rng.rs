@@ -90,8 +90,9 @@ impl Rng {
         self.below(len as u64) as usize
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.index(items.len())]
+    /// A uniformly chosen element (`items` must not be empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.index(items.len())]
     }
 
     /// Uniform in `[0, 1)`.

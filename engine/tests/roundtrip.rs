@@ -1,0 +1,240 @@
+//! Backup and restore of a tree full of edge cases, compared entry by entry.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_engine::crypto::KdfParams;
+use cairn_engine::repository::ChunkerParams;
+use cairn_engine::{
+    backup, restore, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository, RestoreOptions,
+};
+
+const CHUNK: ChunkerParams = ChunkerParams {
+    seed: 42,
+    min_size: 64 * 1024,
+    avg_size: 256 * 1024,
+    max_size: 1024 * 1024,
+};
+
+fn cheap_init() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        chunker: Some(CHUNK),
+        ..Default::default()
+    }
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Everything about an entry that a restore must reproduce.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    kind: &'static str,
+    mode: u32,
+    mtime: i64,
+    content: Option<[u8; 32]>,
+    link: Option<Vec<u8>>,
+    inode_group: Option<usize>,
+}
+
+fn describe(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut names: Vec<_> = fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+            let ft = m.file_type();
+            let (kind, content, link) = if ft.is_symlink() {
+                (
+                    "symlink",
+                    None,
+                    Some(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+                )
+            } else if ft.is_dir() {
+                stack.push(p.clone());
+                ("dir", None, None)
+            } else {
+                ("file", Some(*blake3::hash(&fs::read(&p).unwrap()).as_bytes()), None)
+            };
+            let inode_group = if ft.is_file() && m.nlink() > 1 {
+                let n = inodes.len();
+                Some(*inodes.entry(m.ino()).or_insert(n))
+            } else {
+                None
+            };
+            let mtime = if ft.is_dir() {
+                0
+            } else {
+                m.mtime() * 1_000_000_000 + m.mtime_nsec()
+            };
+            out.insert(
+                rel,
+                Seen {
+                    kind,
+                    mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
+                    mtime,
+                    content,
+                    link,
+                    inode_group,
+                },
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn restore_reproduces_edge_cases_exactly() {
+    let src_parent = tempfile::tempdir().unwrap();
+    let src = src_parent.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    fs::write(src.join("one-byte"), b"x").unwrap();
+    for (name, len) in [
+        ("min", CHUNK.min_size),
+        ("avg", CHUNK.avg_size),
+        ("max", CHUNK.max_size),
+    ] {
+        let n = len as usize;
+        fs::write(src.join(format!("exact-{name}")), pseudo_random(n, n as u64)).unwrap();
+        fs::write(src.join(format!("plus-one-{name}")), pseudo_random(n + 1, n as u64 + 7)).unwrap();
+    }
+    fs::write(
+        src.join("text.sql"),
+        b"INSERT INTO t VALUES (1, 'abc');\n".repeat(50_000),
+    )
+    .unwrap();
+    // A 2 GB sparse file with data in the middle and at the end.
+    let sparse = fs::File::create(src.join("sparse.img")).unwrap();
+    sparse.set_len(2 * 1024 * 1024 * 1024).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_all_at(b"middle", 1024 * 1024 * 1024).unwrap();
+    sparse.write_all_at(b"end", 2 * 1024 * 1024 * 1024 - 3).unwrap();
+    drop(sparse);
+    std::os::unix::fs::symlink("one-byte", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    fs::write(src.join("hard-a"), b"shared by two names").unwrap();
+    fs::hard_link(src.join("hard-a"), src.join("hard-b")).unwrap();
+    fs::create_dir_all(src.join("empty-dir")).unwrap();
+    fs::create_dir_all(src.join("deep/er/still")).unwrap();
+    fs::write(src.join("deep/er/still/leaf"), b"leaf").unwrap();
+    let bad_utf8 = OsStr::from_bytes(b"not-utf8-\xff\xfe");
+    fs::write(src.join(bad_utf8), b"bytes name").unwrap();
+    fs::write(src.join("ünïcødé-名前-🗂"), b"unicode name").unwrap();
+    fs::write(src.join("odd-perms"), b"perm").unwrap();
+    fs::set_permissions(src.join("odd-perms"), fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::set_permissions(src.join("empty-dir"), fs::Permissions::from_mode(0o700)).unwrap();
+
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let out = backup(&repo, BackupSource::Paths(vec![src.clone()]), &BackupOptions::default()).unwrap();
+    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+    let snap = repo.load_snapshot(&out.id.unwrap()).unwrap();
+
+    let target = tempfile::tempdir().unwrap();
+    let sub = src.to_string_lossy().into_owned();
+    let summary = restore(
+        &repo,
+        &snap,
+        target.path(),
+        &RestoreOptions {
+            subpath: Some(sub),
+            verify: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(summary.files_verified > 0);
+    let restored = target.path().join("src");
+    assert_eq!(describe(&src), describe(&restored));
+    // The sparse file came back sparse: far fewer blocks than its size.
+    let m = fs::metadata(restored.join("sparse.img")).unwrap();
+    assert_eq!(m.len(), 2 * 1024 * 1024 * 1024);
+    assert!(
+        m.blocks() * 512 < 64 * 1024 * 1024,
+        "sparse file restored with {} blocks",
+        m.blocks()
+    );
+    // Hard links are links again.
+    assert_eq!(
+        fs::metadata(restored.join("hard-a")).unwrap().ino(),
+        fs::metadata(restored.join("hard-b")).unwrap().ino()
+    );
+}
+
+#[test]
+fn second_backup_reads_nothing_unchanged_and_follows_hard_links_across_paths() {
+    let src = tempfile::tempdir().unwrap();
+    let live = src.path().join("live");
+    fs::create_dir(&live).unwrap();
+    fs::write(live.join("nb-1-big-Data.db"), pseudo_random(3_000_000, 1)).unwrap();
+    fs::write(live.join("nb-2-big-Data.db"), pseudo_random(1_000_000, 2)).unwrap();
+    let snapdir = |tag: &str| {
+        let d = src.path().join("snapshots").join(tag);
+        fs::create_dir_all(&d).unwrap();
+        for f in ["nb-1-big-Data.db", "nb-2-big-Data.db"] {
+            fs::hard_link(live.join(f), d.join(f)).unwrap();
+        }
+    };
+    snapdir("night-1");
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let paths = vec![src.path().join("snapshots")];
+    let first = backup(&repo, BackupSource::Paths(paths.clone()), &BackupOptions::default()).unwrap();
+    assert_eq!(first.snapshot.summary.files_new, 2);
+    assert_eq!(first.snapshot.summary.bytes_read, 4_000_000);
+
+    // Night 2: the old tag folder is cleared, a new one hard-links the same files.
+    fs::remove_dir_all(src.path().join("snapshots/night-1")).unwrap();
+    snapdir("night-2");
+    let second = backup(&repo, BackupSource::Paths(paths), &BackupOptions::default()).unwrap();
+    let s = &second.snapshot.summary;
+    assert_eq!(second.snapshot.parent, first.id);
+    assert_eq!(
+        (s.files_new, s.files_changed, s.files_unchanged, s.bytes_read),
+        (0, 0, 2, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.data_blobs_added, 0);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), pseudo_random(500_000, 9)).unwrap();
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let opts = BackupOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = backup(&repo, BackupSource::Paths(vec![src.path().to_path_buf()]), &opts).unwrap();
+    assert!(out.id.is_none());
+    assert!(out.snapshot.summary.data_blobs_added > 0);
+    assert!(repo.list_snapshots().unwrap().is_empty());
+    assert_eq!(repo.load_index().unwrap().len(), 0);
+}

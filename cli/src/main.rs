@@ -1,1 +1,108 @@
-fn main() {}
+//! The `cairn` command: argument parsing, passwords, progress and output.
+//! All backup logic lives in `cairn-engine`.
+
+mod args;
+mod commands;
+mod config;
+mod output;
+mod password;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cairn_engine::backup::BackupError;
+use cairn_engine::restore::RestoreError;
+use cairn_engine::select::SelectError;
+use cairn_engine::sources::SourceError;
+use cairn_engine::RepositoryError;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
+pub const EXIT_NO_REPOSITORY: u8 = 10;
+pub const EXIT_LOCKED: u8 = 11;
+pub const EXIT_WRONG_PASSWORD: u8 = 12;
+
+fn repository_error(e: &anyhow::Error) -> Option<&RepositoryError> {
+    for cause in e.chain() {
+        if let Some(r) = cause.downcast_ref::<RepositoryError>() {
+            return Some(r);
+        }
+        let inner = match cause.downcast_ref::<BackupError>() {
+            Some(BackupError::Repository(r)) => Some(r),
+            _ => None,
+        }
+        .or(match cause.downcast_ref::<RestoreError>() {
+            Some(RestoreError::Repository(r)) => Some(r),
+            _ => None,
+        })
+        .or(match cause.downcast_ref::<SelectError>() {
+            Some(SelectError::Repository(r)) => Some(r),
+            _ => None,
+        });
+        if inner.is_some() {
+            return inner;
+        }
+    }
+    None
+}
+
+/// Maps an error to the documented exit code.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match repository_error(e) {
+        Some(RepositoryError::WrongPassword { .. }) | Some(RepositoryError::WrongRecoveryKey) => {
+            return EXIT_WRONG_PASSWORD
+        }
+        Some(RepositoryError::NotARepository { .. }) => return EXIT_NO_REPOSITORY,
+        _ => {}
+    }
+    for cause in e.chain() {
+        let src = match cause.downcast_ref::<BackupError>() {
+            Some(BackupError::Stream(s)) => Some(s),
+            _ => cause.downcast_ref::<SourceError>(),
+        };
+        if let Some(SourceError::CommandFailed { code: Some(c), .. }) = src {
+            return u8::try_from(*c).ok().filter(|c| *c != 0).unwrap_or(EXIT_FAILURE);
+        }
+    }
+    EXIT_FAILURE
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // A closed pipe (`cairn ls ... | head`) is not a failure.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

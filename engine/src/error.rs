@@ -21,6 +21,12 @@ pub enum Error {
     /// Check.
     #[error(transparent)]
     Check(#[from] crate::check::CheckError),
+    /// Browsing (ls, find, diff, dump).
+    #[error(transparent)]
+    Browse(#[from] crate::browse::BrowseError),
+    /// Stream sources.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
     /// Recovery sheet.
     #[error(transparent)]
     Recovery(#[from] crate::recovery::RecoveryError),

@@ -18,8 +18,33 @@ pub struct ParseIdError {
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; ID_LEN]);
+
+        // Binary encodings (bincode) get the 32 raw bytes, exactly what a
+        // derived impl writes; JSON gets the hex form people can read.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&self.to_hex())
+                } else {
+                    s.serialize_newtype_struct(stringify!($name), &self.0)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    Self::from_hex(&s).map_err(serde::de::Error::custom)
+                } else {
+                    #[derive(Deserialize)]
+                    struct Raw([u8; ID_LEN]);
+                    Raw::deserialize(d).map(|r| Self(r.0))
+                }
+            }
+        }
 
         impl $name {
             /// Lower-case hexadecimal form, as used in object names.

@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod backup;
 pub mod blob;
+pub mod browse;
 pub mod check;
 pub mod chunker;
 pub mod crypto;

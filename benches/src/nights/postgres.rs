@@ -21,7 +21,7 @@ use super::util::{
 
 /// Average dump bytes per "unit" (1 customer, 0.2 products, 4 orders with
 /// their lines, 3 events), measured on this generator.
-pub const EST_DUMP_BYTES_PER_UNIT: f64 = 2_000.0;
+pub const EST_DUMP_BYTES_PER_UNIT: f64 = 1_550.0;
 
 const TAG_ROW: u64 = 0x5C_0001;
 const TAG_SHAPE: u64 = 0x5C_0002;

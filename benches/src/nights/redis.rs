@@ -18,7 +18,7 @@ use super::util::{
 };
 
 /// Average bytes one key adds to dump.rdb (measured on this generator).
-pub const EST_RDB_BYTES_PER_KEY: f64 = 480.0;
+pub const EST_RDB_BYTES_PER_KEY: f64 = 436.0;
 /// Share of keys rewritten each night, and of keys deleted (and added).
 const CHANGE: f64 = 0.03;
 const CHURN: f64 = 0.003;

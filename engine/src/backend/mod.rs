@@ -234,3 +234,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 #[doc(hidden)]
 pub mod suite;
+
+/// Opens a repository location: a folder path or `local:PATH`.
+/// (`s3:` locations arrive with the S3 backend.)
+pub fn open_location(location: &str) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    if location.starts_with("s3:") {
+        return Err(BackendError::Other {
+            path: location.to_string(),
+            message: "S3 repositories are not supported by this build yet; use a local folder".into(),
+        });
+    }
+    let path = location.strip_prefix("local:").unwrap_or(location);
+    if path.is_empty() {
+        return Err(BackendError::Other {
+            path: location.into(),
+            message: "empty repository location".into(),
+        });
+    }
+    Ok(std::sync::Arc::new(local::LocalBackend::new(path)))
+}

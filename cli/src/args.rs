@@ -1,0 +1,302 @@
+//! The command line, as clap definitions. Completions and the man page are
+//! generated from these same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+EXIT CODES:
+    0    success
+    1    failure (the message says what failed and what to do)
+    3    backup saved, but some files could not be read (they are listed)
+    10   the repository does not exist
+    11   the repository is locked by maintenance
+    12   wrong password
+    130  interrupted
+    With --stdin-from-command, a failing command's own non-zero status is returned.";
+
+pub const ENVIRONMENT: &str = "\
+ENVIRONMENT:
+    CAIRN_REPOSITORY          repository location or profile name (like -r)
+    CAIRN_PASSWORD_FILE       file whose first line is the password
+    CAIRN_PASSWORD_COMMAND    command that prints the password
+    CAIRN_PASSWORD            the password itself (prefer the file or command)
+    CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
+    CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
+    CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
+Passwords are never taken from command-line arguments and never logged.";
+
+/// Cairn: encrypted, deduplicating backups for files, database dumps and streams.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None, after_long_help = format!("{EXIT_CODES}\n\n{ENVIRONMENT}"), after_help = "Exit codes and environment variables: see `cairn --help`.")]
+pub struct Cli {
+    /// Repository: a folder, `local:PATH`, or a profile name from cairn.toml.
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+
+    /// Configuration file (default: ./cairn.toml, then the user's config folder).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of tables (schema in the README).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More detail (repeat for debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and folders, standard input, or a command's output.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(FilterArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Find which snapshots hold files matching a pattern.
+    Find(FindArgs),
+    /// Restore a snapshot, or one file or folder of it.
+    Restore(RestoreArgs),
+    /// Write one file of a snapshot to standard output.
+    Dump(DumpArgs),
+    /// Verify the repository's structure, and with --read-data every byte.
+    Check(CheckArgs),
+    /// Print a decoded repository object (for debugging).
+    Cat(CatArgs),
+    /// Manage passwords (keys) and the recovery sheet.
+    Key(KeyArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Copy the chunker seed and sizes from another repository, so both
+    /// deduplicate alike (its password comes from CAIRN_FROM_PASSWORD_FILE or a prompt).
+    #[arg(long, value_name = "REPO")]
+    pub chunker_params_from: Option<String>,
+    /// zstd level for new data (0 = off). Default 1: see format-spec.
+    #[arg(long, value_name = "LEVEL")]
+    pub compression: Option<i32>,
+    /// Target pack size in MiB (16 by default; 64–128 suit S3 and archive classes).
+    #[arg(long, value_name = "MIB")]
+    pub pack_size: Option<u32>,
+    /// Argon2id memory in KiB for this password (default 65536). Lower only for tests.
+    #[arg(long, hide = true)]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id passes (default 3). Lower only for tests.
+    #[arg(long, hide = true)]
+    pub kdf_iterations: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and folders to back up.
+    #[arg(value_name = "PATH", conflicts_with_all = ["stdin", "stdin_from_command"])]
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file.
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for --stdin or --stdin-from-command.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Run the command after `--` and back up its standard output; if it
+    /// fails, no snapshot is saved and its status is returned.
+    #[arg(long, requires = "command")]
+    pub stdin_from_command: bool,
+    /// The command for --stdin-from-command.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Host name to record (default: this machine's, or cairn.toml's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot time instead of now (RFC 3339, `YYYY-MM-DD HH:MM[:SS]` local, or `@UNIX`).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Leave out paths matching this glob (repeatable; without `/` it matches names anywhere).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read exclude globs from a file, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Do not cross into other file systems.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Read and deduplicate, but write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compare with this snapshot instead of the newest with the same host and paths.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub parent: Option<String>,
+    /// Read every file again (no parent).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags (`a,b` needs both; repeat for either).
+    #[arg(long = "tag", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot: an id prefix or `latest`.
+    pub snapshot: String,
+    /// Folder or file in the snapshot (default: everything).
+    pub path: Option<String>,
+    /// Long format: mode, owner, size, time.
+    #[arg(short, long)]
+    pub long: bool,
+    /// Only the entries directly in PATH.
+    #[arg(long)]
+    pub no_recursive: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// First snapshot.
+    pub first: String,
+    /// Second snapshot.
+    pub second: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Glob on names (`*.db`) or on whole paths when it contains `/`.
+    pub pattern: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// `SNAPSHOT` or `SNAPSHOT:/path/in/snapshot` for one file or folder
+    /// (SNAPSHOT is an id prefix or `latest`).
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
+    /// Folder to restore into (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Only paths matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out paths matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Point in time: the newest matching snapshot at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Re-read everything written and compare it with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// Replace files that already exist in the target.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot: an id prefix or `latest`.
+    pub snapshot: String,
+    /// The file in the snapshot.
+    pub path: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read every pack and verify every blob (reads the whole repository).
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CatKind {
+    Config,
+    Key,
+    Snapshot,
+    Index,
+    Pack,
+    Blob,
+    Tree,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// What to print.
+    pub kind: CatKind,
+    /// Its id (a prefix is enough for keys and snapshots; blob and tree need the full id).
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// List the keys (passwords) that open the repository.
+    List,
+    /// Add a password (from CAIRN_NEW_PASSWORD_FILE or a prompt).
+    Add,
+    /// Remove a key by id prefix (not the last, not the one in use).
+    Remove {
+        /// Key id prefix.
+        id: String,
+    },
+    /// Change the password in use (adds the new key, then removes the old).
+    Passwd,
+    /// Print the recovery sheet: the master key on paper, for the safe.
+    ExportRecovery {
+        /// Write it to this file (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Regain access from a recovery sheet (read from FILE or standard input)
+    /// by adding a new password.
+    Recover {
+        /// The sheet as text.
+        #[arg(long, value_name = "FILE")]
+        sheet: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell.
+    pub shell: clap_complete::Shell,
+}

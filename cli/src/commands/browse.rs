@@ -1,0 +1,177 @@
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::Result;
+use cairn_engine::browse;
+use cairn_engine::select::{filter_snapshots, find_snapshot};
+use cairn_engine::tree::NodeKind;
+
+use super::{filter, Ctx};
+use crate::args::{DiffArgs, FilterArgs, FindArgs, LsArgs};
+use crate::output::{self, bytes, local_time};
+
+pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let list = filter_snapshots(&repo, &filter(&f))?;
+    if ctx.json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(), "short_id": id.short(), "time": output::rfc3339(s.time_ns), "host": s.host, "user": s.user,
+                    "tags": s.tags, "paths": s.paths, "source": s.source.label(), "tree": s.tree.to_hex(),
+                    "parent": s.parent.map(|p| p.to_hex()), "program_version": s.program_version, "summary": s.summary,
+                })
+            })
+            .collect();
+        output::json(&v)?;
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|(id, s)| {
+            let size = s.summary.bytes_new + s.summary.bytes_changed + s.summary.bytes_unchanged;
+            vec![
+                id.short(),
+                local_time(s.time_ns),
+                s.host.clone(),
+                s.tags.join(","),
+                s.source.label().into(),
+                bytes(size),
+                s.paths.join(" "),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"], &rows);
+    println!("{} snapshot(s)", list.len());
+    Ok(0)
+}
+
+fn kind_char(k: NodeKind) -> char {
+    match k {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice => 'c',
+        NodeKind::BlockDevice => 'b',
+        NodeKind::Socket => 's',
+        NodeKind::File => '-',
+    }
+}
+
+fn mode_string(k: NodeKind, mode: u32) -> String {
+    let mut s = String::new();
+    s.push(kind_char(k));
+    for shift in [6, 3, 0] {
+        let b = (mode >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let (id, snap) = find_snapshot(&repo, &a.snapshot, &filter(&a.filter))?;
+    let index = repo.load_index()?;
+    let start = a.path.clone().unwrap_or_else(|| "/".into());
+    let mut entries = Vec::new();
+    let mut out = std::io::stdout().lock();
+    let mut write_err: Option<std::io::Error> = None;
+    browse::walk(&repo, &index, &snap, &start, !a.no_recursive, &mut |p, n| {
+        if ctx.json {
+            entries.push(serde_json::json!({
+                "path": p.to_string_lossy(), "name": n.name_lossy(), "type": format!("{:?}", n.kind).to_lowercase(),
+                "size": n.size, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
+                "mtime": output::rfc3339(n.mtime_ns), "inode": n.inode, "links": n.nlink,
+                "target": n.symlink_target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+            }));
+        } else if write_err.is_none() {
+            use std::io::Write;
+            let r = if a.long {
+                writeln!(
+                    out,
+                    "{} {:>8} {:>8} {:>12} {} {}",
+                    mode_string(n.kind, n.mode),
+                    n.user,
+                    n.group,
+                    n.size,
+                    local_time(n.mtime_ns),
+                    p.display()
+                )
+            } else {
+                out.write_all(p.as_os_str().as_bytes())
+                    .and_then(|_| out.write_all(b"\n"))
+            };
+            if let Err(e) = r {
+                write_err = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if ctx.json {
+        output::json(&serde_json::json!({"snapshot": id.to_hex(), "entries": entries}))?;
+    }
+    Ok(0)
+}
+
+pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let none = Default::default();
+    let (ia, sa) = find_snapshot(&repo, &a.first, &none)?;
+    let (ib, sb) = find_snapshot(&repo, &a.second, &none)?;
+    let index = repo.load_index()?;
+    let changes = browse::diff(&repo, &index, &sa, &sb)?;
+    if ctx.json {
+        output::json(&serde_json::json!({"first": ia.to_hex(), "second": ib.to_hex(), "changes": changes}))?;
+    } else {
+        for c in &changes {
+            println!("{}    {}{}", c.change.marker(), c.path, if c.dir { "/" } else { "" });
+        }
+        ctx.say(format!(
+            "{} change(s) between {} and {}",
+            changes.len(),
+            ia.short(),
+            ib.short()
+        ));
+    }
+    Ok(0)
+}
+
+pub fn find(ctx: &Ctx, a: FindArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let (m, whole_path) = browse::name_matcher(&a.pattern)?;
+    let index = repo.load_index()?;
+    let mut hits = Vec::new();
+    for (id, snap) in filter_snapshots(&repo, &filter(&a.filter))? {
+        browse::walk(&repo, &index, &snap, "/", true, &mut |p, n| {
+            let hit = if whole_path {
+                m.is_match(p)
+            } else {
+                m.is_match(std::ffi::OsStr::from_bytes(&n.name))
+            };
+            if hit {
+                hits.push((id, snap.time_ns, p.to_string_lossy().into_owned(), n.size, n.kind));
+            }
+        })?;
+    }
+    if ctx.json {
+        let v: Vec<_> = hits
+            .iter()
+            .map(|(id, t, p, size, k)| serde_json::json!({"snapshot": id.to_hex(), "time": output::rfc3339(*t), "path": p, "size": size, "type": format!("{k:?}").to_lowercase()}))
+            .collect();
+        output::json(&v)?;
+    } else {
+        let rows: Vec<Vec<String>> = hits
+            .iter()
+            .map(|(id, t, p, size, _)| vec![id.short(), local_time(*t), bytes(*size), p.clone()])
+            .collect();
+        output::table(&["Snapshot", "Time", "Size", "Path"], &rows);
+    }
+    if hits.is_empty() {
+        ctx.say(format!("no file matches `{}`", a.pattern));
+    }
+    Ok(0)
+}

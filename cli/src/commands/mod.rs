@@ -1,0 +1,92 @@
+//! One module per command; each turns arguments into engine calls and
+//! prints the result.
+
+mod backup;
+mod browse;
+mod cat;
+mod check;
+mod init;
+mod key;
+mod restore;
+
+use anyhow::{Context, Result};
+use cairn_engine::select::SnapshotFilter;
+use cairn_engine::Repository;
+use clap::CommandFactory;
+
+use crate::args::{Cli, Command, FilterArgs};
+use crate::config::{self, FileConfig};
+use crate::password;
+
+/// What every command needs besides its own arguments.
+pub struct Ctx {
+    pub json: bool,
+    pub quiet: bool,
+    pub config: FileConfig,
+    pub repo: Option<String>,
+}
+
+impl Ctx {
+    pub fn target(&self) -> Result<config::Target> {
+        self.config.target(self.repo.as_deref())
+    }
+
+    /// Opens the repository, asking for the password by the documented order.
+    pub fn open(&self) -> Result<Repository> {
+        let t = self.target()?;
+        let backend = cairn_engine::backend::open_location(&t.location)?;
+        let pw = password::repository(t.password_file.as_deref(), t.password_command.as_deref())?;
+        Repository::open(backend, &pw).with_context(|| format!("opening repository {}", t.location))
+    }
+
+    pub fn progress(&self) -> bool {
+        crate::progress::enabled(self.quiet, self.json)
+    }
+
+    /// Prints a human line unless --quiet or --json.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", line.as_ref());
+        }
+    }
+}
+
+pub fn filter(f: &FilterArgs) -> SnapshotFilter {
+    SnapshotFilter {
+        hosts: f.hosts.clone(),
+        tags: f.tags.clone(),
+        paths: f.paths.clone(),
+        as_of_ns: None,
+    }
+}
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let config = config::load(cli.config.as_deref())?;
+    let ctx = Ctx {
+        json: cli.json,
+        quiet: cli.quiet,
+        config,
+        repo: cli.repo.clone(),
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => browse::snapshots(&ctx, a),
+        Command::Ls(a) => browse::ls(&ctx, a),
+        Command::Diff(a) => browse::diff(&ctx, a),
+        Command::Find(a) => browse::find(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Dump(a) => restore::dump(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Cat(a) => cat::run(&ctx, a),
+        Command::Key(a) => key::run(&ctx, a),
+        Command::Completions(a) => {
+            clap_complete::generate(a.shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
+    }
+}

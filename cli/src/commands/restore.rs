@@ -1,0 +1,93 @@
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use cairn_engine::restore::RestoreProgress;
+use cairn_engine::select::find_snapshot;
+use cairn_engine::{restore, RestoreOptions};
+
+use super::{filter, Ctx};
+use crate::args::{DumpArgs, RestoreArgs};
+use crate::output::{self, bytes};
+use crate::progress::Bar;
+
+pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let (spec, sub) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), Some(p.to_string())),
+        None => (a.snapshot.clone(), None),
+    };
+    let mut f = filter(&a.filter);
+    if let Some(t) = &a.as_of {
+        if spec != "latest" {
+            bail!("--as-of picks the snapshot itself; give `latest` (or nothing) instead of `{spec}`");
+        }
+        f.as_of_ns = Some(output::parse_time(t)?);
+    }
+    let (id, snap) = find_snapshot(&repo, &spec, &f)?;
+    let progress = Arc::new(RestoreProgress::default());
+    let opts = RestoreOptions {
+        subpath: sub,
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+        threads: 0,
+        progress: Some(progress.clone()),
+    };
+    let bar = ctx.progress().then(|| {
+        let p = progress.clone();
+        Bar::bytes("restore", move || {
+            (
+                p.bytes_done.load(Ordering::Relaxed),
+                p.bytes_total.load(Ordering::Relaxed),
+                format!(
+                    "{}/{} files",
+                    p.files_done.load(Ordering::Relaxed),
+                    p.files_total.load(Ordering::Relaxed)
+                ),
+            )
+        })
+    });
+    let started = std::time::Instant::now();
+    let r = restore(&repo, &snap, &a.target, &opts);
+    drop(bar);
+    let s = r?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    if ctx.json {
+        output::json(
+            &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "summary": s, "seconds": started.elapsed().as_secs_f64()}),
+        )?;
+    } else {
+        ctx.say(format!(
+            "restored snapshot {} to {}: {} files, {} folders, {} other, {} ({} written, {} already correct) in {:.2} s",
+            id.short(),
+            a.target.display(),
+            s.files,
+            s.dirs,
+            s.others,
+            bytes(s.bytes),
+            bytes(s.bytes_written),
+            bytes(s.bytes_unchanged),
+            started.elapsed().as_secs_f64()
+        ));
+        if a.verify {
+            ctx.say(format!("verified {} files: all match the snapshot", s.files_verified));
+        }
+    }
+    Ok(0)
+}
+
+pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let (_, snap) = find_snapshot(&repo, &a.snapshot, &filter(&a.filter))?;
+    let index = repo.load_index()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    cairn_engine::browse::dump(&repo, &index, &snap, &a.path, &mut out)?;
+    out.flush()?;
+    Ok(0)
+}

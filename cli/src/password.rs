@@ -1,0 +1,107 @@
+//! Where passwords come from: files, commands, the environment, a prompt —
+//! never command-line arguments, never logs.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use zeroize::Zeroizing;
+
+pub type Password = Zeroizing<Vec<u8>>;
+
+fn first_line(bytes: &[u8]) -> Password {
+    let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let mut line = &bytes[..end];
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    Zeroizing::new(line.to_vec())
+}
+
+pub fn from_file(path: &Path) -> Result<Password> {
+    let bytes =
+        Zeroizing::new(std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?);
+    Ok(first_line(&bytes))
+}
+
+pub fn from_command(cmd: &str) -> Result<Password> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .context("running the password command")?;
+    let stdout = Zeroizing::new(out.stdout);
+    if !out.status.success() {
+        // The command line itself may hold secrets: not printed.
+        bail!("the password command failed ({})", out.status);
+    }
+    Ok(first_line(&stdout))
+}
+
+fn prompt(label: &str) -> Result<Password> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no password given: set CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND or CAIRN_PASSWORD (there is no terminal to ask on)");
+    }
+    let p = rpassword::prompt_password(label).context("reading the password")?;
+    Ok(Zeroizing::new(p.into_bytes()))
+}
+
+/// The repository password, by the documented order of sources.
+pub fn repository(profile_file: Option<&Path>, profile_cmd: Option<&str>) -> Result<Password> {
+    if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE") {
+        return from_file(Path::new(&f));
+    }
+    if let Ok(c) = std::env::var("CAIRN_PASSWORD_COMMAND") {
+        return from_command(&c);
+    }
+    if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+        return Ok(Zeroizing::new(p.into_bytes()));
+    }
+    if let Some(f) = profile_file {
+        return from_file(f);
+    }
+    if let Some(c) = profile_cmd {
+        return from_command(c);
+    }
+    prompt("Repository password: ")
+}
+
+/// A new password: CAIRN_NEW_PASSWORD_FILE, or asked twice.
+pub fn new_password() -> Result<Password> {
+    if let Some(f) = std::env::var_os("CAIRN_NEW_PASSWORD_FILE") {
+        return from_file(Path::new(&f));
+    }
+    let a = prompt("New password: ")?;
+    let b = prompt("Repeat the new password: ")?;
+    if a != b {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(a)
+}
+
+/// The password of another repository (`init --chunker-params-from`).
+pub fn other_repository() -> Result<Password> {
+    if let Some(f) = std::env::var_os("CAIRN_FROM_PASSWORD_FILE") {
+        return from_file(Path::new(&f));
+    }
+    prompt("Password of the repository to copy chunker parameters from: ")
+}
+
+/// The password for a new repository: from the usual sources, or asked twice.
+pub fn for_init(profile_file: Option<&Path>, profile_cmd: Option<&str>) -> Result<Password> {
+    let has_source = std::env::var_os("CAIRN_PASSWORD_FILE").is_some()
+        || std::env::var_os("CAIRN_PASSWORD_COMMAND").is_some()
+        || std::env::var_os("CAIRN_PASSWORD").is_some()
+        || profile_file.is_some()
+        || profile_cmd.is_some();
+    let p = if has_source {
+        repository(profile_file, profile_cmd)?
+    } else {
+        new_password()?
+    };
+    if p.is_empty() {
+        bail!("the password is empty; an empty password is not allowed");
+    }
+    Ok(p)
+}

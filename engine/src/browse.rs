@@ -1,0 +1,255 @@
+//! Reading snapshots without restoring them: listing, finding, comparing and
+//! streaming single files (`ls`, `find`, `diff`, `dump`).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher};
+use serde::Serialize;
+
+use crate::id::TreeId;
+use crate::index::Index;
+use crate::repository::{Repository, RepositoryError};
+use crate::restore::{resolve_path, RestoreError};
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Errors of browsing.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowseError {
+    /// The path is not in the snapshot, or not a file.
+    #[error("{0}")]
+    Path(String),
+    /// Bad glob.
+    #[error("bad pattern `{0}`: {1}")]
+    Pattern(String, String),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(std::io::Error),
+    /// Repository failure.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+impl From<RestoreError> for BrowseError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Repository(r) => BrowseError::Repository(r),
+            other => BrowseError::Path(other.to_string()),
+        }
+    }
+}
+
+/// Calls `f` for every entry at or below `start` (an absolute path in the
+/// snapshot; "/" for all), parents before children.
+pub fn walk(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    start: &str,
+    recursive: bool,
+    f: &mut dyn FnMut(&Path, &Node),
+) -> Result<(), BrowseError> {
+    let node = resolve_path(repo, index, snapshot, start)?;
+    let base = PathBuf::from(if start.is_empty() { "/" } else { start });
+    if !node.name.is_empty() {
+        f(&base, &node);
+        if node.kind != NodeKind::Dir {
+            return Ok(());
+        }
+    }
+    if let Some(t) = node.subtree {
+        walk_tree(repo, index, &t, &base, recursive, f)?;
+    }
+    Ok(())
+}
+
+fn walk_tree(
+    repo: &Repository,
+    index: &Index,
+    id: &TreeId,
+    at: &Path,
+    recursive: bool,
+    f: &mut dyn FnMut(&Path, &Node),
+) -> Result<(), BrowseError> {
+    let tree = repo.load_tree(index, id)?;
+    for n in &tree.nodes {
+        let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
+        f(&p, n);
+        if recursive {
+            if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {
+                walk_tree(repo, index, &sub, &p, recursive, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the content of the file at `path` to `out`, blob by blob (memory
+/// stays at one blob whatever the file size).
+pub fn dump(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<u64, BrowseError> {
+    let node = resolve_path(repo, index, snapshot, path)?;
+    if node.kind != NodeKind::File {
+        return Err(BrowseError::Path(format!("{path} is not a file")));
+    }
+    let mut n = 0u64;
+    for c in &node.content {
+        let data = repo.read_blob(index, &c.id)?;
+        out.write_all(&data).map_err(BrowseError::Output)?;
+        n += data.len() as u64;
+    }
+    out.flush().map_err(BrowseError::Output)?;
+    Ok(n)
+}
+
+/// A glob for `find`: a pattern without `/` matches file names, one with `/`
+/// matches whole paths.
+pub fn name_matcher(pattern: &str) -> Result<(GlobMatcher, bool), BrowseError> {
+    let g = Glob::new(pattern).map_err(|e| BrowseError::Pattern(pattern.to_string(), e.to_string()))?;
+    Ok((g.compile_matcher(), pattern.contains('/')))
+}
+
+/// How an entry differs between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Only in the second.
+    Added,
+    /// Only in the first.
+    Removed,
+    /// Content differs.
+    Modified,
+    /// Same content, other metadata (mode, owner, times).
+    Metadata,
+    /// File became folder or similar.
+    Type,
+}
+
+impl Change {
+    /// One-character marker as restic prints it.
+    pub fn marker(self) -> char {
+        match self {
+            Change::Added => '+',
+            Change::Removed => '-',
+            Change::Modified => 'M',
+            Change::Metadata => 'U',
+            Change::Type => 'T',
+        }
+    }
+}
+
+/// One difference.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// Path in the snapshots.
+    pub path: String,
+    /// What changed.
+    pub change: Change,
+    /// Whether it is a folder.
+    pub dir: bool,
+}
+
+/// Compares two snapshots; identical subtrees are skipped without reading them.
+pub fn diff(repo: &Repository, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>, BrowseError> {
+    let mut out = Vec::new();
+    diff_trees(repo, index, Some(a.tree), Some(b.tree), Path::new("/"), &mut out)?;
+    Ok(out)
+}
+
+fn load(repo: &Repository, index: &Index, id: Option<TreeId>) -> Result<Tree, BrowseError> {
+    Ok(match id {
+        Some(t) => repo.load_tree(index, &t)?,
+        None => Tree::default(),
+    })
+}
+
+fn diff_trees(
+    repo: &Repository,
+    index: &Index,
+    a: Option<TreeId>,
+    b: Option<TreeId>,
+    at: &Path,
+    out: &mut Vec<DiffEntry>,
+) -> Result<(), BrowseError> {
+    if a == b {
+        return Ok(());
+    }
+    let (ta, tb) = (load(repo, index, a)?, load(repo, index, b)?);
+    let (mut i, mut j) = (0, 0);
+    while i < ta.nodes.len() || j < tb.nodes.len() {
+        let (na, nb) = (ta.nodes.get(i), tb.nodes.get(j));
+        let ord = match (na, nb) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match (ord, na, nb) {
+            (std::cmp::Ordering::Less, Some(x), _) => {
+                i += 1;
+                let p = at.join(std::ffi::OsStr::from_bytes(&x.name));
+                out.push(DiffEntry {
+                    path: p.to_string_lossy().into_owned(),
+                    change: Change::Removed,
+                    dir: x.kind == NodeKind::Dir,
+                });
+                if x.kind == NodeKind::Dir {
+                    diff_trees(repo, index, x.subtree, None, &p, out)?;
+                }
+            }
+            (std::cmp::Ordering::Greater, _, Some(y)) => {
+                j += 1;
+                let p = at.join(std::ffi::OsStr::from_bytes(&y.name));
+                out.push(DiffEntry {
+                    path: p.to_string_lossy().into_owned(),
+                    change: Change::Added,
+                    dir: y.kind == NodeKind::Dir,
+                });
+                if y.kind == NodeKind::Dir {
+                    diff_trees(repo, index, None, y.subtree, &p, out)?;
+                }
+            }
+            (_, Some(x), Some(y)) => {
+                i += 1;
+                j += 1;
+                let p = at.join(std::ffi::OsStr::from_bytes(&x.name));
+                let ps = p.to_string_lossy().into_owned();
+                let dir = x.kind == NodeKind::Dir;
+                if x.kind != y.kind {
+                    out.push(DiffEntry {
+                        path: ps,
+                        change: Change::Type,
+                        dir,
+                    });
+                } else if dir {
+                    diff_trees(repo, index, x.subtree, y.subtree, &p, out)?;
+                } else if x.content != y.content || x.symlink_target != y.symlink_target {
+                    out.push(DiffEntry {
+                        path: ps,
+                        change: Change::Modified,
+                        dir,
+                    });
+                } else if x.mode != y.mode
+                    || x.uid != y.uid
+                    || x.gid != y.gid
+                    || x.mtime_ns != y.mtime_ns
+                    || x.xattrs != y.xattrs
+                {
+                    out.push(DiffEntry {
+                        path: ps,
+                        change: Change::Metadata,
+                        dir,
+                    });
+                }
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}

@@ -80,7 +80,7 @@ fn words(n: usize, seed: u64) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(VOCAB[(x >> 40) as usize % VOCAB.len()].as_bytes());
-        out.push(if (x >> 20) % 11 == 0 { b'\n' } else { b' ' });
+        out.push(if matches!((x >> 20) % 11, 0) { b'\n' } else { b' ' });
     }
     out.truncate(n);
     out

@@ -136,7 +136,7 @@ impl Saver {
         drop(self.tx.take());
         let mut first: Option<BackupError> = None;
         for t in self.threads.drain(..) {
-            let r = t.join().unwrap_or_else(|_| Err(BackupError::ThreadPanicked));
+            let r = t.join().unwrap_or(Err(BackupError::ThreadPanicked));
             if let Err(e) = r {
                 // The real cause, not the "stopped" echoes of other stages.
                 if first.as_ref().is_none_or(|f| matches!(f, BackupError::PipelineStopped)) {

@@ -381,9 +381,13 @@ def prepare_night(args, gen, night, data_dir):
         night_dir = os.path.join(data_dir, f"night-{night}")
         if not os.path.isdir(night_dir):
             sys.exit(f"{night_dir} is missing")
-        # Hard-link copy: same inodes as the data set's own files.
-        subprocess.run(["cp", "-al", night_dir, src], check=True)
-        return src, {"night": night, "files": None, "bytes": dir_bytes(src)}
+        # Hard-link copy: same inodes as the data set's own files (a plain
+        # copy if the data set is on another file system).
+        if subprocess.run(["cp", "-al", night_dir, src]).returncode != 0:
+            rmtree(src)
+            subprocess.run(["cp", "-a", night_dir, src], check=True)
+        files = sum(len(fs) for _, _, fs in os.walk(src))
+        return src, {"night": night, "files": files, "bytes": dir_bytes(src)}
     cmd = [
         gen, "--out", data_dir, "--night", str(night), "--nights", str(args.nights),
         "--size-mb", str(args.size_mb), "--seed", str(args.seed), "--json",
@@ -425,10 +429,14 @@ def render(args, meta, steps, tools, results, notes):
     L.append("")
     L.append(f"- date: {meta['date']}")
     L.append(f"- machine: {meta['machine']}")
-    L.append(
-        f"- data: {args.nights} nights, --size-mb {args.size_mb}, --seed {args.seed}, "
-        f"source path `{meta['src']}` (same path every night)"
-    )
+    if args.night_folders:
+        L.append(f"- data: {args.nights} night folders from `{meta['data']}`, "
+                 f"source path `{meta['src']}` (same path every night)")
+    else:
+        L.append(
+            f"- data: {args.nights} nights, --size-mb {args.size_mb}, --seed {args.seed}, "
+            f"source path `{meta['src']}` (same path every night)"
+        )
     for s in meta["nights"]:
         extra = ""
         if s.get("sstables") is not None:
@@ -587,6 +595,7 @@ def main():
         "versions": {t.name: (t.version() if not t.broken else "not built") for t in tools},
         "nights": [],
         "skipped": skipped,
+        "data": data_dir,
     }
 
     results = {}

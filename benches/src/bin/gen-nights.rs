@@ -14,7 +14,7 @@ use clap::Parser;
 /// Generates the nightly benchmark data set (Cassandra snapshots, a Redis
 /// dump, a PostgreSQL dump), deterministically for a given seed.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Output directory (holds the live SSTables, staged dumps and night folders).
     #[arg(long)]
@@ -29,6 +29,7 @@ struct Args {
     /// Nominal size of one night in MB (10^6 bytes).
     #[arg(long, default_value_t = 1000)]
     size_mb: u64,
+    /// Seed of the data set (same seed and size: same data).
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Generator threads (default: available cores).

@@ -756,6 +756,56 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_hard_link_unchanged_sstables_across_nights() -> Result<()> {
+        use std::collections::BTreeMap;
+        use std::os::unix::fs::MetadataExt;
+
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("out");
+        let root = out.join("src");
+        let bytes = 2 << 20;
+        // Data.db path (relative to the table dir) -> (inode, content hash).
+        let scan = |night: u32| -> Result<BTreeMap<String, (u64, u64)>> {
+            let mut m = BTreeMap::new();
+            for p in plan(1, bytes, night) {
+                let snap = root.join(p.rel_dir()).join("snapshots");
+                let tags: Vec<_> = fs::read_dir(&snap)?.collect::<std::io::Result<_>>()?;
+                assert_eq!(tags.len(), 1, "only the newest tag is kept");
+                assert_eq!(tags[0].file_name().to_string_lossy(), night_tag(night));
+                for e in fs::read_dir(tags[0].path())? {
+                    let e = e?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.ends_with("-Data.db") {
+                        let key = format!("{}/{name}", p.rel_dir().display());
+                        let hash = hash_bytes(&fs::read(e.path())?);
+                        m.insert(key, (e.metadata()?.ino(), hash));
+                    }
+                }
+            }
+            Ok(m)
+        };
+        let s1 = materialise(&out, &root, 1, bytes, 1, 2)?;
+        let n1 = scan(1)?;
+        let s2 = materialise(&out, &root, 1, bytes, 2, 2)?;
+        let n2 = scan(2)?;
+        assert_eq!(n1.len(), s1.sstables);
+        assert_eq!(n2.len(), s2.sstables);
+        let kept: Vec<_> = n1.keys().filter(|k| n2.contains_key(*k)).collect();
+        assert!(!kept.is_empty() && s2.created > 0);
+        for k in &kept {
+            assert_eq!(n1[*k], n2[*k], "{k}: same inode and content");
+        }
+        // Back to night 1: the same content again (regenerated where needed).
+        materialise(&out, &root, 1, bytes, 1, 2)?;
+        let again = scan(1)?;
+        let hashes = |m: &BTreeMap<String, (u64, u64)>| -> Vec<(String, u64)> {
+            m.iter().map(|(k, v)| (k.clone(), v.1)).collect()
+        };
+        assert_eq!(hashes(&again), hashes(&n1));
+        Ok(())
+    }
+
+    #[test]
     fn gen_names() {
         assert_eq!(component_name(12, "Data.db"), "nb-12-big-Data.db");
         assert_eq!(parse_gen("nb-12-big-Data.db"), Some(12));

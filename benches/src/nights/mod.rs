@@ -105,6 +105,9 @@ impl NightSummary {
 }
 
 const PARAMS_FILE: &str = "gen-nights.json";
+/// Bump whenever the generated content changes, so that output directories
+/// made by an older generator (reused between harness runs) are refused
+/// rather than mixed with new files.
 const FORMAT: u64 = 1;
 
 /// Refuses to mix data sets: an output directory belongs to one (seed, size).

@@ -230,6 +230,51 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// The object's size, or `None` when it does not exist.
     fn stat(&self, kind: ObjectKind, name: &str) -> Result<Option<u64>, BackendError>;
+
+    /// Whether the object can be read now, or sits in an archive storage
+    /// class (and how far its retrieval is). Backends without archive
+    /// classes keep the default: always readable.
+    fn archive_state(&self, kind: ObjectKind, name: &str) -> Result<ArchiveState, BackendError> {
+        let _ = (kind, name);
+        Ok(ArchiveState::Readable)
+    }
+
+    /// Asks for an archived object to be made readable for `days` days.
+    /// Asking again for an object whose retrieval is in progress or done
+    /// must succeed without starting another (and without another fee where
+    /// the service allows).
+    fn request_retrieval(&self, kind: ObjectKind, name: &str, tier: RetrievalTier, days: u32) -> Result<(), BackendError> {
+        let _ = (tier, days);
+        Err(BackendError::Other { path: kind.path(name), message: "this storage has no archive classes to retrieve from".into() })
+    }
+}
+
+/// Where an object stands with respect to archive storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveState {
+    /// Readable now (a normal class, or an archived object with a finished retrieval).
+    Readable,
+    /// In an archive class, no retrieval requested.
+    Archived {
+        /// The storage class, e.g. `GLACIER` or `DEEP_ARCHIVE`.
+        class: String,
+    },
+    /// In an archive class, retrieval requested and not finished.
+    Retrieving {
+        /// The storage class.
+        class: String,
+    },
+}
+
+/// Speed (and price) of a retrieval from archive storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrievalTier {
+    /// Minutes (GLACIER only), most expensive.
+    Expedited,
+    /// Hours.
+    Standard,
+    /// Many hours, cheapest.
+    Bulk,
 }
 
 #[doc(hidden)]

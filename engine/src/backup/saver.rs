@@ -69,7 +69,7 @@ impl Saver {
         let sealers = sealers.max(1);
         let (job_tx, job_rx) = bounded::<SealJob>(sealers * 2);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(sealers * 2);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(2);
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
         let stats = Arc::new(SaverStats::default());
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();

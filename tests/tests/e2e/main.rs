@@ -1,0 +1,20 @@
+//! End-to-end tests: each drives the `cairn` binary in its own temporary
+//! folders, with its own environment, and checks what a user would see.
+//!
+//! The binary is found (and built if needed) by `util::cairn_bin`; set
+//! CAIRN_BIN to test another build.
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod backup;
+mod browse;
+mod check;
+mod config;
+mod errors;
+mod keys;
+mod misc;
+mod recovery;
+mod restore;
+mod stdin;

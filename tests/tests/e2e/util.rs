@@ -1,0 +1,585 @@
+//! Shared machinery: finding (and building) the `cairn` binary, running it
+//! with a clean environment and a time limit, test repositories, and file
+//! trees with a manifest (content hash + metadata) to compare them by.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The password of every test repository (unless a test says otherwise).
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// No single cairn run in this suite should come near this.
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `cairn` binary under test.
+///
+/// `CAIRN_BIN` names it explicitly (and nothing is built). Otherwise it is
+/// `<target dir>/debug/cairn`, and `cargo build -p cairn-cli` runs once per
+/// test process first: that builds it when missing, and also when cli/ or
+/// engine/ changed since the last build, so the suite never tests a stale
+/// binary (when it is up to date, cargo returns at once).
+pub fn cairn_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CAIRN_BIN") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "CAIRN_BIN={} is not a file", p.display());
+            return p;
+        }
+        let root = workspace_root();
+        let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+            Some(t) if t.is_absolute() => t,
+            Some(t) => root.join(t),
+            None => root.join("target"),
+        };
+        let bin = target.join("debug").join("cairn");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "-p", "cairn-cli", "--bin", "cairn"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running cargo build -p cairn-cli");
+        assert!(
+            out.status.success(),
+            "cargo build -p cairn-cli failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(bin.is_file(), "cargo build succeeded but {} does not exist", bin.display());
+        bin
+    })
+}
+
+/// One finished run of the binary.
+pub struct Run {
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let clip = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b);
+            if s.chars().count() > 4000 {
+                format!("{}... ({} bytes)", s.chars().take(4000).collect::<String>(), b.len())
+            } else {
+                s.into_owned()
+            }
+        };
+        write!(
+            f,
+            "command: {}\nstatus: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.what,
+            self.status,
+            clip(&self.stdout),
+            clip(&self.stderr)
+        )
+    }
+}
+
+/// A `cairn` command line being built, ripgrep-style.
+pub struct Cairn {
+    cmd: Command,
+    what: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    stdout: Option<Stdio>,
+}
+
+impl Cairn {
+    /// `cairn` in `cwd`, with no CAIRN_* variable from the parent and HOME and
+    /// XDG_CONFIG_HOME pointed at `home`, so no user cairn.toml is read.
+    pub fn new(cwd: &Path, home: &Path) -> Cairn {
+        let mut cmd = Command::new(cairn_bin());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CAIRN_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .current_dir(cwd);
+        Cairn {
+            cmd,
+            what: vec!["cairn".into()],
+            stdin: None,
+            stdout: None,
+        }
+    }
+
+    pub fn arg(&mut self, a: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.what.push(a.as_ref().to_string_lossy().into_owned());
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        for a in args {
+            self.arg(a);
+        }
+        self
+    }
+
+    pub fn env(&mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn env_remove(&mut self, k: &str) -> &mut Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
+    /// Bytes for standard input (otherwise it is /dev/null: never a terminal).
+    pub fn stdin(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Standard output goes here instead of being captured.
+    pub fn stdout_to(&mut self, s: Stdio) -> &mut Self {
+        self.stdout = Some(s);
+        self
+    }
+
+    /// Runs it to the end (or kills it after TIMEOUT and panics).
+    pub fn run(&mut self) -> Run {
+        let what = self.what.join(" ");
+        self.cmd
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+        let feeder = self.stdin.take().map(|bytes| {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            std::thread::spawn(move || {
+                // cairn may stop reading early (e.g. a failed command); that is not our error.
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                if let Some(mut r) = r {
+                    r.read_to_end(&mut v).expect("reading the child's output");
+                }
+                v
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waiting for cairn") {
+                break s;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(f) = feeder {
+            f.join().expect("stdin feeder");
+        }
+        Run {
+            what,
+            status,
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
+        }
+    }
+
+    /// Runs it and asserts exit code 0.
+    pub fn ok(&mut self) -> Run {
+        let r = self.run();
+        assert_eq!(r.code(), Some(0), "expected success\n{r}");
+        r
+    }
+
+    /// Runs it and asserts this exit code.
+    pub fn code(&mut self, code: i32) -> Run {
+        let r = self.run();
+        assert_eq!(r.code(), Some(code), "expected exit code {code}\n{r}");
+        r
+    }
+
+    /// Runs it and asserts a non-zero exit (and no crash).
+    pub fn fails(&mut self) -> Run {
+        let r = self.run();
+        assert!(
+            matches!(r.code(), Some(c) if c != 0),
+            "expected a non-zero exit code\n{r}"
+        );
+        assert_no_panic(&r);
+        r
+    }
+
+    /// Adds --json, asserts success and parses standard output.
+    pub fn json(&mut self) -> Value {
+        self.arg("--json");
+        self.ok().json()
+    }
+}
+
+pub fn assert_no_panic(r: &Run) {
+    let e = r.stderr();
+    assert!(!e.contains("panicked"), "cairn panicked\n{r}");
+    assert_ne!(r.code(), Some(101), "cairn panicked (exit 101)\n{r}");
+}
+
+/// A temporary folder with a password file, and (after `init`) a repository
+/// in `repo/`. Everything is removed when it drops.
+pub struct Fixture {
+    _dir: TempDir,
+    /// The canonical path of the temporary folder.
+    pub root: PathBuf,
+    pub repo: PathBuf,
+    pub password_file: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Fixture {
+    /// A folder without a repository.
+    pub fn empty() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-e2e-")
+            .tempdir()
+            .expect("creating a temporary folder");
+        let root = dir.path().canonicalize().expect("canonical temp dir");
+        let home = root.join("home");
+        fs::create_dir_all(home.join(".config")).expect("creating home");
+        let password_file = root.join("password");
+        fs::write(&password_file, format!("{PASSWORD}\n")).expect("writing the password file");
+        Fixture {
+            _dir: dir,
+            repo: root.join("repo"),
+            root,
+            password_file,
+            home,
+        }
+    }
+
+    /// A folder with an initialised repository (fast KDF settings).
+    pub fn init() -> Fixture {
+        let f = Fixture::empty();
+        f.cairn().args(["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]).ok();
+        f
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// `cairn` for this repository: CAIRN_REPOSITORY and CAIRN_PASSWORD_FILE set.
+    pub fn cairn(&self) -> Cairn {
+        let mut c = self.bare();
+        c.env("CAIRN_REPOSITORY", &self.repo)
+            .env("CAIRN_PASSWORD_FILE", &self.password_file);
+        c
+    }
+
+    /// `cairn` with neither repository nor password set.
+    pub fn bare(&self) -> Cairn {
+        Cairn::new(&self.root, &self.home)
+    }
+
+    /// `cairn` for this repository with another password (from a file).
+    pub fn with_password(&self, password: &str) -> Cairn {
+        let f = self.password_file_for(password);
+        let mut c = self.bare();
+        c.env("CAIRN_REPOSITORY", &self.repo).env("CAIRN_PASSWORD_FILE", f);
+        c
+    }
+
+    /// Writes `password` to a fresh file and returns its path.
+    pub fn password_file_for(&self, password: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = self.root.join(format!("pw-{n}"));
+        fs::write(&p, format!("{password}\n")).expect("writing a password file");
+        p
+    }
+
+    /// `snapshots --json`, as a list.
+    pub fn snapshots(&self) -> Vec<Value> {
+        match self.cairn().arg("snapshots").json() {
+            Value::Array(v) => v,
+            other => panic!("snapshots --json is not a list: {other}"),
+        }
+    }
+
+    /// `backup --json ARGS...`, asserting exit code 0.
+    pub fn backup(&self, args: &[&str]) -> Value {
+        self.cairn().arg("backup").args(args).json()
+    }
+
+    /// `dump SNAPSHOT PATH` standard output, asserting success.
+    pub fn dump(&self, snapshot: &str, path: &str) -> Vec<u8> {
+        self.cairn().args(["dump", snapshot, path]).ok().stdout
+    }
+}
+
+/// Small deterministic pseudo-random numbers (xorshift64*): test data that
+/// does not compress and is the same on every run.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// A random-looking password of 32 letters and digits.
+    pub fn password(&mut self) -> String {
+        const A: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        (0..32)
+            .map(|_| A[(self.next_u64() % A.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// Seeds from the clock: for values that must differ between runs (passwords).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+pub fn write(path: &Path, content: impl AsRef<[u8]>) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).expect("creating parent folders");
+    }
+    fs::write(path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Size of the pseudo-random file in `sample_tree`.
+pub const BIG_FILE_SIZE: usize = 3 * 1024 * 1024;
+
+/// A small tree with nested folders, a symlink, an empty file, files with
+/// unusual modes, and (if `big`) a 3 MiB pseudo-random file at data/big.bin.
+pub fn sample_tree(root: &Path, big: bool) {
+    write(&root.join("hello.txt"), "hello, cairn\n");
+    write(&root.join("docs/readme.md"), "# Readme\n\nSome text.\n".repeat(20));
+    write(&root.join("docs/nested/deep/notes.txt"), "deep notes\n");
+    write(&root.join("docs/nested/deep/more.txt"), "more notes, a bit longer\n");
+    write(&root.join("empty"), "");
+    write(&root.join("bin/run.sh"), "#!/bin/sh\necho run\n");
+    chmod(&root.join("bin/run.sh"), 0o755);
+    write(&root.join("secret.key"), "private\n");
+    chmod(&root.join("secret.key"), 0o600);
+    fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
+    symlink("docs/readme.md", root.join("link-to-readme")).expect("symlink");
+    symlink("does/not/exist", root.join("dangling")).expect("symlink");
+    if big {
+        write(&root.join("data/big.bin"), Rng::new(42).bytes(BIG_FILE_SIZE));
+    }
+}
+
+/// What is compared between a source tree and its restored copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+        mtime_ns: i128,
+        blake3: String,
+    },
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i128,
+    },
+    Symlink {
+        target: PathBuf,
+        mtime_ns: i128,
+    },
+    Other {
+        mode: u32,
+    },
+}
+
+pub fn hash_file(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    std::io::copy(&mut f, &mut h).expect("hashing");
+    h.finalize().to_hex().to_string()
+}
+
+fn mtime_ns(m: &fs::Metadata) -> i128 {
+    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+}
+
+pub fn entry(path: &Path) -> Entry {
+    let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    let ft = m.file_type();
+    if ft.is_symlink() {
+        Entry::Symlink {
+            target: fs::read_link(path).expect("readlink"),
+            mtime_ns: mtime_ns(&m),
+        }
+    } else if ft.is_dir() {
+        Entry::Dir {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            mtime_ns: mtime_ns(&m),
+        }
+    } else if ft.is_file() {
+        Entry::File {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime_ns: mtime_ns(&m),
+            blake3: hash_file(path),
+        }
+    } else {
+        Entry::Other { mode: m.mode() }
+    }
+}
+
+/// Every entry under `root` (root itself as ""), by relative path.
+pub fn manifest(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = root.join(&rel);
+        let e = entry(&abs);
+        if matches!(e, Entry::Dir { .. }) {
+            for d in fs::read_dir(&abs).expect("read_dir") {
+                stack.push(rel.join(d.expect("dir entry").file_name()));
+            }
+        }
+        out.insert(rel, e);
+    }
+    out
+}
+
+/// Asserts two manifests are equal, naming the first difference.
+pub fn assert_same_tree(expected: &BTreeMap<PathBuf, Entry>, actual: &BTreeMap<PathBuf, Entry>) {
+    for (p, e) in expected {
+        match actual.get(p) {
+            None => panic!("{} is missing from the restored tree", p.display()),
+            Some(a) => assert_eq!(a, e, "{} differs after restore (left: restored)", p.display()),
+        }
+    }
+    for p in actual.keys() {
+        assert!(expected.contains_key(p), "{} was restored but is not in the source", p.display());
+    }
+}
+
+/// Where restore puts the snapshot path `abs` under `target`.
+pub fn under(target: &Path, abs: &Path) -> PathBuf {
+    target.join(abs.strip_prefix("/").expect("an absolute path"))
+}
+
+/// Regular files under `root`: (relative path, size).
+pub fn regular_files(root: &Path) -> BTreeMap<PathBuf, u64> {
+    manifest(root)
+        .into_iter()
+        .filter_map(|(p, e)| match e {
+            Entry::File { size, .. } => Some((p, size)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A JSON field as u64, with a clear message when it is missing.
+pub fn u64_at(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} is not a number in {v:#}"))
+}
+
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{pointer} is not a string in {v:#}"))
+}
+
+pub fn strings_at(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("{pointer} is not a list in {v:#}"))
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_string())
+        .collect()
+}
+
+pub fn s(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 path").to_string()
+}

@@ -63,6 +63,19 @@ def tail(path, n=8):
     return "\n".join(lines[-n:])
 
 
+def first_error(path, n=10):
+    """The first compiler error block of a cargo log (or its tail)."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(lines):
+        if line.startswith("error"):
+            return "\n".join(lines[i:i + n])
+    return "\n".join(lines[-n:])
+
+
 def is_root():
     return os.geteuid() == 0
 
@@ -367,7 +380,7 @@ def build(args, cargo_target):
             ["cargo", "build", "--release", "-p", "cairn-cli"], cwd=ROOT, stdout=f, stderr=f
         )
     if r.returncode != 0:
-        return f"build failed (exit {r.returncode}); see {blog}:\n{tail(blog, 12)}"
+        return f"build failed (exit {r.returncode}); see {blog}:\n{first_error(blog)}"
     if not os.path.exists(os.path.join(cargo_target, "release", "cairn")):
         return "build produced no target/release/cairn"
     return None

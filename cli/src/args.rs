@@ -13,6 +13,7 @@ EXIT CODES:
     10   the repository does not exist
     11   the repository is locked by maintenance
     12   wrong password
+    14   archive retrieval requested and pending: run the same command again later
     130  interrupted
     With --stdin-from-command, a failing command's own non-zero status is returned.";
 
@@ -221,8 +222,25 @@ pub struct RestoreArgs {
     /// Replace files that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Retrieval tier for packs in archive storage (GLACIER, DEEP_ARCHIVE).
+    #[arg(long, value_enum, default_value = "standard")]
+    pub tier: Tier,
+    /// Days a retrieved copy stays readable.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    pub retrieve_days: u32,
+    /// Wait for archive retrievals and restore as packs become readable
+    /// (without it: request, then exit with code 14 "retrieval pending").
+    #[arg(long)]
+    pub wait: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Tier {
+    Expedited,
+    Standard,
+    Bulk,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub const EXIT_PARTIAL: u8 = 3;
 pub const EXIT_NO_REPOSITORY: u8 = 10;
 pub const EXIT_LOCKED: u8 = 11;
 pub const EXIT_WRONG_PASSWORD: u8 = 12;
+pub const EXIT_RETRIEVAL_PENDING: u8 = 14;
 
 fn repository_error(e: &anyhow::Error) -> Option<&RepositoryError> {
     for cause in e.chain() {

@@ -3,7 +3,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use cairn_engine::restore::RestoreProgress;
+use cairn_engine::backend::RetrievalTier;
+use cairn_engine::restore::{RestoreError, RestoreProgress, RetrievalHook, RetrievalOptions, RetrievalReport};
 use cairn_engine::select::find_snapshot;
 use cairn_engine::{restore, RestoreOptions};
 
@@ -35,6 +36,22 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         verify: a.verify,
         threads: 0,
         progress: Some(progress.clone()),
+        check_archive_first: repo.backend().location().starts_with("s3:"),
+        retrieval: RetrievalOptions {
+            tier: match a.tier {
+                crate::args::Tier::Expedited => RetrievalTier::Expedited,
+                crate::args::Tier::Standard => RetrievalTier::Standard,
+                crate::args::Tier::Bulk => RetrievalTier::Bulk,
+            },
+            days: a.retrieve_days,
+            wait: a.wait,
+            ..Default::default()
+        },
+        on_retrieval: if ctx.quiet || ctx.json {
+            None
+        } else {
+            Some(Arc::new(RetrievalHook(Box::new(print_retrieval))))
+        },
     };
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
@@ -53,7 +70,27 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let started = std::time::Instant::now();
     let r = restore(&repo, &snap, &a.target, &opts);
     drop(bar);
-    let s = r?;
+    let s = match r {
+        Err(RestoreError::RetrievalPending {
+            objects,
+            bytes: b,
+            typical,
+            report,
+        }) => {
+            if ctx.json {
+                output::json(
+                    &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "retrieval_pending": true, "objects": objects, "bytes": b, "report": report}),
+                )?;
+            } else {
+                eprintln!(
+                    "{objects} pack(s) ({}) are being retrieved from archive storage (typically {typical}).\nRun the same command again later, or add --wait; it resumes where it stopped and requests nothing twice.",
+                    bytes(b)
+                );
+            }
+            return Ok(crate::EXIT_RETRIEVAL_PENDING);
+        }
+        other => other?,
+    };
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -90,4 +127,26 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     cairn_engine::browse::dump(&repo, &index, &snap, &a.path, &mut out)?;
     out.flush()?;
     Ok(0)
+}
+
+fn print_retrieval(r: &RetrievalReport) {
+    if r.ready == 0 {
+        eprintln!(
+            "{} of {} pack(s) needed are in archive storage ({}; {}): {} retrieval(s) requested now, {} already in progress",
+            r.archived,
+            r.packs_needed,
+            bytes(r.archived_bytes),
+            r.classes.join(", "),
+            r.requested_now,
+            r.already_in_progress
+        );
+        for e in &r.estimates {
+            eprintln!("  {:<9} about ${:.2}, {}", e.tier, e.usd, e.typical_time);
+        }
+    } else {
+        eprintln!(
+            "{} of {} archived pack(s) readable and restored so far",
+            r.ready, r.archived
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! links, symlinks and special files, then folder metadata deepest first.
 
 mod plan;
+pub mod retrieve;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use plan::{resolve_path, RestorePlan};
+pub use retrieve::{RetrievalOptions, RetrievalReport};
 
 use crate::backend::BackendError;
 use crate::repository::{Repository, RepositoryError};
@@ -58,6 +60,20 @@ pub enum RestoreError {
         count: usize,
         /// One of them.
         first: PathBuf,
+    },
+    /// Archived packs were requested from archive storage and are not
+    /// readable yet (`wait` was not set). Running the same restore again
+    /// resumes: nothing is requested twice and finished files are kept.
+    #[error("{objects} pack(s) ({bytes} bytes) are being retrieved from archive storage; run the same restore again once they are readable (typically {typical}); it resumes where it stopped")]
+    RetrievalPending {
+        /// Packs not yet readable.
+        objects: usize,
+        /// Their bytes.
+        bytes: u64,
+        /// Typical time for the tier used.
+        typical: String,
+        /// The full report.
+        report: Box<RetrievalReport>,
     },
     /// Repository failure (missing or damaged data).
     #[error(transparent)]
@@ -107,7 +123,28 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Progress counters.
     pub progress: Option<Arc<RestoreProgress>>,
+    /// Ask the backend up front which needed packs are archived (S3). Even
+    /// without it, a pack found archived while reading is retrieved, never
+    /// reported as damage.
+    pub check_archive_first: bool,
+    /// How archived packs are retrieved.
+    pub retrieval: RetrievalOptions,
+    /// Told what must be retrieved (once) and how many packs are ready (on
+    /// every poll), for the CLI to print.
+    pub on_retrieval: Option<Arc<RetrievalHook>>,
 }
+
+/// A callback for retrieval reports.
+pub struct RetrievalHook(pub Box<dyn Fn(&RetrievalReport) + Send + Sync>);
+
+impl std::fmt::Debug for RetrievalHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetrievalHook")
+    }
+}
+
+/// Name of the file that marks an unfinished restore in the target.
+pub const IN_PROGRESS_MARKER: &str = ".cairn-restore-in-progress";
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -142,6 +179,16 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
     let index = repo.load_index()?;
-    let plan = RestorePlan::build(repo, &index, snapshot, target, opts)?;
-    write::execute(repo, &index, plan, opts)
+    let marker = target.join(IN_PROGRESS_MARKER);
+    // A restore that was stopped (killed, or waiting for archive retrieval)
+    // leaves this marker; running it again continues over its own files.
+    let resuming = std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == snapshot.tree.to_hex());
+    let mut opts = opts.clone();
+    opts.overwrite |= resuming;
+    let plan = RestorePlan::build(repo, &index, snapshot, target, &opts)?;
+    std::fs::create_dir_all(target).map_err(|e| RestoreError::io(target, e))?;
+    std::fs::write(&marker, snapshot.tree.to_hex()).map_err(|e| RestoreError::io(&marker, e))?;
+    let summary = write::execute(repo, plan, &opts)?;
+    std::fs::remove_file(&marker).map_err(|e| RestoreError::io(&marker, e))?;
+    Ok(summary)
 }

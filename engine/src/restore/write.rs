@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::plan::{PackJob, RestorePlan};
+use super::retrieve::{self, RetrievalReport};
 use super::{RestoreError, RestoreOptions, RestoreSummary};
-use crate::backend::ObjectKind;
+use crate::backend::{ArchiveState, BackendError, ObjectKind};
 use crate::blob::BlobType;
-use crate::index::Index;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind};
 
@@ -43,7 +43,6 @@ struct Counters {
 
 pub(crate) fn execute(
     repo: &Repository,
-    index: &Index,
     plan: RestorePlan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
@@ -97,17 +96,9 @@ pub(crate) fn execute(
     };
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let threads = if opts.threads == 0 { cpus * 2 } else { opts.threads };
-    let run = || -> Result<(), RestoreError> {
-        plan.packs
-            .par_iter()
-            .try_for_each(|pj| restore_pack(repo, &plan, pj, &states, &counters, opts))
-    };
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(run)?,
-        Err(_) => run()?,
-    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok();
+    restore_all_packs(repo, &plan, &states, &counters, opts, pool.as_ref())?;
     drop(states);
-    let _ = index;
 
     for f in &plan.files {
         if let Some(first) = f.link_to {
@@ -150,6 +141,126 @@ pub(crate) fn execute(
         verify(repo, &plan, &mut summary)?;
     }
     Ok(summary)
+}
+
+/// Restores every pack, retrieving archived ones first: readable packs are
+/// restored at once, archived ones are requested (once) and restored as they
+/// become readable, or the restore stops with `RetrievalPending`.
+fn restore_all_packs(
+    repo: &Repository,
+    plan: &RestorePlan,
+    states: &[FileState],
+    c: &Counters,
+    opts: &RestoreOptions,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<(), RestoreError> {
+    let size_of = |i: usize| {
+        plan.packs[i]
+            .blobs
+            .iter()
+            .map(|b| u64::from(b.offset) + u64::from(b.length))
+            .max()
+            .unwrap_or(0)
+    };
+    let mut ready: Vec<usize> = (0..plan.packs.len()).collect();
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut report = RetrievalReport::default();
+    let ask = |idx: &[usize], report: &mut RetrievalReport| -> Result<Vec<ArchiveState>, RestoreError> {
+        let packs: Vec<(crate::id::PackId, u64)> = idx.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
+        let st = retrieve::states(repo, &packs)?;
+        let r = retrieve::request(repo, &packs, &st, &opts.retrieval)?;
+        report.packs_needed = plan.packs.len();
+        report.archived += r.archived;
+        report.archived_bytes += r.archived_bytes;
+        report.requested_now += r.requested_now;
+        report.already_in_progress += r.already_in_progress;
+        for cl in r.classes {
+            if !report.classes.contains(&cl) {
+                report.classes.push(cl);
+            }
+        }
+        if !r.estimates.is_empty() {
+            report.estimates = r.estimates;
+        }
+        Ok(st)
+    };
+    if opts.check_archive_first && !ready.is_empty() {
+        let st = ask(&ready, &mut report)?;
+        let (r, w): (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>) = ready
+            .iter()
+            .copied()
+            .zip(st)
+            .partition(|(_, s)| *s == ArchiveState::Readable);
+        ready = r.into_iter().map(|(i, _)| i).collect();
+        waiting = w.into_iter().map(|(i, _)| i).collect();
+        if !waiting.is_empty() {
+            hook(opts, &report);
+        }
+    }
+    let mut delay = opts.retrieval.poll_initial;
+    loop {
+        let archived = Mutex::new(Vec::new());
+        let run = || -> Result<(), RestoreError> {
+            ready
+                .par_iter()
+                .try_for_each(|&i| match restore_pack(repo, plan, &plan.packs[i], states, c, opts) {
+                    // Moved to an archive class after the backup (a lifecycle
+                    // rule): retrieve it, it is not damage.
+                    Err(RestoreError::Backend(BackendError::Archived { .. })) => {
+                        archived.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                        Ok(())
+                    }
+                    other => other,
+                })
+        };
+        match pool {
+            Some(p) => p.install(run)?,
+            None => run()?,
+        }
+        let found = archived.into_inner().unwrap_or_else(|p| p.into_inner());
+        if !found.is_empty() {
+            ask(&found, &mut report)?;
+            hook(opts, &report);
+            waiting.extend(found);
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if !opts.retrieval.wait {
+            let bytes = waiting.iter().map(|&i| size_of(i)).sum();
+            let typical = report
+                .estimates
+                .iter()
+                .find(|e| e.tier == retrieve::tier_name(opts.retrieval.tier))
+                .map(|e| e.typical_time.to_string())
+                .unwrap_or_else(|| "hours".into());
+            return Err(RestoreError::RetrievalPending {
+                objects: waiting.len(),
+                bytes,
+                typical,
+                report: Box::new(report),
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(opts.retrieval.poll_max);
+        let packs: Vec<(crate::id::PackId, u64)> = waiting.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
+        let st = retrieve::states(repo, &packs)?;
+        let (r, w): (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>) = waiting
+            .iter()
+            .copied()
+            .zip(st)
+            .partition(|(_, s)| *s == ArchiveState::Readable);
+        ready = r.into_iter().map(|(i, _)| i).collect();
+        waiting = w.into_iter().map(|(i, _)| i).collect();
+        report.ready += ready.len();
+        hook(opts, &report);
+    }
+}
+
+fn hook(opts: &RestoreOptions, report: &RetrievalReport) {
+    if let Some(h) = &opts.on_retrieval {
+        (h.0)(report);
+    }
 }
 
 fn make_dir(p: &Path) -> Result<(), RestoreError> {

@@ -11,5 +11,17 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> building"
 cargo build --workspace --all-targets -q
 
+echo "==> S3 test servers (SeaweedFS and moto on 127.0.0.1)"
+if [[ ${CAIRN_SKIP_S3:-} == 1 ]]; then
+    echo "SKIPPED: S3 tests need a server (CAIRN_SKIP_S3=1); they will say so"
+else
+    scripts/s3-servers.sh start
+    trap 'scripts/s3-servers.sh stop' EXIT
+    set -a
+    # shellcheck disable=SC1091
+    . target/s3-servers.env
+    set +a
+fi
+
 echo "==> tests"
 cargo test --workspace -q 2>&1 | tee target/test-output.txt

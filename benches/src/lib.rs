@@ -2,3 +2,4 @@
 //! [`nights`] (driven by the `gen-nights` binary and `benches/compare.sh`).
 
 pub mod nights;
+pub mod stages;

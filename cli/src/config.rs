@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cairn_engine::backend::s3::{DataStorageClass, S3Credentials, S3Options};
+use cairn_engine::backend::BackendOptions;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +26,61 @@ pub struct Profile {
     pub location: String,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// `[repositories.NAME.s3]`: settings of an `s3:` location.
+    pub s3: Option<S3Profile>,
+}
+
+/// How to reach an S3 repository. Secrets never go here, only where to read
+/// them (a file or a command); without either, the standard AWS chain
+/// (environment, shared files, instance role) is used.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3Profile {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+    pub connections: Option<usize>,
+    /// Storage class of data packs (everything else stays STANDARD).
+    pub storage_class: Option<String>,
+    pub multipart_threshold_mib: Option<u64>,
+    pub part_size_mib: Option<u64>,
+    pub credentials_file: Option<PathBuf>,
+    pub credentials_command: Option<String>,
+}
+
+impl S3Profile {
+    /// The engine's S3 options, checked.
+    pub fn options(&self) -> Result<S3Options> {
+        let mut o = S3Options {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            path_style: self.path_style,
+            ..Default::default()
+        };
+        if let Some(c) = self.connections {
+            anyhow::ensure!((1..=256).contains(&c), "s3 connections must be 1 to 256, not {c}");
+            o.connections = c;
+        }
+        if let Some(c) = &self.storage_class {
+            o.data_storage_class = c.parse::<DataStorageClass>().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(m) = self.multipart_threshold_mib {
+            o.multipart_threshold = m
+                .checked_mul(1024 * 1024)
+                .context("multipart-threshold-mib too large")?;
+        }
+        if let Some(m) = self.part_size_mib {
+            anyhow::ensure!((5..=5120).contains(&m), "s3 part-size-mib must be 5 to 5120, not {m}");
+            o.multipart_part_size = m * 1024 * 1024;
+        }
+        o.credentials = match (&self.credentials_file, &self.credentials_command) {
+            (Some(_), Some(_)) => anyhow::bail!("give s3 credentials-file or credentials-command, not both"),
+            (Some(f), None) => S3Credentials::File(f.clone()),
+            (None, Some(c)) => S3Credentials::Command(c.clone()),
+            (None, None) => S3Credentials::Chain,
+        };
+        Ok(o)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +123,20 @@ pub struct Target {
     pub location: String,
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    pub s3: Option<S3Profile>,
+}
+
+impl Target {
+    /// How to open the location (S3 settings from the profile).
+    pub fn backend_options(&self) -> Result<BackendOptions> {
+        let mut o = BackendOptions::default();
+        if let Some(s3) = &self.s3 {
+            o.s3 = s3
+                .options()
+                .with_context(|| format!("the s3 settings of repository {} are invalid", self.location))?;
+        }
+        Ok(o)
+    }
 }
 
 impl FileConfig {
@@ -80,11 +151,13 @@ impl FileConfig {
                 location: p.location.clone(),
                 password_file: p.password_file.clone(),
                 password_command: p.password_command.clone(),
+                s3: p.s3.clone(),
             },
             None => Target {
                 location: name,
                 password_file: None,
                 password_command: None,
+                s3: None,
             },
         })
     }

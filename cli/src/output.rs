@@ -1,10 +1,29 @@
 //! Tables and sizes for people; JSON for scripts.
 
+use std::io::Write;
+
 use serde::Serialize;
+
+/// Writes text to standard output. Unlike `print!`, a closed pipe
+/// (`cairn ls | head`) becomes an error that main turns into a quiet exit,
+/// not a panic.
+pub fn out(text: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.write_all(b"\n")?;
+    o.flush()
+}
 
 /// Prints rows as aligned columns. A dozen lines here rather than a table
 /// crate: the output is plain text with no borders or wrapping.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -19,20 +38,21 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = w[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        s.join("  ").trim_end().to_string()
     };
-    line(header.to_vec());
-    println!(
-        "{}",
-        "-".repeat(w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1))
-    );
+    let mut text = line(header.to_vec());
+    text.push('\n');
+    text.push_str(&"-".repeat(w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1)));
+    text.push('\n');
     for r in rows {
-        line(r.iter().map(String::as_str).collect());
+        text.push_str(&line(r.iter().map(String::as_str).collect()));
+        text.push('\n');
     }
+    out(&text)
 }
 
 pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln(&serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 

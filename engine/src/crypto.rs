@@ -164,6 +164,24 @@ impl Default for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// Refuses parameters no honest key object has: they would make opening
+    /// exhaust memory or run for hours (key objects are not authenticated).
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let ok = (8..=4 * 1024 * 1024).contains(&self.memory_kib)
+            && (1..=64).contains(&self.iterations)
+            && (1..=64).contains(&self.parallelism);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "Argon2id parameters out of bounds ({} KiB, {} passes, {} lanes)",
+                self.memory_kib, self.iterations, self.parallelism
+            ))
+        }
+    }
+}
+
 /// Derives a key-encryption key from a password.
 pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))

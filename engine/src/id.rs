@@ -99,6 +99,10 @@ define_id!(
 /// says what it points to.
 pub type TreeId = BlobId;
 define_id!(
+    /// A repository's random identity (for caches and messages).
+    RepositoryId
+);
+define_id!(
     /// A pack's name: the plain BLAKE3 hash of its stored bytes.
     PackId
 );

@@ -711,6 +711,20 @@ fn dashed_uuid(hex: &str) -> String {
     )
 }
 
+/// `bytes` of Data.db-like content (LZ4-compressed rows, as Cassandra writes
+/// them), for micro-benchmarks that need realistic compressibility.
+pub fn sample_data_db(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + CHUNK);
+    let mut idx = 0u32;
+    while out.len() < bytes {
+        let raw = gen_chunk((seed % 3) as usize, BlockRef { seg: seed, idx });
+        out.extend_from_slice(&compress_chunk(&raw.data));
+        idx += 1;
+    }
+    out.truncate(bytes);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

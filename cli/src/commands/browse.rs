@@ -41,8 +41,8 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
             ]
         })
         .collect();
-    output::table(&["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"], &rows);
-    println!("{} snapshot(s)", list.len());
+    output::table(&["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"], &rows)?;
+    output::outln(&format!("{} snapshot(s)", list.len()))?;
     Ok(0)
 }
 
@@ -61,11 +61,19 @@ fn kind_char(k: NodeKind) -> char {
 fn mode_string(k: NodeKind, mode: u32) -> String {
     let mut s = String::new();
     s.push(kind_char(k));
-    for shift in [6, 3, 0] {
+    // setuid, setgid and sticky replace the x of user, group and other.
+    let specials = [(0o4000, 's', 'S'), (0o2000, 's', 'S'), (0o1000, 't', 'T')];
+    for (i, shift) in [6, 3, 0].into_iter().enumerate() {
         let b = (mode >> shift) & 7;
         s.push(if b & 4 != 0 { 'r' } else { '-' });
         s.push(if b & 2 != 0 { 'w' } else { '-' });
-        s.push(if b & 1 != 0 { 'x' } else { '-' });
+        let (bit, with_x, without_x) = specials[i];
+        s.push(match (mode & bit != 0, b & 1 != 0) {
+            (true, true) => with_x,
+            (true, false) => without_x,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -128,7 +136,12 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
         output::json(&serde_json::json!({"first": ia.to_hex(), "second": ib.to_hex(), "changes": changes}))?;
     } else {
         for c in &changes {
-            println!("{}    {}{}", c.change.marker(), c.path, if c.dir { "/" } else { "" });
+            output::outln(&format!(
+                "{}    {}{}",
+                c.change.marker(),
+                c.path,
+                if c.dir { "/" } else { "" }
+            ))?;
         }
         ctx.say(format!(
             "{} change(s) between {} and {}",
@@ -168,7 +181,7 @@ pub fn find(ctx: &Ctx, a: FindArgs) -> Result<u8> {
             .iter()
             .map(|(id, t, p, size, _)| vec![id.short(), local_time(*t), bytes(*size), p.clone()])
             .collect();
-        output::table(&["Snapshot", "Time", "Size", "Path"], &rows);
+        output::table(&["Snapshot", "Time", "Size", "Path"], &rows)?;
     }
     if hits.is_empty() {
         ctx.say(format!("no file matches `{}`", a.pattern));

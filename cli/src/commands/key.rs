@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
                         ]
                     })
                     .collect();
-                output::table(&["", "ID", "User", "Host", "Created", "Argon2id"], &rows);
+                output::table(&["", "ID", "User", "Host", "Created", "Argon2id"], &rows)?;
             }
         }
         KeyAction::Add => {
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
                         p.display()
                     ));
                 }
-                None => print!("{text}"),
+                None => output::out(&text)?,
             }
         }
         KeyAction::Recover { .. } => unreachable!("handled above"),

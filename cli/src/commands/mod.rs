@@ -34,7 +34,7 @@ impl Ctx {
     /// Opens the repository, asking for the password by the documented order.
     pub fn open(&self) -> Result<Repository> {
         let t = self.target()?;
-        let backend = cairn_engine::backend::open_location(&t.location)?;
+        let backend = cairn_engine::backend::open_location_with(&t.location, &t.backend_options()?)?;
         let pw = password::repository(t.password_file.as_deref(), t.password_command.as_deref())?;
         Repository::open(backend, &pw).with_context(|| format!("opening repository {}", t.location))
     }
@@ -46,7 +46,8 @@ impl Ctx {
     /// Prints a human line unless --quiet or --json.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", line.as_ref());
+            // A closed pipe here is not worth failing the command for.
+            let _ = crate::output::outln(line.as_ref());
         }
     }
 }
@@ -81,7 +82,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Completions(a) => {
-            clap_complete::generate(a.shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            let mut buf = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "cairn", &mut buf);
+            crate::output::out(&String::from_utf8_lossy(&buf))?;
             Ok(0)
         }
         Command::Man => {

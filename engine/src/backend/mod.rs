@@ -14,8 +14,11 @@
 //!   Retries, caches and limits are wrappers around a backend, not part of it.
 
 pub mod dryrun;
+pub mod limiter;
 pub mod local;
 pub mod memory;
+pub mod retry;
+pub mod s3;
 
 use std::fmt;
 
@@ -243,9 +246,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Asking again for an object whose retrieval is in progress or done
     /// must succeed without starting another (and without another fee where
     /// the service allows).
-    fn request_retrieval(&self, kind: ObjectKind, name: &str, tier: RetrievalTier, days: u32) -> Result<(), BackendError> {
+    fn request_retrieval(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        tier: RetrievalTier,
+        days: u32,
+    ) -> Result<(), BackendError> {
         let _ = (tier, days);
-        Err(BackendError::Other { path: kind.path(name), message: "this storage has no archive classes to retrieve from".into() })
+        Err(BackendError::Other {
+            path: kind.path(name),
+            message: "this storage has no archive classes to retrieve from".into(),
+        })
     }
 }
 
@@ -280,14 +292,49 @@ pub enum RetrievalTier {
 #[doc(hidden)]
 pub mod suite;
 
-/// Opens a repository location: a folder path or `local:PATH`.
-/// (`s3:` locations arrive with the S3 backend.)
+/// How to open a location: settings of the S3 backend and of the wrappers
+/// put around it.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// S3 settings (used for `s3:` locations only).
+    pub s3: s3::S3Options,
+    /// Retries of temporary failures (S3 only), and their shared counter.
+    pub retry: retry::RetryOptions,
+    /// Upload limit in KiB/s (any location).
+    pub limit_upload_kib: Option<u64>,
+    /// Download limit in KiB/s (any location).
+    pub limit_download_kib: Option<u64>,
+}
+
+impl BackendOptions {
+    /// Retries made so far by backends opened with these options.
+    pub fn retries(&self) -> u64 {
+        self.retry.retries()
+    }
+
+    fn limits(&self) -> limiter::Limits {
+        limiter::Limits {
+            upload_kib: self.limit_upload_kib,
+            download_kib: self.limit_download_kib,
+        }
+    }
+}
+
+/// Opens a repository location with default options; see [`open_location_with`].
 pub fn open_location(location: &str) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    open_location_with(location, &BackendOptions::default())
+}
+
+/// Opens a repository location: a folder path, `local:PATH`,
+/// `s3://BUCKET[/PREFIX]` (AWS) or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`.
+/// S3 backends come wrapped in retries ([`retry::RetryBackend`]); speed
+/// limits ([`limiter::LimitBackend`]) wrap any backend when set.
+pub fn open_location_with(location: &str, opts: &BackendOptions) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    use std::sync::Arc;
     if location.starts_with("s3:") {
-        return Err(BackendError::Other {
-            path: location.to_string(),
-            message: "S3 repositories are not supported by this build yet; use a local folder".into(),
-        });
+        let s3 = s3::S3Backend::open(location, &opts.s3)?;
+        let limited = limiter::LimitBackend::new(s3, opts.limits());
+        return Ok(Arc::new(retry::RetryBackend::new(limited, opts.retry.clone())));
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     if path.is_empty() {
@@ -296,5 +343,10 @@ pub fn open_location(location: &str) -> Result<std::sync::Arc<dyn Backend>, Back
             message: "empty repository location".into(),
         });
     }
-    Ok(std::sync::Arc::new(local::LocalBackend::new(path)))
+    let local = local::LocalBackend::new(path);
+    if opts.limits().is_unlimited() {
+        Ok(Arc::new(local))
+    } else {
+        Ok(Arc::new(limiter::LimitBackend::new(local, opts.limits())))
+    }
 }

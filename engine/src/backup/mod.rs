@@ -207,7 +207,10 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
         ),
     };
     let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let snapshots = repo.list_snapshots()?;
+    let (snapshots, damaged) = repo.list_snapshots_lenient()?;
+    for e in &damaged {
+        tracing::warn!("ignoring {e} when choosing the parent; run `cairn check`");
+    }
     let parent_id = match &opts.parent {
         ParentChoice::None => None,
         ParentChoice::Id(id) => Some(*id),

@@ -83,6 +83,12 @@ impl ParentFiles {
             if p.size == size && p.mtime_ns == mtime_ns && p.ctime_ns == ctime_ns && p.inode == inode {
                 return Some(&p.content);
             }
+            if p.inode == inode && p.device == device {
+                // The same file at the same path with a new ctime: it was
+                // touched in place, so rule 2 (for files reached by a new
+                // path) must not vouch for it.
+                return None;
+            }
         }
         if inode != 0 {
             if let Some(p) = self.by_inode.get(&(device, inode)) {

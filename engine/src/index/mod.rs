@@ -4,8 +4,9 @@
 //! [`IndexFile`]). In memory: [`Index`], a sorted array of 28-byte entries
 //! keyed by the first 16 bytes of the blob id, plus a 65,536-slot bucket
 //! table on the first two bytes so a lookup is a binary search over about
-//! n/65,536 entries. Cost: 28 bytes per blob plus ~36 bytes per pack
-//! (about 2 bytes per blob at the default sizes) — see format-spec "Index".
+//! n/65,536 entries. Cost: 28 bytes per blob plus about 140 bytes per pack
+//! (the pack table and its hash map: 8-10 bytes per blob at 16 blobs a pack),
+//! as [`Index::memory_bytes`] measures — see format-spec "Index".
 
 use std::collections::HashMap;
 

@@ -61,7 +61,7 @@ pub struct Config {
     /// Repository format version ([`FORMAT_VERSION`] when written by this program).
     pub format_version: u32,
     /// Random id naming this repository (for caches and messages).
-    pub repository_id: [u8; 32],
+    pub repository_id: crate::id::RepositoryId,
     /// Chunker parameters.
     pub chunker: ChunkerParams,
     /// zstd level for blobs; 0 disables compression.
@@ -83,6 +83,6 @@ impl Config {
 
     /// Hex form of the repository id.
     pub fn id_hex(&self) -> String {
-        hex::encode(self.repository_id)
+        self.repository_id.to_hex()
     }
 }

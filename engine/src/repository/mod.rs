@@ -23,6 +23,9 @@ use crate::tree::{Tree, TREE_VERSION};
 pub use config::{ChunkerParams, Config, FORMAT_VERSION};
 pub use keys::KeyFile;
 
+/// Readable snapshots (oldest first) and the errors of damaged ones.
+pub type LenientSnapshots = (Vec<(SnapshotId, Snapshot)>, Vec<RepositoryError>);
+
 /// Object kind bound into the config's authenticated data.
 pub const CONFIG_KIND: &str = "config";
 
@@ -64,7 +67,9 @@ pub enum RepositoryError {
         detail: String,
     },
     /// A blob the repository refers to is not in the index.
-    #[error("blob {id} is not in the index (the repository is missing data; run `cairn check`)")]
+    #[error(
+        "blob {id} is not in the index (the repository is missing data; `cairn check` lists what else is affected)"
+    )]
     MissingBlob {
         /// The blob.
         id: BlobId,
@@ -181,7 +186,7 @@ impl Repository {
         crypto::random_bytes(&mut repository_id)?;
         let config = Config {
             format_version: FORMAT_VERSION,
-            repository_id,
+            repository_id: crate::id::RepositoryId(repository_id),
             chunker,
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
@@ -223,13 +228,22 @@ impl Repository {
                 location: backend.location(),
             });
         }
-        let mut damaged = Vec::new();
+        let mut damaged: Vec<(String, String)> = Vec::new();
         for k in &key_objects {
-            let kf = match Self::read_key_file(backend.as_ref(), &k.name) {
+            let checked = Self::read_key_file(backend.as_ref(), &k.name).and_then(|kf| {
+                kf.kdf.check_bounds().map_err(|detail| RepositoryError::Corrupt {
+                    kind: ObjectKind::Key,
+                    name: k.name.clone(),
+                    detail,
+                })?;
+                Ok(kf)
+            });
+            let kf = match checked {
                 Ok(kf) => kf,
                 Err(e) => {
-                    tracing::warn!("skipping key {}: {e}", k.name);
-                    damaged.push(k.name.clone());
+                    // One bad key object must not lock out the others.
+                    tracing::warn!("skipping damaged key {}: {e}", k.name);
+                    damaged.push((k.name.clone(), e.to_string()));
                     continue;
                 }
             };
@@ -240,12 +254,23 @@ impl Repository {
                     return Ok(repo);
                 }
                 Err(CryptoError::Authentication) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!("skipping key {}: {e}", k.name);
+                    damaged.push((k.name.clone(), e.to_string()));
+                }
             }
         }
-        Err(RepositoryError::WrongPassword {
-            keys: key_objects.len() - damaged.len(),
-        })
+        let usable = key_objects.len() - damaged.len();
+        if usable == 0 {
+            // Nothing could even be tried: that is damage, not a wrong password.
+            let (name, detail) = damaged.swap_remove(0);
+            return Err(RepositoryError::Corrupt {
+                kind: ObjectKind::Key,
+                name,
+                detail: format!("{detail}; no usable key is left (use `cairn key recover` with the recovery sheet)"),
+            });
+        }
+        Err(RepositoryError::WrongPassword { keys: usable })
     }
 
     /// Opens with the master key itself (from a recovery sheet).
@@ -259,13 +284,12 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        match Self::open_with_master(backend, master, &sealed_config) {
-            Err(RepositoryError::Corrupt {
-                kind: ObjectKind::Config,
-                ..
-            }) => Err(RepositoryError::WrongRecoveryKey),
-            other => other,
+        // Only a failure to decrypt means the key is wrong; anything after
+        // that is damage and is reported as such.
+        if blob::open(&master.derive(), Aad::Object(CONFIG_KIND), &sealed_config).is_err() {
+            return Err(RepositoryError::WrongRecoveryKey);
         }
+        Self::open_with_master(backend, master, &sealed_config)
     }
 
     fn open_with_master(
@@ -474,6 +498,34 @@ impl Repository {
         self.load_object(ObjectKind::Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION, &id.to_hex())
     }
 
+    /// Every readable snapshot, oldest first, and the errors of those that
+    /// are not: one damaged snapshot must not stop new backups.
+    pub fn list_snapshots_lenient(&self) -> Result<LenientSnapshots, RepositoryError> {
+        let names = self.backend.list(ObjectKind::Snapshot)?;
+        let results: Vec<Result<(SnapshotId, Snapshot), RepositoryError>> = names
+            .par_iter()
+            .map(|o| {
+                let id = SnapshotId::from_hex(&o.name).map_err(|e| RepositoryError::Corrupt {
+                    kind: ObjectKind::Snapshot,
+                    name: o.name.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok((id, self.load_snapshot(&id)?))
+            })
+            .collect();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for r in results {
+            match r {
+                Ok(v) => ok.push(v),
+                Err(e @ RepositoryError::Corrupt { .. }) => bad.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
+    }
+
     /// Every snapshot, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>, RepositoryError> {
         let names = self.backend.list(ObjectKind::Snapshot)?;
@@ -498,9 +550,25 @@ impl Repository {
     }
 
     /// Reads every index object (in parallel) and builds the in-memory index.
+    ///
+    /// A damaged index object is skipped with a warning: its blobs then count
+    /// as unknown, so a backup stores them again and a restore that needs
+    /// them fails naming the blob; `check` reports the object itself.
     pub fn load_index(&self) -> Result<Index, RepositoryError> {
-        let files = self.load_index_files()?;
-        Ok(Index::from_files(files.into_iter().map(|(_, f)| f).collect())?)
+        let names = self.backend.list(ObjectKind::Index)?;
+        let results: Vec<Result<IndexFile, RepositoryError>> = names
+            .par_iter()
+            .map(|o| self.load_object(ObjectKind::Index, INDEX_KIND, INDEX_VERSION, &o.name))
+            .collect();
+        let mut files = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(f) => files.push(f),
+                Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Index::from_files(files)?)
     }
 
     /// Every index object, decoded.
@@ -550,8 +618,8 @@ impl Repository {
         let plain = self.read_blob(index, id)?;
         let (_, tree) = encoding::decode("tree", TREE_VERSION, &plain).map_err(|e| RepositoryError::Corrupt {
             kind: ObjectKind::TreePack,
-            name: format!("(tree {})", id.short()),
-            detail: e.to_string(),
+            name: index.get(id).map(|l| l.pack.to_hex()).unwrap_or_default(),
+            detail: format!("tree {}: {e}", id.short()),
         })?;
         Ok(tree)
     }

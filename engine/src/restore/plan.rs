@@ -38,6 +38,8 @@ pub struct BlobJob {
     pub offset: u32,
     /// Sealed length.
     pub length: u32,
+    /// Plaintext length, as the tree records it.
+    pub raw_length: u32,
     /// (file number, offset in that file) for every place it goes.
     pub targets: Vec<(usize, u64)>,
 }
@@ -204,6 +206,7 @@ impl Builder<'_> {
                         id: c.id,
                         offset: loc.offset,
                         length: loc.length,
+                        raw_length: c.length,
                         targets: Vec::new(),
                     })
                     .targets

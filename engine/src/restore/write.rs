@@ -186,7 +186,7 @@ fn restore_all_packs(
     };
     if opts.check_archive_first && !ready.is_empty() {
         let st = ask(&ready, &mut report)?;
-        let (r, w): (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>) = ready
+        let (r, w): Split = ready
             .iter()
             .copied()
             .zip(st)
@@ -245,7 +245,7 @@ fn restore_all_packs(
         delay = (delay * 2).min(opts.retrieval.poll_max);
         let packs: Vec<(crate::id::PackId, u64)> = waiting.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
         let st = retrieve::states(repo, &packs)?;
-        let (r, w): (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>) = waiting
+        let (r, w): Split = waiting
             .iter()
             .copied()
             .zip(st)
@@ -256,6 +256,9 @@ fn restore_all_packs(
         hook(opts, &report);
     }
 }
+
+/// Packs whose state is readable, and the others.
+type Split = (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>);
 
 fn hook(opts: &RestoreOptions, report: &RetrievalReport) {
     if let Some(h) = &opts.on_retrieval {
@@ -335,6 +338,20 @@ fn restore_pack(
                 })
             })?;
             let data = repo.open_blob(BlobType::Data, &b.id, &pj.pack, sealed)?;
+            if data.len() != b.raw_length as usize {
+                // Only a writer bug or a key holder could cause this; without
+                // the check the file would silently get the wrong length.
+                return Err(RestoreError::Repository(crate::repository::RepositoryError::Corrupt {
+                    kind: ObjectKind::DataPack,
+                    name: name.clone(),
+                    detail: format!(
+                        "blob {} has {} bytes, the tree says {}",
+                        b.id.short(),
+                        data.len(),
+                        b.raw_length
+                    ),
+                }));
+            }
             let zero = is_zero(&data);
             for &(f, off) in &b.targets {
                 write_at(plan, states, f, off, &data, zero, c)?;

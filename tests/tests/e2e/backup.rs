@@ -137,3 +137,72 @@ fn dry_run_writes_nothing() {
     assert!(out["snapshot_id"].is_null(), "{out:#}");
     assert!(f.snapshots().is_empty());
 }
+
+/// format-spec "Change detection": a file rewritten in place at the same
+/// path, same size, with its old mtime put back (`touch -r`, tools that
+/// preserve timestamps) is caught by rule 1 because its ctime changed. Rule
+/// 2 (same inode, size and mtime, ctime ignored) is meant for hard-linked or
+/// moved files; it must not hide a change at the very same path.
+#[test]
+fn in_place_rewrite_with_restored_mtime_is_detected() {
+    let f = Fixture::init();
+    let src = f.path("src");
+    let file = src.join("table.dat");
+    write(&file, "version-1 content\n");
+    write(&src.join("other.txt"), "untouched\n");
+    f.backup(&[&s(&src)]);
+
+    let before = std::fs::metadata(&file).unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&before);
+    // Same length, same inode (fs::write truncates in place), old mtime back.
+    write(&file, "version-2 content\n");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode);
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+
+    let out = f.backup(&[&s(&src)]);
+    assert_eq!(
+        String::from_utf8_lossy(&f.dump("latest", &s(&file))),
+        "version-2 content\n",
+        "the snapshot must hold the new content; backup said {out:#}"
+    );
+    assert_eq!(u64_at(&out, "/summary/files_changed"), 1, "{out:#}");
+    assert_eq!(u64_at(&out, "/summary/files_unchanged"), 1, "{out:#}");
+}
+
+#[test]
+fn excludes_leave_out_matching_paths() {
+    let f = Fixture::init();
+    let src = f.path("src");
+    write(&src.join("keep.txt"), "kept\n");
+    write(&src.join("notes.md"), "left out by --exclude *.md\n");
+    write(&src.join("sub/deep.md"), "left out anywhere\n");
+    write(&src.join("cache/blob.txt"), "left out by the exclude file\n");
+    write(&src.join("sub/keep-too.txt"), "kept\n");
+    let exclude_file = f.path("excludes");
+    write(&exclude_file, "# folders named cache\ncache\n\n");
+    let out = f.backup(&[&s(&src), "--exclude", "*.md", "--exclude-file", &s(&exclude_file)]);
+    assert_eq!(u64_at(&out, "/summary/files_new"), 2, "{out:#}");
+
+    let listed = f.cairn().args(["ls", "latest"]).ok().stdout();
+    let listed: BTreeSet<&str> = listed.lines().collect();
+    for kept in ["keep.txt", "sub/keep-too.txt"] {
+        assert!(
+            listed.contains(s(&src.join(kept)).as_str()),
+            "{kept} is kept: {listed:?}"
+        );
+    }
+    for gone in ["notes.md", "sub/deep.md", "cache", "cache/blob.txt"] {
+        assert!(
+            !listed.contains(s(&src.join(gone)).as_str()),
+            "{gone} is excluded: {listed:?}"
+        );
+    }
+}

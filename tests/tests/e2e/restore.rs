@@ -44,7 +44,11 @@ fn point_restore_of_one_file() {
             .ok();
         let restored = manifest(&target);
         let only: Vec<_> = restored.keys().filter(|p| !p.as_os_str().is_empty()).collect();
-        assert_eq!(only, vec![&std::path::PathBuf::from(name)], "only the one file is restored");
+        assert_eq!(
+            only,
+            vec![&std::path::PathBuf::from(name)],
+            "only the one file is restored"
+        );
         assert_eq!(entry(&target.join(name)), entry(&file), "{rel}");
     }
 }
@@ -89,7 +93,10 @@ fn restore_refuses_to_replace_existing_files_without_overwrite() {
     fs::remove_file(&deleted).unwrap();
 
     let r = f.cairn().args(["restore", "latest", "--target", &s(&target)]).fails();
-    assert!(r.stderr().contains("--overwrite"), "the message points to --overwrite\n{r}");
+    assert!(
+        r.stderr().contains("--overwrite"),
+        "the message points to --overwrite\n{r}"
+    );
     assert_eq!(fs::read_to_string(&edited).unwrap(), "a local edit that must survive\n");
     assert!(!deleted.exists(), "a refused restore writes nothing");
 
@@ -117,14 +124,19 @@ fn as_of_restores_the_snapshot_current_at_that_time() {
 
     let restore_as_of = |t: &str| {
         let target = f.path(&format!("as-of-{t}").replace(':', "-"));
-        f.cairn()
-            .args(["restore", "--as-of", t, "--target", &s(&target)])
-            .ok();
+        f.cairn().args(["restore", "--as-of", t, "--target", &s(&target)]).ok();
         fs::read_to_string(under(&target, &file)).unwrap()
     };
     assert_eq!(restore_as_of("2026-01-15T00:00:00Z"), "January state\n");
-    assert_eq!(restore_as_of("2026-01-01T00:00:00Z"), "January state\n", "at the time itself");
-    assert_eq!(restore_as_of("2026-03-01T00:00:00Z"), "February state, which is longer\n");
+    assert_eq!(
+        restore_as_of("2026-01-01T00:00:00Z"),
+        "January state\n",
+        "at the time itself"
+    );
+    assert_eq!(
+        restore_as_of("2026-03-01T00:00:00Z"),
+        "February state, which is longer\n"
+    );
 
     // Nothing existed yet on 2025-12-01.
     let target = f.path("too-early");
@@ -132,4 +144,28 @@ fn as_of_restores_the_snapshot_current_at_that_time() {
         .args(["restore", "--as-of", "2025-12-01T00:00:00Z", "--target", &s(&target)])
         .fails();
     assert!(!under(&target, &file).exists());
+}
+
+#[test]
+fn restoring_what_is_not_there_fails_and_writes_nothing() {
+    let f = Fixture::init();
+    let src = f.path("src");
+    sample_tree(&src, false);
+    f.backup(&[&s(&src)]);
+    let target = f.path("never");
+    let r = f
+        .cairn()
+        .args([
+            "restore",
+            &format!("latest:{}", s(&src.join("no/such/file"))),
+            "--target",
+            &s(&target),
+        ])
+        .fails();
+    assert!(r.stderr().contains("not in the snapshot"), "{r}");
+    f.cairn()
+        .args(["restore", "0000000000", "--target", &s(&target)])
+        .fails();
+    assert!(!target.exists(), "no target folder is created for a failed restore");
+    f.cairn().args(["dump", "latest", &s(&src.join("docs"))]).fails();
 }

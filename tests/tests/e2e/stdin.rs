@@ -35,7 +35,11 @@ fn stdin_backup_round_trips_through_dump() {
 
     let dumped = f.dump("latest", "/crdb.sql");
     assert_eq!(dumped.len(), input.len());
-    assert_eq!(blake3::hash(&dumped), blake3::hash(&input), "dump returns the exact input");
+    assert_eq!(
+        blake3::hash(&dumped),
+        blake3::hash(&input),
+        "dump returns the exact input"
+    );
 
     let snaps = f.snapshots();
     assert_eq!(snaps.len(), 1);

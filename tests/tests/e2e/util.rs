@@ -63,7 +63,11 @@ pub fn cairn_bin() -> &'static Path {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(bin.is_file(), "cargo build succeeded but {} does not exist", bin.display());
+        assert!(
+            bin.is_file(),
+            "cargo build succeeded but {} does not exist",
+            bin.display()
+        );
         bin
     })
 }
@@ -168,11 +172,6 @@ impl Cairn {
         self
     }
 
-    pub fn env_remove(&mut self, k: &str) -> &mut Self {
-        self.cmd.env_remove(k);
-        self
-    }
-
     /// Bytes for standard input (otherwise it is /dev/null: never a terminal).
     pub fn stdin(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Self {
         self.stdin = Some(bytes.into());
@@ -189,7 +188,11 @@ impl Cairn {
     pub fn run(&mut self) -> Run {
         let what = self.what.join(" ");
         self.cmd
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
             .stderr(Stdio::piped());
         let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
@@ -307,7 +310,9 @@ impl Fixture {
     /// A folder with an initialised repository (fast KDF settings).
     pub fn init() -> Fixture {
         let f = Fixture::empty();
-        f.cairn().args(["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]).ok();
+        f.cairn()
+            .args(["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
+            .ok();
         f
     }
 
@@ -422,8 +427,10 @@ pub fn chmod(path: &Path, mode: u32) {
 /// Size of the pseudo-random file in `sample_tree`.
 pub const BIG_FILE_SIZE: usize = 3 * 1024 * 1024;
 
-/// A small tree with nested folders, a symlink, an empty file, files with
-/// unusual modes, and (if `big`) a 3 MiB pseudo-random file at data/big.bin.
+/// A small tree with nested folders, symlinks, an empty file and folder, a
+/// FIFO (which a backup must record, not read), files and folders with
+/// unusual modes (0600, 0755, setgid, sticky), and (if `big`) a 3 MiB
+/// pseudo-random file at data/big.bin.
 pub fn sample_tree(root: &Path, big: bool) {
     write(&root.join("hello.txt"), "hello, cairn\n");
     write(&root.join("docs/readme.md"), "# Readme\n\nSome text.\n".repeat(20));
@@ -435,6 +442,11 @@ pub fn sample_tree(root: &Path, big: bool) {
     write(&root.join("secret.key"), "private\n");
     chmod(&root.join("secret.key"), 0o600);
     fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
+    write(&root.join("shared/setgid-tool"), "#!/bin/sh\n");
+    chmod(&root.join("shared/setgid-tool"), 0o2755);
+    fs::create_dir_all(root.join("shared/drop")).expect("mkdir");
+    chmod(&root.join("shared/drop"), 0o1777);
+    nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o640)).expect("mkfifo");
     symlink("docs/readme.md", root.join("link-to-readme")).expect("symlink");
     symlink("does/not/exist", root.join("dangling")).expect("symlink");
     if big {
@@ -463,8 +475,10 @@ pub enum Entry {
         target: PathBuf,
         mtime_ns: i128,
     },
+    /// FIFOs, sockets, devices: the whole st_mode (type and permissions).
     Other {
         mode: u32,
+        mtime_ns: i128,
     },
 }
 
@@ -504,7 +518,10 @@ pub fn entry(path: &Path) -> Entry {
             blake3: hash_file(path),
         }
     } else {
-        Entry::Other { mode: m.mode() }
+        Entry::Other {
+            mode: m.mode(),
+            mtime_ns: mtime_ns(&m),
+        }
     }
 }
 
@@ -534,7 +551,11 @@ pub fn assert_same_tree(expected: &BTreeMap<PathBuf, Entry>, actual: &BTreeMap<P
         }
     }
     for p in actual.keys() {
-        assert!(expected.contains_key(p), "{} was restored but is not in the source", p.display());
+        assert!(
+            expected.contains_key(p),
+            "{} was restored but is not in the source",
+            p.display()
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use cairn_benches::nights::cassandra::sample_data_db;
 use cairn_engine::blob::{self, Aad, BlobType, Compression};
-use cairn_engine::chunker::Chunker;
+use cairn_engine::chunker::ChunkBuffer;
 use cairn_engine::crypto::MasterKey;
 use cairn_engine::id::{BlobId, PackId};
 use cairn_engine::index::{Index, IndexBlob, IndexFile, IndexPack};
@@ -19,11 +19,17 @@ fn stages(c: &mut Criterion) {
     let p = ChunkerParams::with_seed(7);
     let keys = MasterKey::from_bytes([5; 32]).derive();
     let level = Config::DEFAULT_COMPRESSION;
-    let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], &p).map(|c| c.unwrap_or_default()).collect();
+    let chunks: Vec<Vec<u8>> = ChunkBuffer::new(&p)
+        .chunks(&data[..])
+        .map(|c| c.unwrap_or_default())
+        .collect();
     let mut g = c.benchmark_group("stages");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    g.bench_function("fastcdc", |b| b.iter(|| Chunker::new(&data[..], &p).count()));
+    g.bench_function("fastcdc", |b| {
+        let mut cb = ChunkBuffer::new(&p);
+        b.iter(|| cb.chunks(&data[..]).count())
+    });
     g.bench_function("keyed_blake3", |b| {
         b.iter(|| chunks.iter().fold(0u8, |a, c| a ^ keys.blob_id(c).0[0]))
     });

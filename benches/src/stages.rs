@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use cairn_engine::blob::{self, Aad, BlobType, Compression};
-use cairn_engine::chunker::Chunker;
+use cairn_engine::chunker::ChunkBuffer;
 use cairn_engine::crypto::MasterKey;
 use cairn_engine::repository::ChunkerParams;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -34,12 +34,15 @@ pub fn measure(data: &[u8], level: i32) -> Vec<StageSpeed> {
     let reps = 3;
     let p = ChunkerParams::with_seed(7);
     let keys = MasterKey::from_bytes([5; 32]).derive();
-    let chunks: Vec<Vec<u8>> = Chunker::new(data, &p).map(|c| c.unwrap_or_default()).collect();
+    let chunks: Vec<Vec<u8>> = ChunkBuffer::new(&p)
+        .chunks(data)
+        .map(|c| c.unwrap_or_default())
+        .collect();
     let mut out = Vec::new();
     out.push(StageSpeed {
         stage: "FastCDC chunking (streaming)",
         mb_s: time_mb_s(data.len(), reps, || {
-            let n = Chunker::new(data, &p).count();
+            let n = ChunkBuffer::new(&p).chunks(data).count();
             std::hint::black_box(n);
         }),
     });

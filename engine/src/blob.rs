@@ -129,50 +129,50 @@ fn sample_entropy(data: &[u8]) -> f64 {
 /// Threshold above which a chunk is stored raw without trying zstd.
 pub const INCOMPRESSIBLE_ENTROPY: f64 = 7.97;
 
-fn compress(level: i32, data: &[u8]) -> Result<Option<Vec<u8>>, BlobError> {
-    if level == 0 || data.len() < 64 || sample_entropy(data) > INCOMPRESSIBLE_ENTROPY {
-        return Ok(None);
-    }
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            let c = zstd::bulk::Compressor::new(level).map_err(BlobError::Compress)?;
-            *slot = Some((level, c));
-        }
-        let Some((_, comp)) = slot.as_mut() else {
-            return Err(BlobError::Corrupt("compressor missing".into()));
-        };
-        // 1 flag byte first, so the buffer can go straight to the cipher.
-        let mut out = Vec::with_capacity(data.len() + 1);
+/// Appends `flag || payload` to `out` (which already holds the nonce
+/// space): zstd output when it is worth it, else the raw bytes. Compressing
+/// straight into the final buffer saves a copy and the zeroing of a scratch
+/// buffer per chunk (both showed in profiles at 500 MB/s).
+fn append_payload(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), BlobError> {
+    let start = out.len();
+    let worth_trying = level != 0 && data.len() >= 64 && sample_entropy(data) <= INCOMPRESSIBLE_ENTROPY;
+    if worth_trying {
         out.push(FLAG_ZSTD);
-        let bound = zstd::zstd_safe::compress_bound(data.len());
-        out.resize(1 + bound, 0);
-        let n = comp
-            .compress_to_buffer(data, &mut out[1..])
-            .map_err(BlobError::Compress)?;
-        out.truncate(1 + n);
-        // Stored raw when it does not shrink: decompression would cost time for nothing.
-        if out.len() > data.len() {
-            Ok(None)
-        } else {
-            Ok(Some(out))
+        let compressed = COMPRESSOR.with(|cell| -> Result<usize, BlobError> {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+                let c = zstd::bulk::Compressor::new(level).map_err(BlobError::Compress)?;
+                *slot = Some((level, c));
+            }
+            let Some((_, comp)) = slot.as_mut() else {
+                return Err(BlobError::Corrupt("compressor missing".into()));
+            };
+            let mut cursor = std::io::Cursor::new(std::mem::take(out));
+            cursor.set_position((start + 1) as u64);
+            let r = comp.compress_to_buffer(data, &mut cursor);
+            *out = cursor.into_inner();
+            r.map_err(BlobError::Compress)
+        })?;
+        // Kept raw when it does not shrink: decompressing would cost time for nothing.
+        if compressed < data.len() {
+            return Ok(());
         }
-    })
+        out.truncate(start);
+    }
+    out.push(FLAG_RAW);
+    out.extend_from_slice(data);
+    Ok(())
 }
 
 /// Compresses (when it helps) and encrypts `data`.
 /// Output: nonce || E(flag || payload) || tag, see format-spec "Sealed payload".
 pub fn seal(keys: &Keys, aad: Aad<'_>, data: &[u8], compression: Compression) -> Result<Vec<u8>, BlobError> {
-    let plain = match compress(compression.level, data)? {
-        Some(c) => c,
-        None => {
-            let mut v = Vec::with_capacity(data.len() + 1);
-            v.push(FLAG_RAW);
-            v.extend_from_slice(data);
-            v
-        }
-    };
-    Ok(keys.seal(&aad.bytes(), plain)?)
+    // Room for the worst case up front: growing later would double the buffer.
+    let room = zstd::zstd_safe::compress_bound(data.len()).max(data.len());
+    let mut out = Vec::with_capacity(crate::crypto::SEAL_OVERHEAD + 1 + room);
+    out.resize(crate::crypto::NONCE_LEN, 0);
+    append_payload(compression.level, data, &mut out)?;
+    Ok(keys.seal_in_place(&aad.bytes(), out)?)
 }
 
 /// Decrypts and decompresses what [`seal`] produced with the same `aad`.

@@ -98,6 +98,24 @@ impl Keys {
         seal_with(&self.encryption, ad, plaintext)
     }
 
+    /// Seals `buf[NONCE_LEN..]` in place: fills the nonce into the first
+    /// `NONCE_LEN` bytes (reserved by the caller), encrypts the rest and
+    /// appends the tag. Same layout as [`Keys::seal`], one copy fewer.
+    pub fn seal_in_place(&self, ad: &[u8], mut buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        if buf.len() < NONCE_LEN {
+            return Err(CryptoError::Truncated { len: buf.len() });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        let cipher = XChaCha20Poly1305::new(self.encryption.as_ref().into());
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut buf[NONCE_LEN..])
+            .map_err(|_| CryptoError::Authentication)?;
+        buf.extend_from_slice(&tag);
+        Ok(buf)
+    }
+
     /// Reverses [`Keys::seal`]; fails on any change to the bytes or the AD.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open_with(&self.encryption, ad, sealed)

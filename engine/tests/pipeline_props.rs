@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cairn_engine::blob::{self, Aad, BlobType, Compression};
-use cairn_engine::chunker::Chunker;
+use cairn_engine::chunker::ChunkBuffer;
 use cairn_engine::crypto::{KdfParams, MasterKey};
 use cairn_engine::index::{Index, IndexBlob, IndexFile, IndexPack};
 use cairn_engine::pack::{self, Packer};
@@ -33,7 +33,7 @@ proptest! {
         // Repetition makes duplicate chunks, so dedup paths are exercised.
         let data = data.repeat(repeat);
         let keys = MasterKey::from_bytes([seed as u8; 32]).derive();
-        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], &params(seed)).map(|c| c.unwrap()).collect();
+        let chunks: Vec<Vec<u8>> = ChunkBuffer::new(&params(seed)).chunks(&data[..]).map(|c| c.unwrap()).collect();
         prop_assert_eq!(chunks.concat(), data.clone());
         let mut packer = Packer::new(BlobType::Data, 1 << 20);
         let mut order = Vec::new();

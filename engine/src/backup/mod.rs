@@ -18,7 +18,7 @@ pub use saver::SaverStats;
 
 use crate::backend::BackendError;
 use crate::blob::{BlobError, BlobType};
-use crate::chunker::Chunker;
+use crate::chunker::ChunkBuffer;
 use crate::encoding::{self, EncodingError};
 use crate::id::{SnapshotId, TreeId};
 use crate::pack::PackError;
@@ -332,7 +332,8 @@ fn stream_file(
     node.uid = uid;
     node.gid = gid;
     let mut size = 0u64;
-    for chunk in Chunker::new(stream.reader(), &repo.config().chunker) {
+    let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
+    for chunk in chunk_buffer.chunks(stream.reader()) {
         let data = chunk.map_err(|source| SourceError::Read {
             what: filename.to_string(),
             source,

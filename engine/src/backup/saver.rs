@@ -67,9 +67,9 @@ impl Saver {
     /// Starts the pipeline. `known` is the repository's index at the start.
     pub(crate) fn start(repo: &Repository, known: Arc<Index>, sealers: usize) -> Self {
         let sealers = sealers.max(1);
-        let (job_tx, job_rx) = bounded::<SealJob>(sealers * 2);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(sealers * 2);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        let (job_tx, job_rx) = bounded::<SealJob>(sealers);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(sealers);
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let stats = Arc::new(SaverStats::default());
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -83,17 +83,21 @@ impl Saver {
             }));
         }
         drop(sealed_tx);
+        // Stored packs' buffers go back to the packer: two pack buffers
+        // circulate instead of a new 16 MiB allocation per pack, which the
+        // allocator kept around as fragments (peak RSS).
+        let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(2);
         {
             let repo = repo.clone();
             threads.push(spawn("cairn-pack", failed.clone(), move || {
-                pack_loop(&repo, sealed_rx, pack_tx)
+                pack_loop(&repo, sealed_rx, pack_tx, recycle_rx)
             }));
         }
         {
             let repo = repo.clone();
             let stats = stats.clone();
             threads.push(spawn("cairn-write", failed.clone(), move || {
-                write_loop(&repo, pack_rx, &stats)
+                write_loop(&repo, pack_rx, &stats, recycle_tx)
             }));
         }
         Self {
@@ -198,7 +202,12 @@ fn seal_loop(
     Ok(())
 }
 
-fn pack_loop(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>) -> Result<(), BackupError> {
+fn pack_loop(
+    repo: &Repository,
+    rx: Receiver<Sealed>,
+    tx: Sender<FinishedPack>,
+    recycled: Receiver<Vec<u8>>,
+) -> Result<(), BackupError> {
     let target = repo.config().pack_size as usize;
     // Tree packs stay small: they are read whole by every ls/diff/restore.
     let tree_target = target.min(4 * 1024 * 1024);
@@ -211,7 +220,11 @@ fn pack_loop(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>) 
         };
         packer.add(s.id, &s.sealed, s.raw_len)?;
         if packer.size() >= limit {
-            let full = std::mem::replace(packer, Packer::new(s.blob_type, limit + limit / 8));
+            let next = match recycled.try_recv() {
+                Ok(buf) if s.blob_type == BlobType::Data => Packer::with_buffer(s.blob_type, buf),
+                _ => Packer::new(s.blob_type, limit + limit / 8),
+            };
+            let full = std::mem::replace(packer, next);
             tx.send(full.finish(repo.keys())?)
                 .map_err(|_| BackupError::PipelineStopped)?;
         }
@@ -225,7 +238,12 @@ fn pack_loop(repo: &Repository, rx: Receiver<Sealed>, tx: Sender<FinishedPack>) 
     Ok(())
 }
 
-fn write_loop(repo: &Repository, rx: Receiver<FinishedPack>, stats: &SaverStats) -> Result<(), BackupError> {
+fn write_loop(
+    repo: &Repository,
+    rx: Receiver<FinishedPack>,
+    stats: &SaverStats,
+    recycle: Sender<Vec<u8>>,
+) -> Result<(), BackupError> {
     let mut pending = IndexFile::default();
     for p in rx {
         match repo.backend().write(pack_kind(p.blob_type), &p.id.to_hex(), &p.bytes) {
@@ -249,6 +267,12 @@ fn write_loop(repo: &Repository, rx: Receiver<FinishedPack>, stats: &SaverStats)
                 })
                 .collect(),
         });
+        if p.blob_type == BlobType::Data {
+            let mut buf = p.bytes;
+            buf.clear();
+            // A full return queue just means the buffer is freed instead.
+            let _ = recycle.try_send(buf);
+        }
         if pending.packs.len() >= PACKS_PER_INDEX {
             let (_, n) = repo.save_index(&std::mem::take(&mut pending))?;
             stats.stored_bytes.fetch_add(n, Ordering::Relaxed);

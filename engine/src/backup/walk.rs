@@ -18,7 +18,7 @@ use super::parent::ParentFiles;
 use super::saver::Saver;
 use super::{store_tree, BackupError, BackupOptions, BackupProgress, SkippedEntry};
 use crate::blob::BlobType;
-use crate::chunker::Chunker;
+use crate::chunker::ChunkBuffer;
 use crate::id::TreeId;
 use crate::repository::Repository;
 use crate::snapshot::Summary;
@@ -452,11 +452,12 @@ fn reader_loop(
     progress: Option<&BackupProgress>,
     bytes_read: &std::sync::atomic::AtomicU64,
 ) {
+    let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
     for job in rx {
         if saver.failed() {
             break;
         }
-        let r = read_file(repo, saver, &job.path, progress, bytes_read);
+        let r = read_file(repo, saver, &mut chunk_buffer, &job.path, progress, bytes_read);
         let res = match r {
             Ok(content) => FileResult { content, error: None },
             Err(e) => FileResult {
@@ -474,13 +475,14 @@ fn reader_loop(
 fn read_file(
     repo: &Repository,
     saver: &Saver,
+    chunk_buffer: &mut ChunkBuffer,
     path: &Path,
     progress: Option<&BackupProgress>,
     bytes_read: &std::sync::atomic::AtomicU64,
 ) -> Result<Vec<ContentRef>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let mut content = Vec::new();
-    for chunk in Chunker::new(f, &repo.config().chunker) {
+    for chunk in chunk_buffer.chunks(f) {
         let data = chunk.map_err(|e| e.to_string())?;
         let len = data.len();
         let id = repo.keys().blob_id(&data);

@@ -88,6 +88,16 @@ impl Packer {
         }
     }
 
+    /// An empty pack that reuses `buf`'s allocation.
+    pub fn with_buffer(blob_type: BlobType, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        Self {
+            blob_type,
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     /// Bytes of blobs so far.
     pub fn size(&self) -> usize {
         self.buf.len()

@@ -52,6 +52,14 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Limit uploads to this many KiB/s.
+    #[arg(long, global = true, value_name = "KIB_S")]
+    pub limit_upload: Option<u64>,
+
+    /// Limit downloads to this many KiB/s.
+    #[arg(long, global = true, value_name = "KIB_S")]
+    pub limit_download: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

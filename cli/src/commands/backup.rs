@@ -122,6 +122,7 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
             "paths": out.snapshot.paths,
             "tags": out.snapshot.tags,
             "summary": s,
+            "retries": ctx.retries(),
             "skipped": out.skipped.iter().map(|k| serde_json::json!({"path": k.path.to_string_lossy(), "error": k.error})).collect::<Vec<_>>(),
         }));
     }

@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
     let mut opts = InitOptions::default();
     if let Some(from) = &a.chunker_params_from {
         let other = ctx.config.target(Some(from))?;
-        let backend = cairn_engine::backend::open_location_with(&other.location, &other.backend_options()?)?;
+        let backend = ctx.backend(&other)?;
         let pw = password::other_repository()?;
         let repo = Repository::open(backend, &pw)
             .with_context(|| format!("opening {} to copy its chunker parameters", other.location))?;
@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         iterations: a.kdf_iterations.unwrap_or(d.iterations),
         parallelism: d.parallelism,
     };
-    let backend = cairn_engine::backend::open_location_with(&t.location, &t.backend_options()?)?;
+    let backend = ctx.backend(&t)?;
     let pw = password::for_init(t.password_file.as_deref(), t.password_command.as_deref())?;
     let repo =
         Repository::init(backend, &pw, opts).with_context(|| format!("creating repository at {}", t.location))?;

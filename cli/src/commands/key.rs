@@ -129,7 +129,7 @@ fn recover(ctx: &Ctx, sheet: Option<&std::path::Path>) -> Result<u8> {
         }
     };
     let master = recovery::parse_sheet(&text)?;
-    let backend = cairn_engine::backend::open_location(&t.location)?;
+    let backend = ctx.backend(&t)?;
     let repo = Repository::open_with_recovery_key(backend, master)?;
     let pw = password::new_password()?;
     let name = repo.add_key(&pw, KdfParams::default())?;

@@ -20,6 +20,11 @@ use crate::password;
 
 /// What every command needs besides its own arguments.
 pub struct Ctx {
+    pub limit_upload: Option<u64>,
+    pub limit_download: Option<u64>,
+    /// The options the repository was opened with (their retry counter is
+    /// read for `--json` output).
+    pub backend_options: std::cell::RefCell<Option<cairn_engine::backend::BackendOptions>>,
     pub json: bool,
     pub quiet: bool,
     pub config: FileConfig,
@@ -34,9 +39,25 @@ impl Ctx {
     /// Opens the repository, asking for the password by the documented order.
     pub fn open(&self) -> Result<Repository> {
         let t = self.target()?;
-        let backend = cairn_engine::backend::open_location_with(&t.location, &t.backend_options()?)?;
+        let backend = self.backend(&t)?;
         let pw = password::repository(t.password_file.as_deref(), t.password_command.as_deref())?;
         Repository::open(backend, &pw).with_context(|| format!("opening repository {}", t.location))
+    }
+
+    /// Opens the storage of `t` with its profile's settings and the global
+    /// flags (speed limits).
+    pub fn backend(&self, t: &config::Target) -> Result<std::sync::Arc<dyn cairn_engine::Backend>> {
+        let mut o = t.backend_options()?;
+        o.limit_upload_kib = self.limit_upload;
+        o.limit_download_kib = self.limit_download;
+        let b = cairn_engine::backend::open_location_with(&t.location, &o)?;
+        *self.backend_options.borrow_mut() = Some(o);
+        Ok(b)
+    }
+
+    /// Retries of temporary storage failures so far (S3).
+    pub fn retries(&self) -> u64 {
+        self.backend_options.borrow().as_ref().map(|o| o.retries()).unwrap_or(0)
     }
 
     pub fn progress(&self) -> bool {
@@ -64,6 +85,9 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
 pub fn run(cli: Cli) -> Result<u8> {
     let config = config::load(cli.config.as_deref())?;
     let ctx = Ctx {
+        limit_upload: cli.limit_upload,
+        limit_download: cli.limit_download,
+        backend_options: std::cell::RefCell::new(None),
         json: cli.json,
         quiet: cli.quiet,
         config,

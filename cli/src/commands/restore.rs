@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     }
     if ctx.json {
         output::json(
-            &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "summary": s, "seconds": started.elapsed().as_secs_f64()}),
+            &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "summary": s, "retries": ctx.retries(), "seconds": started.elapsed().as_secs_f64()}),
         )?;
     } else {
         ctx.say(format!(

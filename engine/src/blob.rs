@@ -175,6 +175,34 @@ pub fn seal(keys: &Keys, aad: Aad<'_>, data: &[u8], compression: Compression) ->
     Ok(keys.seal_in_place(&aad.bytes(), out)?)
 }
 
+/// A blob's plaintext: borrowed from the decrypted buffer when it was stored
+/// raw, owned when it had to be decompressed.
+pub type Plain<'a> = std::borrow::Cow<'a, [u8]>;
+
+/// Like [`open`], but decrypts inside `sealed` (a buffer the caller owns and
+/// no longer needs), so raw blobs cost no copy at all. Restore and check read
+/// many blobs from one range read; this saved a copy and a shift per blob.
+pub fn open_in_place<'a>(keys: &Keys, aad: Aad<'_>, sealed: &'a mut [u8]) -> Result<Plain<'a>, BlobError> {
+    let plain = keys.open_in_place(&aad.bytes(), sealed)?;
+    match plain.split_first() {
+        Some((&FLAG_RAW, rest)) => Ok(Plain::Borrowed(rest)),
+        Some((&FLAG_ZSTD, frame)) => Ok(Plain::Owned(decompress(frame)?)),
+        Some((other, _)) => Err(BlobError::Corrupt(format!("unknown compression flag {other}"))),
+        None => Err(BlobError::Corrupt("empty plaintext".into())),
+    }
+}
+
+fn decompress(frame: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .map_err(|_| BlobError::Corrupt("zstd frame header unreadable".into()))?
+        .ok_or_else(|| BlobError::Corrupt("zstd frame has no content size".into()))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size > MAX_PLAINTEXT {
+        return Err(BlobError::Corrupt(format!("claims {size} bytes of plaintext")));
+    }
+    zstd::bulk::decompress(frame, size).map_err(|e| BlobError::Corrupt(format!("zstd: {e}")))
+}
+
 /// Decrypts and decompresses what [`seal`] produced with the same `aad`.
 pub fn open(keys: &Keys, aad: Aad<'_>, sealed: &[u8]) -> Result<Vec<u8>, BlobError> {
     let mut plain = keys.open(&aad.bytes(), sealed)?;

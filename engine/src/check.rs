@@ -226,7 +226,7 @@ fn read_pack(
     progress: Option<&AtomicU64>,
 ) -> Result<(), String> {
     let name = id.to_hex();
-    let bytes = repo.backend().read(kind, &name).map_err(|e| e.to_string())?;
+    let mut bytes = repo.backend().read(kind, &name).map_err(|e| e.to_string())?;
     read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     if let Some(p) = progress {
         p.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -247,7 +247,7 @@ fn read_pack(
         }
     }
     for e in &entries {
-        let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        let sealed = &mut bytes[e.offset as usize..(e.offset + e.length) as usize];
         let plain = repo
             .open_blob(e.blob_type, &e.id, &id, sealed)
             .map_err(|e| e.to_string())?;

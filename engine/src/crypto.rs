@@ -116,6 +116,22 @@ impl Keys {
         Ok(buf)
     }
 
+    /// Reverses [`Keys::seal`] in place, returning the plaintext as a slice of
+    /// `sealed` (no copy). On failure `sealed` is left garbled.
+    pub fn open_in_place<'a>(&self, ad: &[u8], sealed: &'a mut [u8]) -> Result<&'a [u8], CryptoError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::Truncated { len: sealed.len() });
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let split = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(split);
+        let cipher = XChaCha20Poly1305::new(self.encryption.as_ref().into());
+        cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), ad, ct, Tag::from_slice(tag))
+            .map_err(|_| CryptoError::Authentication)?;
+        Ok(&*ct)
+    }
+
     /// Reverses [`Keys::seal`]; fails on any change to the bytes or the AD.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open_with(&self.encryption, ad, sealed)

@@ -139,8 +139,19 @@ impl Backend for LocalBackend {
         }
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| BackendError::from_io(&rel, e))?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| BackendError::from_io(&rel, e))?;
+        // Read into spare capacity: zeroing a buffer the read overwrites
+        // anyway showed in restore profiles.
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut f)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| BackendError::from_io(&rel, e))?;
+        if buf.len() as u64 != len {
+            return Err(BackendError::Transient {
+                path: rel,
+                message: "object shrank while being read".into(),
+            });
+        }
         Ok(buf)
     }
 

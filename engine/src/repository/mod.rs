@@ -601,6 +601,23 @@ impl Repository {
         })
     }
 
+    /// Opens a sealed blob inside a buffer the caller owns (see
+    /// [`blob::open_in_place`]).
+    pub fn open_blob_in_place<'a>(
+        &self,
+        blob_type: BlobType,
+        id: &BlobId,
+        pack: &PackId,
+        sealed: &'a mut [u8],
+    ) -> Result<blob::Plain<'a>, RepositoryError> {
+        let kind = pack_kind(blob_type);
+        blob::open_in_place(&self.keys, Aad::Blob(blob_type, id), sealed).map_err(|e| RepositoryError::Corrupt {
+            kind,
+            name: pack.to_hex(),
+            detail: format!("blob {}: {e}", id.short()),
+        })
+    }
+
     /// Reads one blob through the index.
     pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>, RepositoryError> {
         let loc = index.get(id).ok_or(RepositoryError::MissingBlob { id: *id })?;

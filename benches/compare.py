@@ -366,7 +366,7 @@ def verify_file(target, src_file):
 def build(args, cargo_target):
     """Builds gen-nights (required) and, if wanted, cairn. Returns cairn error or None."""
     log("building gen-nights (cargo build --release -p cairn-benches)")
-    r = subprocess.run(["cargo", "build", "--release", "-p", "cairn-benches"], cwd=ROOT)
+    r = subprocess.run(["cargo", "build", "--release", "-p", "cairn-benches", "--bins"], cwd=ROOT)
     if r.returncode != 0:
         if not os.path.exists(os.path.join(cargo_target, "release", "gen-nights")):
             sys.exit("building gen-nights failed")
@@ -527,6 +527,29 @@ def render(args, meta, steps, tools, results, notes):
                 f"| {fmt(cr and cr / 1024, 0)} | {fmt(rr and rr / 1024, 0)} | {fmt_ratio(ratio(cr, rr))} "
                 f"| {fmt(cb and mb(cb))} | {fmt(rb and mb(rb))} | {fmt_ratio(ratio(cb, rb))} |"
             )
+    lim = meta.get("limits")
+    c1 = results.get(("cairn", "night-1 backup"))
+    cr = results.get(("cairn", "restore latest (full)"))
+    if lim and meta.get("nights"):
+        L.append("")
+        L.append("## cairn against the machine's 2-core limit")
+        L.append("")
+        L.append(f"Single-core stage speeds from `target/release/limits` (zstd level {lim['zstd_level']}, "
+                 f"{lim['sample_mb']} MB of Data.db-like data):")
+        L.append("")
+        for st in lim["stages"]:
+            L.append(f"- {st['stage']}: {st['mb_s']:.0f} MB/s")
+        L.append("")
+        n1 = meta["nights"][0]["bytes"] / 1e6
+        last = meta["nights"][-1]["bytes"] / 1e6
+        if c1 is not None and c1.ok and c1.wall:
+            got = n1 / c1.wall
+            L.append(f"- night-1 backup: {got:.0f} MB/s = {100 * got / lim['backup_limit_mb_s']:.0f}% "
+                     f"of the {lim['backup_limit_mb_s']:.0f} MB/s backup limit")
+        if cr is not None and cr.ok and cr.wall:
+            got = last / cr.wall
+            L.append(f"- full restore: {got:.0f} MB/s = {100 * got / lim['restore_limit_mb_s']:.0f}% "
+                     f"of the {lim['restore_limit_mb_s']:.0f} MB/s restore limit")
     if notes:
         L.append("")
         L.append("## Failures and notes")
@@ -706,6 +729,15 @@ def main():
         if t.broken:
             notes.append(f"{t.name}: {t.broken}; its rows are 'not run'")
 
+    limits_bin = os.path.join(cargo_target, "release", "limits")
+    if os.path.exists(limits_bin):
+        log("measuring stage speeds (target/release/limits --json)")
+        r = subprocess.run([limits_bin, "--json"], capture_output=True, text=True)
+        if r.returncode == 0:
+            try:
+                meta["limits"] = json.loads(r.stdout)
+            except ValueError:
+                notes.append("limits: unreadable output")
     text = render(args, meta, steps, tools, results, notes)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -52,6 +52,14 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Do not use the local metadata cache (S3 repositories).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// Folder for the metadata cache (default: the user's cache folder, `cairn/`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
     /// Limit uploads to this many KiB/s.
     #[arg(long, global = true, value_name = "KIB_S")]
     pub limit_upload: Option<u64>,

@@ -20,6 +20,8 @@ use crate::password;
 
 /// What every command needs besides its own arguments.
 pub struct Ctx {
+    pub no_cache: bool,
+    pub cache_dir: Option<std::path::PathBuf>,
     pub limit_upload: Option<u64>,
     pub limit_download: Option<u64>,
     /// The options the repository was opened with (their retry counter is
@@ -50,6 +52,21 @@ impl Ctx {
         let mut o = t.backend_options()?;
         o.limit_upload_kib = self.limit_upload;
         o.limit_download_kib = self.limit_download;
+        if !self.no_cache {
+            // One folder per location: two repositories never share entries
+            // (and entries are verified by their hash names anyway).
+            let base = self
+                .cache_dir
+                .clone()
+                .or_else(|| dirs::cache_dir().map(|d| d.join("cairn")));
+            if let Some(base) = base {
+                let key = blake3::hash(t.location.as_bytes()).to_hex();
+                o.cache = Some(cairn_engine::backend::cache::CacheOptions {
+                    dir: base.join(&key.as_str()[..16]),
+                    max_bytes: 1 << 30,
+                });
+            }
+        }
         let b = cairn_engine::backend::open_location_with(&t.location, &o)?;
         *self.backend_options.borrow_mut() = Some(o);
         Ok(b)
@@ -85,6 +102,8 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
 pub fn run(cli: Cli) -> Result<u8> {
     let config = config::load(cli.config.as_deref())?;
     let ctx = Ctx {
+        no_cache: cli.no_cache,
+        cache_dir: cli.cache_dir.clone(),
         limit_upload: cli.limit_upload,
         limit_download: cli.limit_download,
         backend_options: std::cell::RefCell::new(None),

@@ -13,6 +13,7 @@
 //! - Errors say whether retrying can help ([`BackendError::is_retryable`]).
 //!   Retries, caches and limits are wrappers around a backend, not part of it.
 
+pub mod cache;
 pub mod dryrun;
 pub mod limiter;
 pub mod local;
@@ -304,6 +305,8 @@ pub struct BackendOptions {
     pub limit_upload_kib: Option<u64>,
     /// Download limit in KiB/s (any location).
     pub limit_download_kib: Option<u64>,
+    /// Local metadata cache (S3 only; `None` disables it).
+    pub cache: Option<cache::CacheOptions>,
 }
 
 impl BackendOptions {
@@ -334,7 +337,11 @@ pub fn open_location_with(location: &str, opts: &BackendOptions) -> Result<std::
     if location.starts_with("s3:") {
         let s3 = s3::S3Backend::open(location, &opts.s3)?;
         let limited = limiter::LimitBackend::new(s3, opts.limits());
-        return Ok(Arc::new(retry::RetryBackend::new(limited, opts.retry.clone())));
+        let retried = retry::RetryBackend::new(limited, opts.retry.clone());
+        return Ok(match &opts.cache {
+            Some(c) => Arc::new(cache::CacheBackend::new(retried, c.clone())),
+            None => Arc::new(retried),
+        });
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     if path.is_empty() {

@@ -193,6 +193,9 @@ fn default_host() -> String {
 /// Backs up `source` into `repo` and saves a snapshot, unless a dry run.
 pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
+    // The snapshot is dated when the backup starts, as restic does: that is
+    // the moment its data describes, and what --as-of compares against.
+    let started_ns = crate::time::now_ns();
     let repo = if opts.dry_run {
         repo.with_dry_run()
     } else {
@@ -274,7 +277,7 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
     summary.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let (user, uid, gid) = current_user();
     let snapshot = Snapshot {
-        time_ns: opts.time_ns.unwrap_or_else(crate::time::now_ns),
+        time_ns: opts.time_ns.unwrap_or(started_ns),
         host,
         user,
         uid,

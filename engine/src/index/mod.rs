@@ -236,6 +236,11 @@ impl Index {
         self.len() == 0
     }
 
+    /// The stored size of a pack, when the index knows it.
+    pub fn pack_size(&self, id: &PackId) -> Option<u64> {
+        self.pack_numbers.get(id).map(|&n| self.packs[n as usize].size)
+    }
+
     /// Every pack known to the index.
     pub fn packs(&self) -> &[PackInfo] {
         &self.packs

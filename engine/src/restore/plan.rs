@@ -49,6 +49,8 @@ pub struct BlobJob {
 pub struct PackJob {
     /// The pack.
     pub pack: PackId,
+    /// Its stored size (what a retrieval from archive storage moves).
+    pub size: u64,
     /// Its blobs, sorted by offset.
     pub blobs: Vec<BlobJob>,
 }
@@ -219,7 +221,17 @@ impl Builder<'_> {
             .map(|(pack, blobs)| {
                 let mut blobs: Vec<BlobJob> = blobs.into_values().collect();
                 blobs.sort_by_key(|b| b.offset);
-                PackJob { pack, blobs }
+                PackJob {
+                    size: self.index.pack_size(&pack).unwrap_or_else(|| {
+                        blobs
+                            .iter()
+                            .map(|b| u64::from(b.offset) + u64::from(b.length))
+                            .max()
+                            .unwrap_or(0)
+                    }),
+                    pack,
+                    blobs,
+                }
             })
             .collect();
         // Biggest first keeps both cores busy to the end.

@@ -154,14 +154,7 @@ fn restore_all_packs(
     opts: &RestoreOptions,
     pool: Option<&rayon::ThreadPool>,
 ) -> Result<(), RestoreError> {
-    let size_of = |i: usize| {
-        plan.packs[i]
-            .blobs
-            .iter()
-            .map(|b| u64::from(b.offset) + u64::from(b.length))
-            .max()
-            .unwrap_or(0)
-    };
+    let size_of = |i: usize| plan.packs[i].size;
     let mut ready: Vec<usize> = (0..plan.packs.len()).collect();
     let mut waiting: Vec<usize> = Vec::new();
     let mut report = RetrievalReport::default();

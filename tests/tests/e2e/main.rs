@@ -17,4 +17,5 @@ mod keys;
 mod misc;
 mod recovery;
 mod restore;
+mod s3;
 mod stdin;

@@ -237,6 +237,18 @@ impl Cairn {
         }
     }
 
+    /// Starts it with standard output and error piped, for a test that
+    /// watches it run or stops it mid-way; the caller waits for or kills it.
+    pub fn spawn(&mut self) -> std::process::Child {
+        let what = self.what.join(" ");
+        assert!(self.stdin.is_none(), "spawn() does not feed standard input");
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
+            .stderr(Stdio::piped());
+        self.cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"))
+    }
+
     /// Runs it and asserts exit code 0.
     pub fn ok(&mut self) -> Run {
         let r = self.run();
@@ -314,6 +326,26 @@ impl Fixture {
             .args(["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
             .ok();
         f
+    }
+
+    /// A folder whose `./cairn.toml` is `config` (written by `config`, which
+    /// is given the folder's path) and whose repository (CAIRN_REPOSITORY) is
+    /// `repo`: a profile name in that file, or a location. Not initialised.
+    pub fn with_config(repo: &str, config: impl FnOnce(&Fixture) -> String) -> Fixture {
+        let mut f = Fixture::empty();
+        let text = config(&f);
+        write(&f.root.join("cairn.toml"), text);
+        f.repo = PathBuf::from(repo);
+        f
+    }
+
+    /// `init` of this fixture's repository, with fast KDF settings and any
+    /// further `args` (e.g. `--pack-size`).
+    pub fn init_repo(&self, args: &[&str]) -> Run {
+        self.cairn()
+            .args(["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
+            .args(args)
+            .ok()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -223,7 +223,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
         if r.archived_unread > 0 {
             r.warnings.push(format!(
                 "{} pack(s) are in archive storage and were not read (no retrieval was requested); \
-                 their bytes are unverified, not damaged: restore from them to retrieve and verify them",
+                 their content is unverified: a restore retrieves, reads and verifies them",
                 r.archived_unread
             ));
         }

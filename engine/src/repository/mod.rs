@@ -528,20 +528,12 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>, RepositoryError> {
-        let names = self.backend.list(ObjectKind::Snapshot)?;
-        let mut out = names
-            .par_iter()
-            .map(|o| {
-                let id = SnapshotId::from_hex(&o.name).map_err(|e| RepositoryError::Corrupt {
-                    kind: ObjectKind::Snapshot,
-                    name: o.name.clone(),
-                    detail: e.to_string(),
-                })?;
-                Ok((id, self.load_snapshot(&id)?))
-            })
-            .collect::<Result<Vec<_>, RepositoryError>>()?;
-        out.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-        Ok(out)
+        let (ok, mut damaged) = self.list_snapshots_lenient()?;
+        match damaged.pop() {
+            // Commands that list snapshots for the user must not hide damage.
+            Some(e) => Err(e),
+            None => Ok(ok),
+        }
     }
 
     /// Stores an index object.

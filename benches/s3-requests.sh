@@ -4,7 +4,7 @@
 # SeaweedFS. Needs `cargo build -p cairn-tests --bins` and
 # `cargo build --release -p cairn-cli`.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/.."
 scripts/s3-servers.sh start >/dev/null
 set -a; . target/s3-servers.env; set +a
 UP=${CAIRN_TEST_S3_ENDPOINT#http://}

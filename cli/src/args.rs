@@ -271,9 +271,20 @@ pub struct DumpArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Read every pack and verify every blob (reads the whole repository).
+    /// Read every pack and verify every blob (reads the whole repository;
+    /// packs in archive storage are retrieved first, as by restore).
     #[arg(long)]
     pub read_data: bool,
+    /// Retrieval tier for packs in archive storage.
+    #[arg(long, value_enum, default_value = "standard")]
+    pub tier: Tier,
+    /// Days a retrieved copy stays readable.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    pub retrieve_days: u32,
+    /// Wait for archive retrievals and read packs as they become readable
+    /// (without it: request, then exit with code 14 "retrieval pending").
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

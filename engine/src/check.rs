@@ -14,6 +14,8 @@ use crate::id::{ObjectId, PackId, TreeId};
 use crate::index::{Index, IndexFile};
 use crate::pack;
 use crate::repository::{pack_kind, Repository, RepositoryError};
+use crate::restore::retrieve::{self, RetrievalOptions, RetrievalReport};
+use crate::restore::RetrievalHook;
 use crate::tree::NodeKind;
 
 /// Errors that stop a check before it can judge the repository.
@@ -34,6 +36,11 @@ pub struct CheckOptions {
     pub read_data: bool,
     /// Progress: bytes of packs read so far.
     pub progress: Option<Arc<AtomicU64>>,
+    /// With `read_data`, retrieve archived packs (as restore does) instead
+    /// of only reporting them unread.
+    pub retrieval: Option<RetrievalOptions>,
+    /// Told what must be retrieved.
+    pub on_retrieval: Option<Arc<RetrievalHook>>,
 }
 
 /// What the check found.
@@ -53,8 +60,10 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Bytes of pack data read and verified.
     pub bytes_read: u64,
-    /// Packs in archive storage that `read_data` could not read.
+    /// Packs in archive storage that `read_data` could not read (yet).
     pub archived_unread: usize,
+    /// What was asked of archive storage, when packs were archived.
+    pub retrieval: Option<RetrievalReport>,
 }
 
 impl CheckReport {
@@ -198,33 +207,77 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
 
     if opts.read_data {
         let errors = Mutex::new(Vec::new());
-        let archived = AtomicU64::new(0);
         let read = AtomicU64::new(0);
-        let list: Vec<(&PackId, &(ObjectKind, u64))> = stored.iter().collect();
-        list.par_iter().for_each(|(id, (kind, _))| {
-            if let Err(e) = read_pack(
-                repo,
-                **id,
-                *kind,
-                in_index.get(id).map(|x| &x.2),
-                &read,
-                opts.progress.as_deref(),
-            ) {
-                match e {
-                    PackReadError::Archived => {
-                        archived.fetch_add(1, Ordering::Relaxed);
-                    }
-                    PackReadError::Damaged(e) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+        let list: Vec<(PackId, ObjectKind, u64)> = stored.iter().map(|(id, (k, size))| (*id, *k, *size)).collect();
+        let read_all = |packs: &[(PackId, ObjectKind, u64)]| -> Vec<(PackId, ObjectKind, u64)> {
+            let archived = Mutex::new(Vec::new());
+            packs.par_iter().for_each(|&(id, kind, size)| {
+                match read_pack(
+                    repo,
+                    id,
+                    kind,
+                    in_index.get(&id).map(|x| &x.2),
+                    &read,
+                    opts.progress.as_deref(),
+                ) {
+                    Ok(()) => {}
+                    Err(PackReadError::Archived) => archived
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((id, kind, size)),
+                    Err(PackReadError::Damaged(e)) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
                 }
+            });
+            archived.into_inner().unwrap_or_else(|p| p.into_inner())
+        };
+        let mut waiting = read_all(&list);
+        if let (false, Some(ro)) = (waiting.is_empty(), &opts.retrieval) {
+            // Archived packs: retrieve them as a restore would (each once),
+            // then read them; or stop and say a retrieval is pending.
+            let packs: Vec<(PackId, u64)> = waiting.iter().map(|(id, _, size)| (*id, *size)).collect();
+            let st = retrieve::states(repo, &packs).map_err(CheckError::Backend)?;
+            let report = retrieve::request(repo, &packs, &st, ro).map_err(CheckError::Backend)?;
+            if let Some(h) = &opts.on_retrieval {
+                (h.0)(&report);
             }
-        });
+            r.retrieval = Some(report);
+            // Packs whose retrieval finished since the read are read now.
+            let (ready, still): (Vec<_>, Vec<_>) = waiting
+                .iter()
+                .copied()
+                .zip(st)
+                .partition(|(_, s)| *s == crate::backend::ArchiveState::Readable);
+            waiting = still.into_iter().map(|(p, _)| p).collect();
+            let ready: Vec<(PackId, ObjectKind, u64)> = ready.into_iter().map(|(p, _)| p).collect();
+            waiting.extend(read_all(&ready));
+            let mut delay = ro.poll_initial;
+            while ro.wait && !waiting.is_empty() {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(ro.poll_max);
+                let packs: Vec<(PackId, u64)> = waiting.iter().map(|(id, _, size)| (*id, *size)).collect();
+                let st = retrieve::states(repo, &packs).map_err(CheckError::Backend)?;
+                let (ready, still): (Vec<_>, Vec<_>) = waiting
+                    .iter()
+                    .copied()
+                    .zip(st)
+                    .partition(|(_, s)| *s == crate::backend::ArchiveState::Readable);
+                let ready: Vec<(PackId, ObjectKind, u64)> = ready.into_iter().map(|(p, _)| p).collect();
+                waiting = still.into_iter().map(|(p, _)| p).collect();
+                // A pack reported readable but still refusing the read waits another round.
+                waiting.extend(read_all(&ready));
+            }
+        }
         r.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
-        r.archived_unread = archived.load(Ordering::Relaxed) as usize;
+        r.archived_unread = waiting.len();
         if r.archived_unread > 0 {
             r.warnings.push(format!(
-                "{} pack(s) are in archive storage and were not read (no retrieval was requested); \
-                 their content is unverified: a restore retrieves, reads and verifies them",
-                r.archived_unread
+                "{} pack(s) are in archive storage and were not read yet; their content is unverified{}",
+                r.archived_unread,
+                if r.retrieval.is_some() {
+                    ": their retrieval is requested; run the same check again once it is done"
+                } else {
+                    ""
+                }
             ));
         }
         r.bytes_read = read.load(Ordering::Relaxed);

@@ -234,3 +234,60 @@ fn lifecycle_moved_packs_found_while_reading_are_retrieved_with_wait() {
     let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();
     assert_eq!(backend.requests.lock().unwrap().len(), packs);
 }
+
+#[test]
+fn check_read_data_retrieves_archived_packs_once_then_verifies_them() {
+    let (backend, repo, _src, _snap) = setup(1);
+    let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();
+    let opts = cairn_engine::check::CheckOptions {
+        read_data: true,
+        retrieval: Some(RetrievalOptions::default()),
+        ..Default::default()
+    };
+    // Without retrieval options archived packs are only reported unread.
+    let plain = cairn_engine::check::check(
+        &repo,
+        &cairn_engine::check::CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(plain.ok(), "{:?}", plain.errors);
+    assert_eq!(plain.archived_unread, packs);
+    assert!(backend.requests.lock().unwrap().is_empty());
+    // First run: requests each archived pack once, reads none of them yet.
+    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    assert_eq!(r.archived_unread, packs);
+    assert_eq!(r.retrieval.as_ref().unwrap().requested_now, packs);
+    // Second run: still in progress, nothing requested again.
+    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    assert_eq!(r.retrieval.as_ref().unwrap().already_in_progress, packs);
+    assert_eq!(backend.requests.lock().unwrap().len(), packs);
+    // Third run: retrieved, so every pack is read and verified.
+    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    assert_eq!(r.archived_unread, 0);
+    assert!(r.bytes_read > 0);
+}
+
+#[test]
+fn check_read_data_with_wait_reads_archived_packs_as_they_become_readable() {
+    let (backend, repo, _src, _snap) = setup(2);
+    let opts = cairn_engine::check::CheckOptions {
+        read_data: true,
+        retrieval: Some(RetrievalOptions {
+            wait: true,
+            poll_initial: Duration::from_millis(5),
+            poll_max: Duration::from_millis(20),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    assert!(r.ok(), "{:?}", r.errors);
+    assert_eq!(r.archived_unread, 0);
+    let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();
+    assert_eq!(backend.requests.lock().unwrap().len(), packs);
+}

@@ -26,6 +26,19 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
         &CheckOptions {
             read_data: a.read_data,
             progress: Some(read),
+            retrieval: Some(cairn_engine::restore::RetrievalOptions {
+                tier: super::restore::tier(a.tier),
+                days: a.retrieve_days,
+                wait: a.wait,
+                ..Default::default()
+            }),
+            on_retrieval: if ctx.quiet || ctx.json {
+                None
+            } else {
+                Some(Arc::new(cairn_engine::restore::RetrievalHook(Box::new(
+                    super::restore::print_retrieval,
+                ))))
+            },
         },
     );
     drop(bar);
@@ -57,5 +70,11 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
             eprintln!("{} error(s) found: the repository is damaged", report.errors.len());
         }
     }
-    Ok(if report.ok() { 0 } else { crate::EXIT_FAILURE })
+    Ok(if !report.ok() {
+        crate::EXIT_FAILURE
+    } else if report.archived_unread > 0 && report.retrieval.is_some() {
+        crate::EXIT_RETRIEVAL_PENDING
+    } else {
+        0
+    })
 }

@@ -38,11 +38,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         progress: Some(progress.clone()),
         check_archive_first: repo.backend().location().starts_with("s3:"),
         retrieval: RetrievalOptions {
-            tier: match a.tier {
-                crate::args::Tier::Expedited => RetrievalTier::Expedited,
-                crate::args::Tier::Standard => RetrievalTier::Standard,
-                crate::args::Tier::Bulk => RetrievalTier::Bulk,
-            },
+            tier: tier(a.tier),
             days: a.retrieve_days,
             wait: a.wait,
             ..Default::default()
@@ -129,7 +125,15 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn print_retrieval(r: &RetrievalReport) {
+pub fn tier(t: crate::args::Tier) -> RetrievalTier {
+    match t {
+        crate::args::Tier::Expedited => RetrievalTier::Expedited,
+        crate::args::Tier::Standard => RetrievalTier::Standard,
+        crate::args::Tier::Bulk => RetrievalTier::Bulk,
+    }
+}
+
+pub fn print_retrieval(r: &RetrievalReport) {
     if r.ready == 0 {
         eprintln!(
             "{} of {} pack(s) needed are in archive storage ({}; {}): {} retrieval(s) requested now, {} already in progress",

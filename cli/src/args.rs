@@ -238,18 +238,26 @@ pub struct RestoreArgs {
     /// Replace files that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
-    /// Retrieval tier for packs in archive storage (GLACIER, DEEP_ARCHIVE).
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// How packs in archive storage (GLACIER, DEEP_ARCHIVE) are retrieved by
+/// `restore` and `check --read-data`.
+#[derive(Debug, Args)]
+pub struct RetrievalArgs {
+    /// Retrieval tier for packs in archive storage.
     #[arg(long, value_enum, default_value = "standard")]
     pub tier: Tier,
     /// Days a retrieved copy stays readable.
     #[arg(long, default_value_t = 7, value_name = "DAYS")]
     pub retrieve_days: u32,
-    /// Wait for archive retrievals and restore as packs become readable
+    /// Wait for archive retrievals and go on as packs become readable
     /// (without it: request, then exit with code 14 "retrieval pending").
     #[arg(long)]
     pub wait: bool,
-    #[command(flatten)]
-    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -275,16 +283,8 @@ pub struct CheckArgs {
     /// packs in archive storage are retrieved first, as by restore).
     #[arg(long)]
     pub read_data: bool,
-    /// Retrieval tier for packs in archive storage.
-    #[arg(long, value_enum, default_value = "standard")]
-    pub tier: Tier,
-    /// Days a retrieved copy stays readable.
-    #[arg(long, default_value_t = 7, value_name = "DAYS")]
-    pub retrieve_days: u32,
-    /// Wait for archive retrievals and read packs as they become readable
-    /// (without it: request, then exit with code 14 "retrieval pending").
-    #[arg(long)]
-    pub wait: bool,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

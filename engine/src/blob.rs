@@ -211,17 +211,7 @@ pub fn open(keys: &Keys, aad: Aad<'_>, sealed: &[u8]) -> Result<Vec<u8>, BlobErr
             plain.remove(0);
             Ok(plain)
         }
-        Some(&FLAG_ZSTD) => {
-            let frame = &plain[1..];
-            let size = zstd::zstd_safe::get_frame_content_size(frame)
-                .map_err(|_| BlobError::Corrupt("zstd frame header unreadable".into()))?
-                .ok_or_else(|| BlobError::Corrupt("zstd frame has no content size".into()))?;
-            let size = usize::try_from(size).unwrap_or(usize::MAX);
-            if size > MAX_PLAINTEXT {
-                return Err(BlobError::Corrupt(format!("claims {size} bytes of plaintext")));
-            }
-            zstd::bulk::decompress(frame, size).map_err(|e| BlobError::Corrupt(format!("zstd: {e}")))
-        }
+        Some(&FLAG_ZSTD) => decompress(&plain[1..]),
         Some(other) => Err(BlobError::Corrupt(format!("unknown compression flag {other}"))),
         None => Err(BlobError::Corrupt("empty plaintext".into())),
     }

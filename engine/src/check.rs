@@ -81,19 +81,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     }
     // Index objects one by one, so one damaged object is named and the rest still checked.
     let mut files: Vec<IndexFile> = Vec::new();
-    let names = repo.backend().list(ObjectKind::Index)?;
-    let loaded: Vec<Result<IndexFile, RepositoryError>> = names
-        .par_iter()
-        .map(|o| {
-            repo.load_object(
-                ObjectKind::Index,
-                crate::index::INDEX_KIND,
-                crate::index::INDEX_VERSION,
-                &o.name,
-            )
-        })
-        .collect();
-    for l in loaded {
+    let loaded = repo.load_index_files()?;
+    for (_, l) in loaded {
         match l {
             Ok(f) => files.push(f),
             Err(e) => r.errors.push(e.to_string()),
@@ -242,13 +231,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
             }
             r.retrieval = Some(report);
             // Packs whose retrieval finished since the read are read now.
-            let (ready, still): (Vec<_>, Vec<_>) = waiting
-                .iter()
-                .copied()
-                .zip(st)
-                .partition(|(_, s)| *s == crate::backend::ArchiveState::Readable);
-            waiting = still.into_iter().map(|(p, _)| p).collect();
-            let ready: Vec<(PackId, ObjectKind, u64)> = ready.into_iter().map(|(p, _)| p).collect();
+            let (ready, still) = retrieve::split_readable(&waiting, st);
+            waiting = still;
             waiting.extend(read_all(&ready));
             let mut delay = ro.poll_initial;
             while ro.wait && !waiting.is_empty() {
@@ -256,13 +240,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
                 delay = (delay * 2).min(ro.poll_max);
                 let packs: Vec<(PackId, u64)> = waiting.iter().map(|(id, _, size)| (*id, *size)).collect();
                 let st = retrieve::states(repo, &packs).map_err(CheckError::Backend)?;
-                let (ready, still): (Vec<_>, Vec<_>) = waiting
-                    .iter()
-                    .copied()
-                    .zip(st)
-                    .partition(|(_, s)| *s == crate::backend::ArchiveState::Readable);
-                let ready: Vec<(PackId, ObjectKind, u64)> = ready.into_iter().map(|(p, _)| p).collect();
-                waiting = still.into_iter().map(|(p, _)| p).collect();
+                let (ready, still) = retrieve::split_readable(&waiting, st);
+                waiting = still;
                 // A pack reported readable but still refusing the read waits another round.
                 waiting.extend(read_all(&ready));
             }

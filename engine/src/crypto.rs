@@ -92,15 +92,9 @@ impl Keys {
         crate::id::BlobId(*blake3::keyed_hash(&self.blob_id, data).as_bytes())
     }
 
-    /// Encrypts `plaintext` under a fresh random nonce.
-    /// Output layout: nonce (24) || ciphertext || tag (16).
-    pub fn seal(&self, ad: &[u8], plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-        seal_with(&self.encryption, ad, plaintext)
-    }
-
     /// Seals `buf[NONCE_LEN..]` in place: fills the nonce into the first
     /// `NONCE_LEN` bytes (reserved by the caller), encrypts the rest and
-    /// appends the tag. Same layout as [`Keys::seal`], one copy fewer.
+    /// appends the tag: nonce (24) || ciphertext || tag (16).
     pub fn seal_in_place(&self, ad: &[u8], mut buf: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
         if buf.len() < NONCE_LEN {
             return Err(CryptoError::Truncated { len: buf.len() });
@@ -116,7 +110,7 @@ impl Keys {
         Ok(buf)
     }
 
-    /// Reverses [`Keys::seal`] in place, returning the plaintext as a slice of
+    /// Reverses [`Keys::seal_in_place`] in place, returning the plaintext as a slice of
     /// `sealed` (no copy). On failure `sealed` is left garbled.
     pub fn open_in_place<'a>(&self, ad: &[u8], sealed: &'a mut [u8]) -> Result<&'a [u8], CryptoError> {
         if sealed.len() < SEAL_OVERHEAD {
@@ -132,7 +126,7 @@ impl Keys {
         Ok(&*ct)
     }
 
-    /// Reverses [`Keys::seal`]; fails on any change to the bytes or the AD.
+    /// Reverses [`Keys::seal_in_place`]; fails on any change to the bytes or the AD.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open_with(&self.encryption, ad, sealed)
     }
@@ -234,7 +228,9 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_tamper() {
         let k = MasterKey::from_bytes([7; 32]).derive();
-        let sealed = k.seal(b"ad", b"hello".to_vec()).unwrap();
+        let mut buf = vec![0u8; NONCE_LEN];
+        buf.extend_from_slice(b"hello");
+        let sealed = k.seal_in_place(b"ad", buf).unwrap();
         assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
         assert_eq!(k.open(b"ad", &sealed).unwrap(), b"hello");
         assert!(matches!(k.open(b"other", &sealed), Err(CryptoError::Authentication)));

@@ -495,6 +495,7 @@ fn damaged_data_blob_fails_restore_naming_the_pack() {
     let files = repo.load_index_files().unwrap();
     let mut n = 0;
     for (_, f) in files {
+        let f = f.unwrap();
         for p in f
             .packs
             .iter()

@@ -26,19 +26,8 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
         &CheckOptions {
             read_data: a.read_data,
             progress: Some(read),
-            retrieval: Some(cairn_engine::restore::RetrievalOptions {
-                tier: super::restore::tier(a.tier),
-                days: a.retrieve_days,
-                wait: a.wait,
-                ..Default::default()
-            }),
-            on_retrieval: if ctx.quiet || ctx.json {
-                None
-            } else {
-                Some(Arc::new(cairn_engine::restore::RetrievalHook(Box::new(
-                    super::restore::print_retrieval,
-                ))))
-            },
+            retrieval: Some(super::restore::retrieval_options(&a.retrieval)),
+            on_retrieval: super::restore::retrieval_hook(ctx),
         },
     );
     drop(bar);

@@ -36,18 +36,11 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         verify: a.verify,
         threads: 0,
         progress: Some(progress.clone()),
-        check_archive_first: repo.backend().location().starts_with("s3:"),
-        retrieval: RetrievalOptions {
-            tier: tier(a.tier),
-            days: a.retrieve_days,
-            wait: a.wait,
-            ..Default::default()
-        },
-        on_retrieval: if ctx.quiet || ctx.json {
-            None
-        } else {
-            Some(Arc::new(RetrievalHook(Box::new(print_retrieval))))
-        },
+        // Free where the storage has no archive classes (the default answer
+        // needs no request); one HEAD per needed pack on S3.
+        check_archive_first: true,
+        retrieval: retrieval_options(&a.retrieval),
+        on_retrieval: retrieval_hook(ctx),
     };
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
@@ -125,15 +118,30 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn tier(t: crate::args::Tier) -> RetrievalTier {
-    match t {
-        crate::args::Tier::Expedited => RetrievalTier::Expedited,
-        crate::args::Tier::Standard => RetrievalTier::Standard,
-        crate::args::Tier::Bulk => RetrievalTier::Bulk,
+/// The engine's retrieval options from `--tier`, `--retrieve-days`, `--wait`.
+pub fn retrieval_options(a: &crate::args::RetrievalArgs) -> RetrievalOptions {
+    RetrievalOptions {
+        tier: match a.tier {
+            crate::args::Tier::Expedited => RetrievalTier::Expedited,
+            crate::args::Tier::Standard => RetrievalTier::Standard,
+            crate::args::Tier::Bulk => RetrievalTier::Bulk,
+        },
+        days: a.retrieve_days,
+        wait: a.wait,
+        ..Default::default()
     }
 }
 
-pub fn print_retrieval(r: &RetrievalReport) {
+/// Prints retrieval estimates and progress, unless -q or --json.
+pub fn retrieval_hook(ctx: &Ctx) -> Option<Arc<RetrievalHook>> {
+    if ctx.quiet || ctx.json {
+        None
+    } else {
+        Some(Arc::new(RetrievalHook(Box::new(print_retrieval))))
+    }
+}
+
+fn print_retrieval(r: &RetrievalReport) {
     if r.ready == 0 {
         eprintln!(
             "{} of {} pack(s) needed are in archive storage ({}; {}): {} retrieval(s) requested now, {} already in progress",

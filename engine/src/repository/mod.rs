@@ -23,6 +23,9 @@ use crate::tree::{Tree, TREE_VERSION};
 pub use config::{ChunkerParams, Config, FORMAT_VERSION};
 pub use keys::KeyFile;
 
+/// One index object by name: decoded, or why it could not be.
+pub type IndexObject = (String, Result<IndexFile, RepositoryError>);
+
 /// Readable snapshots (oldest first) and the errors of damaged ones.
 pub type LenientSnapshots = (Vec<(SnapshotId, Snapshot)>, Vec<RepositoryError>);
 
@@ -536,6 +539,21 @@ impl Repository {
         }
     }
 
+    /// Every index object by name, read in parallel, each decoded or with
+    /// its own error (so one damaged object can be skipped or named).
+    pub fn load_index_files(&self) -> Result<Vec<IndexObject>, RepositoryError> {
+        let names = self.backend.list(ObjectKind::Index)?;
+        Ok(names
+            .par_iter()
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    self.load_object(ObjectKind::Index, INDEX_KIND, INDEX_VERSION, &o.name),
+                )
+            })
+            .collect())
+    }
+
     /// Stores an index object.
     pub fn save_index(&self, file: &IndexFile) -> Result<(ObjectId, u64), RepositoryError> {
         self.save_object(ObjectKind::Index, INDEX_KIND, INDEX_VERSION, file)
@@ -547,13 +565,9 @@ impl Repository {
     /// as unknown, so a backup stores them again and a restore that needs
     /// them fails naming the blob; `check` reports the object itself.
     pub fn load_index(&self) -> Result<Index, RepositoryError> {
-        let names = self.backend.list(ObjectKind::Index)?;
-        let results: Vec<Result<IndexFile, RepositoryError>> = names
-            .par_iter()
-            .map(|o| self.load_object(ObjectKind::Index, INDEX_KIND, INDEX_VERSION, &o.name))
-            .collect();
+        let results = self.load_index_files()?;
         let mut files = Vec::with_capacity(results.len());
-        for r in results {
+        for (_, r) in results {
             match r {
                 Ok(f) => files.push(f),
                 Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
@@ -561,20 +575,6 @@ impl Repository {
             }
         }
         Ok(Index::from_files(files)?)
-    }
-
-    /// Every index object, decoded.
-    pub fn load_index_files(&self) -> Result<Vec<(String, IndexFile)>, RepositoryError> {
-        let names = self.backend.list(ObjectKind::Index)?;
-        names
-            .par_iter()
-            .map(|o| {
-                Ok((
-                    o.name.clone(),
-                    self.load_object(ObjectKind::Index, INDEX_KIND, INDEX_VERSION, &o.name)?,
-                ))
-            })
-            .collect()
     }
 
     /// Opens a sealed blob read from its pack.

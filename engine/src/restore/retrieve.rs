@@ -133,6 +133,20 @@ pub(crate) fn states(repo: &Repository, packs: &[(PackId, u64)]) -> Result<Vec<A
         .collect()
 }
 
+/// Splits `items` by their archive states (same order): (readable now, not yet).
+pub(crate) fn split_readable<T: Copy>(items: &[T], states: Vec<ArchiveState>) -> (Vec<T>, Vec<T>) {
+    let mut ready = Vec::new();
+    let mut waiting = Vec::new();
+    for (item, state) in items.iter().zip(states) {
+        if state == ArchiveState::Readable {
+            ready.push(*item);
+        } else {
+            waiting.push(*item);
+        }
+    }
+    (ready, waiting)
+}
+
 /// Requests retrieval of every archived pack not already being retrieved;
 /// returns the report. Asking twice is avoided by looking first.
 pub(crate) fn request(

@@ -179,13 +179,7 @@ fn restore_all_packs(
     };
     if opts.check_archive_first && !ready.is_empty() {
         let st = ask(&ready, &mut report)?;
-        let (r, w): Split = ready
-            .iter()
-            .copied()
-            .zip(st)
-            .partition(|(_, s)| *s == ArchiveState::Readable);
-        ready = r.into_iter().map(|(i, _)| i).collect();
-        waiting = w.into_iter().map(|(i, _)| i).collect();
+        (ready, waiting) = retrieve::split_readable(&ready, st);
         if !waiting.is_empty() {
             hook(opts, &report);
         }
@@ -238,20 +232,11 @@ fn restore_all_packs(
         delay = (delay * 2).min(opts.retrieval.poll_max);
         let packs: Vec<(crate::id::PackId, u64)> = waiting.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
         let st = retrieve::states(repo, &packs)?;
-        let (r, w): Split = waiting
-            .iter()
-            .copied()
-            .zip(st)
-            .partition(|(_, s)| *s == ArchiveState::Readable);
-        ready = r.into_iter().map(|(i, _)| i).collect();
-        waiting = w.into_iter().map(|(i, _)| i).collect();
+        (ready, waiting) = retrieve::split_readable(&waiting, st);
         report.ready += ready.len();
         hook(opts, &report);
     }
 }
-
-/// Packs whose state is readable, and the others.
-type Split = (Vec<(usize, ArchiveState)>, Vec<(usize, ArchiveState)>);
 
 fn hook(opts: &RestoreOptions, report: &RetrievalReport) {
     if let Some(h) = &opts.on_retrieval {

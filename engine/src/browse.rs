@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 
-use crate::id::TreeId;
+use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::repository::{Repository, RepositoryError};
-use crate::restore::{resolve_path, RestoreError};
 use crate::snapshot::Snapshot;
-use crate::tree::{Node, NodeKind, Tree};
+use crate::tree::{self, Descend, Node, NodeKind, Tree, Visitor};
 
 /// Errors of browsing.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +31,15 @@ pub enum BrowseError {
     Repository(#[from] RepositoryError),
 }
 
-impl From<RestoreError> for BrowseError {
-    fn from(e: RestoreError) -> Self {
-        match e {
-            RestoreError::Repository(r) => BrowseError::Repository(r),
-            other => BrowseError::Path(other.to_string()),
-        }
-    }
+/// The node at `path` in `snapshot`, or an error naming the path.
+pub fn node_at(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node, BrowseError> {
+    tree::resolve_path(repo, index, &snapshot.tree, path)?
+        .ok_or_else(|| BrowseError::Path(format!("{path} is not in the snapshot")))
 }
 
 /// Calls `f` for every entry at or below `start` (an absolute path in the
-/// snapshot; "/" for all), parents before children.
+/// snapshot; "/" for all), parents before children; with `recursive` unset,
+/// only `start` and its direct entries.
 pub fn walk(
     repo: &Repository,
     index: &Index,
@@ -51,7 +48,7 @@ pub fn walk(
     recursive: bool,
     f: &mut dyn FnMut(&Path, &Node),
 ) -> Result<(), BrowseError> {
-    let node = resolve_path(repo, index, snapshot, start)?;
+    let node = node_at(repo, index, snapshot, start)?;
     let base = PathBuf::from(if start.is_empty() { "/" } else { start });
     if !node.name.is_empty() {
         f(&base, &node);
@@ -59,29 +56,19 @@ pub fn walk(
             return Ok(());
         }
     }
-    if let Some(t) = node.subtree {
-        walk_tree(repo, index, &t, &base, recursive, f)?;
+    struct Each<'a> {
+        f: &'a mut dyn FnMut(&Path, &Node),
+        recursive: bool,
     }
-    Ok(())
-}
-
-fn walk_tree(
-    repo: &Repository,
-    index: &Index,
-    id: &TreeId,
-    at: &Path,
-    recursive: bool,
-    f: &mut dyn FnMut(&Path, &Node),
-) -> Result<(), BrowseError> {
-    let tree = repo.load_tree(index, id)?;
-    for n in &tree.nodes {
-        let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
-        f(&p, n);
-        if recursive {
-            if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {
-                walk_tree(repo, index, &sub, &p, recursive, f)?;
-            }
+    impl Visitor for Each<'_> {
+        type Error = BrowseError;
+        fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, BrowseError> {
+            (self.f)(path, node);
+            Ok(if self.recursive { Descend::Yes } else { Descend::No })
         }
+    }
+    if let Some(t) = node.subtree {
+        tree::walk(repo, index, &t, &base, &mut Each { f, recursive })?;
     }
     Ok(())
 }
@@ -95,7 +82,7 @@ pub fn dump(
     path: &str,
     out: &mut dyn Write,
 ) -> Result<u64, BrowseError> {
-    let node = resolve_path(repo, index, snapshot, path)?;
+    let node = node_at(repo, index, snapshot, path)?;
     if node.kind != NodeKind::File {
         return Err(BrowseError::Path(format!("{path} is not a file")));
     }
@@ -111,9 +98,75 @@ pub fn dump(
 
 /// A glob for `find`: a pattern without `/` matches file names, one with `/`
 /// matches whole paths.
-pub fn name_matcher(pattern: &str) -> Result<(GlobMatcher, bool), BrowseError> {
-    let g = Glob::new(pattern).map_err(|e| BrowseError::Pattern(pattern.to_string(), e.to_string()))?;
-    Ok((g.compile_matcher(), pattern.contains('/')))
+#[derive(Debug, Clone)]
+pub struct NameMatcher {
+    glob: GlobMatcher,
+    whole_path: bool,
+}
+
+impl NameMatcher {
+    /// Parses `pattern`.
+    pub fn new(pattern: &str) -> Result<Self, BrowseError> {
+        let g = Glob::new(pattern).map_err(|e| BrowseError::Pattern(pattern.to_string(), e.to_string()))?;
+        Ok(Self {
+            glob: g.compile_matcher(),
+            whole_path: pattern.contains('/'),
+        })
+    }
+
+    /// Whether the entry `node` at `path` matches.
+    pub fn matches(&self, path: &Path, node: &Node) -> bool {
+        if self.whole_path {
+            self.glob.is_match(path)
+        } else {
+            self.glob.is_match(std::ffi::OsStr::from_bytes(&node.name))
+        }
+    }
+}
+
+/// One entry `find` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindHit {
+    /// The snapshot holding it.
+    pub snapshot: SnapshotId,
+    /// That snapshot's time, Unix ns.
+    #[serde(skip)]
+    pub time_ns: i64,
+    /// Its path in the snapshot.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What it is (`file`, `dir`, ... as [`NodeKind::name`] spells it).
+    #[serde(rename = "type", serialize_with = "kind_name")]
+    pub kind: NodeKind,
+}
+
+fn kind_name<S: serde::Serializer>(k: &NodeKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.name())
+}
+
+/// Every entry matching `matcher` in `snapshots`, snapshot by snapshot.
+pub fn find(
+    repo: &Repository,
+    index: &Index,
+    snapshots: &[(SnapshotId, Snapshot)],
+    matcher: &NameMatcher,
+) -> Result<Vec<FindHit>, BrowseError> {
+    let mut hits = Vec::new();
+    for (id, snap) in snapshots {
+        walk(repo, index, snap, "/", true, &mut |p, n| {
+            if matcher.matches(p, n) {
+                hits.push(FindHit {
+                    snapshot: *id,
+                    time_ns: snap.time_ns,
+                    path: p.to_string_lossy().into_owned(),
+                    size: n.size,
+                    kind: n.kind,
+                });
+            }
+        })?;
+    }
+    Ok(hits)
 }
 
 /// How an entry differs between two snapshots.
@@ -170,6 +223,33 @@ fn load(repo: &Repository, index: &Index, id: Option<TreeId>) -> Result<Tree, Br
     })
 }
 
+/// Everything below a folder that only one snapshot has.
+fn one_side(
+    repo: &Repository,
+    index: &Index,
+    id: &TreeId,
+    at: &Path,
+    change: Change,
+    out: &mut Vec<DiffEntry>,
+) -> Result<(), BrowseError> {
+    struct Record<'a> {
+        change: Change,
+        out: &'a mut Vec<DiffEntry>,
+    }
+    impl Visitor for Record<'_> {
+        type Error = BrowseError;
+        fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, BrowseError> {
+            self.out.push(DiffEntry {
+                path: path.to_string_lossy().into_owned(),
+                change: self.change,
+                dir: node.kind == NodeKind::Dir,
+            });
+            Ok(Descend::Yes)
+        }
+    }
+    tree::walk(repo, index, id, at, &mut Record { change, out })
+}
+
 fn diff_trees(
     repo: &Repository,
     index: &Index,
@@ -199,8 +279,8 @@ fn diff_trees(
                     change: Change::Removed,
                     dir: x.kind == NodeKind::Dir,
                 });
-                if x.kind == NodeKind::Dir {
-                    diff_trees(repo, index, x.subtree, None, &p, out)?;
+                if let (NodeKind::Dir, Some(t)) = (x.kind, x.subtree) {
+                    one_side(repo, index, &t, &p, Change::Removed, out)?;
                 }
             }
             (std::cmp::Ordering::Greater, _, Some(y)) => {
@@ -211,8 +291,8 @@ fn diff_trees(
                     change: Change::Added,
                     dir: y.kind == NodeKind::Dir,
                 });
-                if y.kind == NodeKind::Dir {
-                    diff_trees(repo, index, None, y.subtree, &p, out)?;
+                if let (NodeKind::Dir, Some(t)) = (y.kind, y.subtree) {
+                    one_side(repo, index, &t, &p, Change::Added, out)?;
                 }
             }
             (_, Some(x), Some(y)) => {

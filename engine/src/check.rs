@@ -2,6 +2,7 @@
 //! `read_data`, every byte of every pack.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,12 +12,11 @@ use serde::Serialize;
 use crate::backend::ObjectKind;
 use crate::blob::BlobType;
 use crate::id::{ObjectId, PackId, TreeId};
-use crate::index::{Index, IndexFile};
+use crate::index::{Index, IndexBlob, IndexFile, IndexPack};
 use crate::pack;
 use crate::repository::{pack_kind, Repository, RepositoryError};
-use crate::restore::retrieve::{self, RetrievalOptions, RetrievalReport};
-use crate::restore::RetrievalHook;
-use crate::tree::NodeKind;
+use crate::retrieve::{self, DriveOptions, PackRef, RetrievalHook, RetrievalOptions, RetrievalReport};
+use crate::tree::{self, Descend, Node, NodeKind, Visitor};
 
 /// Errors that stop a check before it can judge the repository.
 #[derive(Debug, thiserror::Error)]
@@ -74,67 +74,110 @@ impl CheckReport {
 }
 
 /// Checks the repository; problems go into the report, not the error.
+///
+/// Phases, each of which goes on past what it finds: keys, index objects,
+/// packs against the index, snapshots and every tree they reach, and with
+/// `read_data` every byte of every pack.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let mut r = CheckReport::default();
     if let Err(e) = repo.list_keys() {
         r.errors.push(e.to_string());
     }
-    // Index objects one by one, so one damaged object is named and the rest still checked.
+    let Some(IndexedPacks { index, in_index }) = check_index(repo, &mut r)? else {
+        return Ok(r);
+    };
+    let stored = check_packs(repo, &in_index, &mut r)?;
+    check_snapshots(repo, &index, &mut r)?;
+    if opts.read_data {
+        read_data(repo, &stored, &in_index, opts, &mut r)?;
+    }
+    r.errors.sort();
+    Ok(r)
+}
+
+/// Index objects one by one, so one damaged object is named and the rest
+/// still checked. `None` when no usable index can be built.
+fn check_index(repo: &Repository, r: &mut CheckReport) -> Result<Option<IndexedPacks>, CheckError> {
     let mut files: Vec<IndexFile> = Vec::new();
-    let loaded = repo.load_index_files()?;
-    for (_, l) in loaded {
-        match l {
+    for o in repo.load_index_files()? {
+        match o.file {
             Ok(f) => files.push(f),
             Err(e) => r.errors.push(e.to_string()),
         }
     }
-    let mut in_index: HashMap<PackId, (BlobType, u64, Vec<crate::index::IndexBlob>)> = HashMap::new();
-    for f in &files {
-        for p in &f.packs {
-            in_index.insert(p.id, (p.blob_type, p.size, p.blobs.clone()));
-        }
-    }
+    let in_index: HashMap<PackId, IndexPack> = files
+        .iter()
+        .flat_map(|f| f.packs.iter())
+        .map(|p| (p.id, p.clone()))
+        .collect();
     let index = match Index::from_files(files) {
         Ok(i) => i,
         Err(e) => {
             r.errors.push(e.to_string());
-            return Ok(r);
+            return Ok(None);
         }
     };
     r.packs = in_index.len();
     r.blobs = index.len();
+    Ok(Some(IndexedPacks { index, in_index }))
+}
 
-    let mut stored: HashMap<PackId, (ObjectKind, u64)> = HashMap::new();
+/// The index, and each pack as the index describes it.
+struct IndexedPacks {
+    index: Index,
+    in_index: HashMap<PackId, IndexPack>,
+}
+
+/// A pack as listed by the storage.
+#[derive(Debug, Clone, Copy)]
+struct StoredPack {
+    kind: ObjectKind,
+    size: u64,
+}
+
+/// Every stored pack against the index: missing, wrong size, or unindexed.
+fn check_packs(
+    repo: &Repository,
+    in_index: &HashMap<PackId, IndexPack>,
+    r: &mut CheckReport,
+) -> Result<HashMap<PackId, StoredPack>, CheckError> {
+    let mut stored: HashMap<PackId, StoredPack> = HashMap::new();
     for kind in [ObjectKind::DataPack, ObjectKind::TreePack] {
         for o in repo.backend().list(kind)? {
             match PackId::from_hex(&o.name) {
                 Ok(id) => {
-                    stored.insert(id, (kind, o.size));
+                    stored.insert(id, StoredPack { kind, size: o.size });
                 }
                 Err(_) => r.warnings.push(format!("{kind} {}: not a pack name", o.name)),
             }
         }
     }
-    for (id, (t, size, _)) in &in_index {
+    for (id, p) in in_index {
+        let want = pack_kind(p.blob_type);
         match stored.get(id) {
-            None => r.errors.push(format!(
-                "{} {id} is in the index but missing from storage",
-                pack_kind(*t)
-            )),
-            Some((kind, s)) if *kind != pack_kind(*t) || s != size => r
+            None => r
                 .errors
-                .push(format!("{kind} {id}: stored size {s} differs from the index ({size})")),
+                .push(format!("{want} {id} is in the index but missing from storage")),
+            Some(s) if s.kind != want || s.size != p.size => r.errors.push(format!(
+                "{} {id}: stored size {} differs from the index ({})",
+                s.kind, s.size, p.size
+            )),
             _ => {}
         }
     }
-    for (id, (kind, _)) in &stored {
+    for (id, s) in &stored {
         if !in_index.contains_key(id) {
             r.warnings.push(format!(
-                "{kind} {id} is not in any index (left by an interrupted backup; prune will remove it)"
+                "{} {id} is not in any index (left by an interrupted backup; prune will remove it)",
+                s.kind
             ));
         }
     }
+    Ok(stored)
+}
 
+/// Every snapshot, and every distinct tree they reach (each once).
+fn check_snapshots(repo: &Repository, index: &Index, r: &mut CheckReport) -> Result<(), CheckError> {
     let snaps = repo.backend().list(ObjectKind::Snapshot)?;
     let mut roots: Vec<TreeId> = Vec::new();
     for o in &snaps {
@@ -147,122 +190,127 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
         }
     }
     r.snapshots = snaps.len();
-    let mut seen: HashSet<TreeId> = HashSet::new();
-    let mut stack = roots;
-    while let Some(t) = stack.pop() {
-        if !seen.insert(t) {
-            continue;
+    let mut trees = TreeCheck {
+        index,
+        seen: HashSet::new(),
+        errors: Vec::new(),
+    };
+    for root in roots {
+        if trees.seen.insert(root) {
+            tree::walk(repo, index, &root, Path::new("/"), &mut trees)?;
         }
-        match repo.load_tree(&index, &t) {
-            Ok(tree) => {
-                for n in &tree.nodes {
-                    match n.kind {
-                        NodeKind::Dir => match n.subtree {
-                            Some(s) => stack.push(s),
-                            None => {
-                                r.errors
-                                    .push(format!("tree {}: folder {} has no subtree", t.short(), n.name_lossy()))
-                            }
-                        },
-                        NodeKind::File => {
-                            for c in &n.content {
-                                if index.get(&c.id).is_none_or(|l| l.blob_type != BlobType::Data) {
-                                    r.errors.push(format!(
-                                        "file {} (tree {}): data blob {} is missing",
-                                        n.name_lossy(),
-                                        t.short(),
-                                        c.id.short()
-                                    ));
-                                }
-                            }
-                            let sum: u64 = n.content.iter().map(|c| u64::from(c.length)).sum();
-                            if sum != n.size {
-                                r.errors.push(format!(
-                                    "file {} (tree {}): content adds up to {sum} bytes, size says {}",
-                                    n.name_lossy(),
-                                    t.short(),
-                                    n.size
-                                ));
-                            }
-                        }
-                        _ => {}
+    }
+    r.trees = trees.seen.len();
+    r.errors.extend(trees.errors);
+    Ok(())
+}
+
+/// The tree phase of a check: each tree once, damage recorded, never fatal.
+struct TreeCheck<'a> {
+    index: &'a Index,
+    seen: HashSet<TreeId>,
+    errors: Vec<String>,
+}
+
+impl Visitor for TreeCheck<'_> {
+    type Error = CheckError;
+
+    fn enter(&mut self, path: &Path, parent: &TreeId, n: &Node) -> Result<Descend, CheckError> {
+        let at = || format!("{} (tree {})", path.display(), parent.short());
+        match n.kind {
+            NodeKind::Dir => match n.subtree {
+                Some(s) if self.seen.insert(s) => return Ok(Descend::Yes),
+                Some(_) => {}
+                None => self.errors.push(format!("folder {}: has no subtree", at())),
+            },
+            NodeKind::File => {
+                for c in &n.content {
+                    if self.index.get(&c.id).is_none_or(|l| l.blob_type != BlobType::Data) {
+                        self.errors
+                            .push(format!("file {}: data blob {} is missing", at(), c.id.short()));
                     }
                 }
+                let sum: u64 = n.content.iter().map(|c| u64::from(c.length)).sum();
+                if sum != n.size {
+                    self.errors.push(format!(
+                        "file {}: content adds up to {sum} bytes, size says {}",
+                        at(),
+                        n.size
+                    ));
+                }
             }
-            Err(e) => r.errors.push(format!("tree {}: {e}", t.short())),
+            _ => {}
         }
+        Ok(Descend::No)
     }
-    r.trees = seen.len();
 
-    if opts.read_data {
-        let errors = Mutex::new(Vec::new());
-        let read = AtomicU64::new(0);
-        let list: Vec<(PackId, ObjectKind, u64)> = stored.iter().map(|(id, (k, size))| (*id, *k, *size)).collect();
-        let read_all = |packs: &[(PackId, ObjectKind, u64)]| -> Vec<(PackId, ObjectKind, u64)> {
-            let archived = Mutex::new(Vec::new());
-            packs.par_iter().for_each(|&(id, kind, size)| {
-                match read_pack(
-                    repo,
-                    id,
-                    kind,
-                    in_index.get(&id).map(|x| &x.2),
-                    &read,
-                    opts.progress.as_deref(),
-                ) {
-                    Ok(()) => {}
-                    Err(PackReadError::Archived) => archived
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((id, kind, size)),
-                    Err(PackReadError::Damaged(e)) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
-                }
-            });
-            archived.into_inner().unwrap_or_else(|p| p.into_inner())
-        };
-        let mut waiting = read_all(&list);
-        if let (false, Some(ro)) = (waiting.is_empty(), &opts.retrieval) {
-            // Archived packs: retrieve them as a restore would (each once),
-            // then read them; or stop and say a retrieval is pending.
-            let packs: Vec<(PackId, u64)> = waiting.iter().map(|(id, _, size)| (*id, *size)).collect();
-            let st = retrieve::states(repo, &packs).map_err(CheckError::Backend)?;
-            let report = retrieve::request(repo, &packs, &st, ro).map_err(CheckError::Backend)?;
-            if let Some(h) = &opts.on_retrieval {
-                (h.0)(&report);
-            }
-            r.retrieval = Some(report);
-            // Packs whose retrieval finished since the read are read now.
-            let (ready, still) = retrieve::split_readable(&waiting, st);
-            waiting = still;
-            waiting.extend(read_all(&ready));
-            let mut delay = ro.poll_initial;
-            while ro.wait && !waiting.is_empty() {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(ro.poll_max);
-                let packs: Vec<(PackId, u64)> = waiting.iter().map(|(id, _, size)| (*id, *size)).collect();
-                let st = retrieve::states(repo, &packs).map_err(CheckError::Backend)?;
-                let (ready, still) = retrieve::split_readable(&waiting, st);
-                waiting = still;
-                // A pack reported readable but still refusing the read waits another round.
-                waiting.extend(read_all(&ready));
-            }
-        }
-        r.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
-        r.archived_unread = waiting.len();
-        if r.archived_unread > 0 {
-            r.warnings.push(format!(
-                "{} pack(s) are in archive storage and were not read yet; their content is unverified{}",
-                r.archived_unread,
-                if r.retrieval.is_some() {
-                    ": their retrieval is requested; run the same check again once it is done"
-                } else {
-                    ""
-                }
-            ));
-        }
-        r.bytes_read = read.load(Ordering::Relaxed);
+    fn tree_error(&mut self, path: &Path, id: &TreeId, e: RepositoryError) -> Result<(), CheckError> {
+        self.errors
+            .push(format!("tree {} at {}: {e}", id.short(), path.display()));
+        Ok(())
     }
-    r.errors.sort();
-    Ok(r)
+}
+
+/// Reads every stored pack, retrieving archived ones when asked to.
+fn read_data(
+    repo: &Repository,
+    stored: &HashMap<PackId, StoredPack>,
+    in_index: &HashMap<PackId, IndexPack>,
+    opts: &CheckOptions,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
+    let errors = Mutex::new(Vec::new());
+    let bytes_read = AtomicU64::new(0);
+    let packs: Vec<PackRef> = stored
+        .iter()
+        .map(|(id, s)| PackRef {
+            kind: s.kind,
+            id: *id,
+            size: s.size,
+        })
+        .collect();
+    let read = |idx: &[usize]| -> Result<Vec<usize>, CheckError> {
+        let archived = Mutex::new(Vec::new());
+        idx.par_iter().for_each(|&i| {
+            let p = &packs[i];
+            let indexed = in_index.get(&p.id).map(|x| x.blobs.as_slice());
+            match read_pack(repo, p, indexed, &bytes_read, opts.progress.as_deref()) {
+                Ok(()) => {}
+                Err(PackReadError::Archived) => archived.lock().unwrap_or_else(|p| p.into_inner()).push(i),
+                Err(PackReadError::Damaged(e)) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
+            }
+        });
+        Ok(archived.into_inner().unwrap_or_else(|p| p.into_inner()))
+    };
+    let unread = match &opts.retrieval {
+        // Archived packs are retrieved as a restore would (each once), then
+        // read; or the check stops and says a retrieval is pending.
+        Some(ro) => {
+            let drive = DriveOptions {
+                retrieval: ro,
+                ask_first: false,
+                hook: opts.on_retrieval.as_deref(),
+            };
+            let done = retrieve::drive(repo, &packs, &drive, read)?;
+            r.retrieval = done.report;
+            done.pending.len()
+        }
+        None => read(&(0..packs.len()).collect::<Vec<_>>())?.len(),
+    };
+    r.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+    r.archived_unread = unread;
+    if unread > 0 {
+        r.warnings.push(format!(
+            "{unread} pack(s) are in archive storage and were not read yet; their content is unverified{}",
+            if r.retrieval.is_some() {
+                ": their retrieval is requested; run the same check again once it is done"
+            } else {
+                ""
+            }
+        ));
+    }
+    r.bytes_read = bytes_read.load(Ordering::Relaxed);
+    Ok(())
 }
 
 enum PackReadError {
@@ -279,12 +327,12 @@ impl From<String> for PackReadError {
 
 fn read_pack(
     repo: &Repository,
-    id: PackId,
-    kind: ObjectKind,
-    indexed: Option<&Vec<crate::index::IndexBlob>>,
+    pack: &PackRef,
+    indexed: Option<&[IndexBlob]>,
     read: &AtomicU64,
     progress: Option<&AtomicU64>,
 ) -> Result<(), PackReadError> {
+    let (id, kind) = (pack.id, pack.kind);
     let name = id.to_hex();
     let mut bytes = match repo.backend().read(kind, &name) {
         Ok(b) => b,
@@ -295,7 +343,7 @@ fn read_pack(
     if let Some(p) = progress {
         p.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
-    if ObjectId::of_bytes(&bytes).0 != id.0 {
+    if ObjectId::of_bytes(&bytes) != ObjectId::from(id) {
         return Err(format!("{kind} {name}: content does not match its name (damaged or truncated)").into());
     }
     let entries = pack::read_whole(repo.keys(), &name, &bytes).map_err(|e| format!("{kind} {name}: {e}"))?;

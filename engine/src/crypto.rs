@@ -89,7 +89,7 @@ pub struct Keys {
 impl Keys {
     /// Keyed BLAKE3 of a blob's plaintext: its id.
     pub fn blob_id(&self, data: &[u8]) -> crate::id::BlobId {
-        crate::id::BlobId(*blake3::keyed_hash(&self.blob_id, data).as_bytes())
+        crate::id::BlobId::from_bytes(*blake3::keyed_hash(&self.blob_id, data).as_bytes())
     }
 
     /// Seals `buf[NONCE_LEN..]` in place: fills the nonce into the first

@@ -19,7 +19,7 @@ macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub [u8; ID_LEN]);
+        pub struct $name([u8; ID_LEN]);
 
         // Binary encodings (bincode) get the 32 raw bytes, exactly what a
         // derived impl writes; JSON gets the hex form people can read.
@@ -70,6 +70,11 @@ macro_rules! define_id {
             pub fn as_bytes(&self) -> &[u8; ID_LEN] {
                 &self.0
             }
+
+            /// An id from its raw bytes.
+            pub const fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+                Self(bytes)
+            }
         }
 
         impl fmt::Debug for $name {
@@ -95,9 +100,12 @@ define_id!(
     ObjectId
 );
 
-/// A tree blob's id. Trees are blobs, so this is a [`BlobId`] with a name that
-/// says what it points to.
-pub type TreeId = BlobId;
+define_id!(
+    /// A tree blob's id. Trees are blobs (same keyed hash, same index), but
+    /// a separate type, so that a file's content id can never be walked as
+    /// a folder or a tree id stored as file content.
+    TreeId
+);
 define_id!(
     /// A repository's random identity (for caches and messages).
     RepositoryId
@@ -110,6 +118,37 @@ define_id!(
     /// A snapshot's name: the plain BLAKE3 hash of its stored bytes.
     SnapshotId
 );
+
+impl TreeId {
+    /// The id of a tree blob just stored under `id`: the one place a blob id
+    /// becomes a tree id.
+    pub(crate) fn of_stored_tree(id: BlobId) -> Self {
+        TreeId(id.0)
+    }
+
+    /// The same id as a blob id, for the index and pack readers.
+    pub fn blob(self) -> BlobId {
+        BlobId(self.0)
+    }
+}
+
+impl From<TreeId> for BlobId {
+    fn from(id: TreeId) -> Self {
+        id.blob()
+    }
+}
+
+impl From<ObjectId> for SnapshotId {
+    fn from(id: ObjectId) -> Self {
+        SnapshotId(id.0)
+    }
+}
+
+impl From<ObjectId> for PackId {
+    fn from(id: ObjectId) -> Self {
+        PackId(id.0)
+    }
+}
 
 impl From<PackId> for ObjectId {
     fn from(id: PackId) -> Self {
@@ -127,5 +166,58 @@ impl ObjectId {
     /// Names stored bytes by their plain BLAKE3 hash.
     pub fn of_bytes(data: &[u8]) -> Self {
         Self(*blake3::hash(data).as_bytes())
+    }
+}
+
+/// Why an id prefix names no single object.
+#[derive(Debug, thiserror::Error)]
+pub enum PrefixError {
+    /// Nothing has an id starting with the prefix.
+    #[error("no {what} matches `{prefix}`")]
+    NotFound {
+        /// What was looked for (`snapshot`, `key`, `data pack`, ...).
+        what: String,
+        /// The prefix as given.
+        prefix: String,
+    },
+    /// Several ids start with the prefix.
+    #[error("`{prefix}` matches {count} objects of kind {what}; give more digits")]
+    Ambiguous {
+        /// What was looked for.
+        what: String,
+        /// The prefix as given.
+        prefix: String,
+        /// How many matched.
+        count: usize,
+    },
+}
+
+/// The one item of `items` whose hexadecimal id starts with `prefix`
+/// (case-insensitive; the whole id is a prefix of itself). The single
+/// resolver behind every "give an id prefix" argument, so that `restore`,
+/// `key remove` and `cat` accept the same spellings.
+pub(crate) fn find_by_prefix<T>(
+    items: impl IntoIterator<Item = T>,
+    hex: impl Fn(&T) -> String,
+    prefix: &str,
+    what: &str,
+) -> Result<T, PrefixError> {
+    let wanted = prefix.trim().to_ascii_lowercase();
+    let mut hits: Vec<T> = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        items.into_iter().filter(|t| hex(t).starts_with(&wanted)).collect()
+    };
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => Err(PrefixError::NotFound {
+            what: what.to_string(),
+            prefix: prefix.to_string(),
+        }),
+        count => Err(PrefixError::Ambiguous {
+            what: what.to_string(),
+            prefix: prefix.to_string(),
+            count,
+        }),
     }
 }

@@ -22,6 +22,7 @@ pub mod pack;
 pub mod recovery;
 pub mod repository;
 pub mod restore;
+pub mod retrieve;
 pub mod select;
 pub mod snapshot;
 pub mod sources;

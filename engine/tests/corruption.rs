@@ -469,9 +469,9 @@ fn damaged_tree_blob_is_named_by_check_and_restore() {
     let snap = repo.load_snapshot(&fx.snapshot_id).unwrap();
     let index = repo.load_index().unwrap();
     let deep = format!("{}/a/b/c", fx.src.display());
-    let leaf = cairn_engine::restore::resolve_path(&repo, &index, &snap, &deep).unwrap();
+    let leaf = cairn_engine::browse::node_at(&repo, &index, &snap, &deep).unwrap();
     for tree_id in [snap.tree, leaf.subtree.unwrap()] {
-        let loc = index.get(&tree_id).unwrap();
+        let loc = index.get(&tree_id.blob()).unwrap();
         let pack = loc.pack.to_hex();
         for at in [0, loc.length / 2, loc.length - 1] {
             let copy = fx.copy();
@@ -494,8 +494,8 @@ fn damaged_data_blob_fails_restore_naming_the_pack() {
     let repo = fx.open_pristine();
     let files = repo.load_index_files().unwrap();
     let mut n = 0;
-    for (_, f) in files {
-        let f = f.unwrap();
+    for o in files {
+        let f = o.file.unwrap();
         for p in f
             .packs
             .iter()

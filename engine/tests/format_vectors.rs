@@ -222,7 +222,7 @@ fn generate_vectors() {
     let mut files = Vec::new();
     let mut total = 0u64;
     for (rel, m) in list_source(&src) {
-        let node = cairn_engine::restore::resolve_path(&repo, &index, &snap, &format!("{src_str}/{rel}")).unwrap();
+        let node = cairn_engine::browse::node_at(&repo, &index, &snap, &format!("{src_str}/{rel}")).unwrap();
         let ft = m.file_type();
         let entry = if ft.is_symlink() {
             json!({
@@ -246,7 +246,7 @@ fn generate_vectors() {
         files.push(entry);
     }
     assert!(total < 200_000, "the vectors must stay small ({total} bytes)");
-    let root_node = cairn_engine::restore::resolve_path(&repo, &index, &snap, &src_str).unwrap();
+    let root_node = cairn_engine::browse::node_at(&repo, &index, &snap, &src_str).unwrap();
 
     let master = repo.master_key().expose();
     let enc_key = blake3::derive_key(cairn_engine::crypto::CONTEXT_ENCRYPTION, master);
@@ -396,7 +396,7 @@ fn engine_reads() {
     let base = snap.paths[0].clone();
     for f in m["files"].as_array().unwrap() {
         let rel = f["path"].as_str().unwrap();
-        let node = cairn_engine::restore::resolve_path(&repo, &index, &snap, &format!("{base}/{rel}")).unwrap();
+        let node = cairn_engine::browse::node_at(&repo, &index, &snap, &format!("{base}/{rel}")).unwrap();
         match f["kind"].as_str().unwrap() {
             "file" => {
                 assert_eq!(node.kind, cairn_engine::tree::NodeKind::File, "{rel}");

@@ -5,6 +5,9 @@
 //! leaves at worst unreferenced packs, never a snapshot pointing at missing
 //! data.
 
+mod content;
+mod dir;
+mod meta;
 mod parent;
 mod saver;
 mod walk;
@@ -25,7 +28,7 @@ use crate::pack::PackError;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::{Snapshot, SourceKind, Summary};
 use crate::sources::{SourceError, Stream};
-use crate::tree::{ContentRef, Node, NodeKind, Tree, TREE_VERSION};
+use crate::tree::{Node, NodeKind, Tree, TREE_VERSION};
 
 /// Errors of a backup.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +213,7 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
         ),
     };
     let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let (snapshots, damaged) = repo.list_snapshots_lenient()?;
+    let crate::repository::SnapshotList { snapshots, damaged } = repo.list_snapshots_lenient()?;
     for e in &damaged {
         tracing::warn!("ignoring {e} when choosing the parent; run `cairn check`");
     }
@@ -262,7 +265,7 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
                 let _ = saver.finish();
                 return Err(e.into());
             }
-            let mut dir = walk::DirBuilder::synthetic_root();
+            let mut dir = dir::DirBuilder::synthetic_root();
             dir.insert_path(&paths[0], node);
             dir.store(&saver, &repo)?
         }
@@ -334,26 +337,22 @@ fn stream_file(
     node.user = user;
     node.uid = uid;
     node.gid = gid;
-    let mut size = 0u64;
     let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
-    for chunk in chunk_buffer.chunks(stream.reader()) {
-        let data = chunk.map_err(|source| SourceError::Read {
+    let content = content::save_content(repo, saver, &mut chunk_buffer, stream.reader(), |len| {
+        if let Some(p) = &opts.progress {
+            p.bytes_done.fetch_add(len, Ordering::Relaxed);
+            p.bytes_total.fetch_add(len, Ordering::Relaxed);
+        }
+    })
+    .map_err(|e| match e {
+        content::ContentError::Read(source) => BackupError::Stream(SourceError::Read {
             what: filename.to_string(),
             source,
-        })?;
-        let len = data.len();
-        let id = repo.keys().blob_id(&data);
-        saver.save(BlobType::Data, id, data)?;
-        node.content.push(ContentRef { id, length: len as u32 });
-        size += len as u64;
-        if let Some(p) = &opts.progress {
-            p.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
-            p.bytes_total.fetch_add(len as u64, Ordering::Relaxed);
-        }
-        if saver.failed() {
-            return Err(BackupError::PipelineStopped);
-        }
-    }
+        }),
+        content::ContentError::Save(e) => e,
+    })?;
+    let size = content.size;
+    node.content = content.refs;
     node.size = size;
     summary.files_new = 1;
     summary.bytes_new = size;
@@ -366,5 +365,5 @@ pub(crate) fn store_tree(repo: &Repository, saver: &saver::Saver, tree: &Tree) -
     let bytes = encoding::encode("tree", TREE_VERSION, tree)?;
     let id = repo.keys().blob_id(&bytes);
     saver.save(BlobType::Tree, id, bytes)?;
-    Ok(id)
+    Ok(TreeId::of_stored_tree(id))
 }

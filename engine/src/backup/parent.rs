@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::BackupError;
-use crate::id::SnapshotId;
+use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::repository::Repository;
-use crate::tree::{ContentRef, NodeKind};
+use crate::tree::{self, ContentRef, Descend, Node, NodeKind, Visitor};
 
 /// What is remembered of a file in the parent.
 #[derive(Debug)]
@@ -32,35 +32,7 @@ impl ParentFiles {
     pub(crate) fn load(repo: &Repository, index: &Index, id: &SnapshotId) -> Result<Self, BackupError> {
         let snap = repo.load_snapshot(id)?;
         let mut out = ParentFiles::default();
-        let mut stack = vec![(PathBuf::from("/"), snap.tree)];
-        while let Some((dir, tree_id)) = stack.pop() {
-            let tree = repo.load_tree(index, &tree_id)?;
-            for n in tree.nodes {
-                let path = dir.join(std::ffi::OsStr::from_bytes_compat(&n.name));
-                match n.kind {
-                    NodeKind::Dir => {
-                        if let Some(sub) = n.subtree {
-                            stack.push((path, sub));
-                        }
-                    }
-                    NodeKind::File => {
-                        let f = Arc::new(PrevFile {
-                            size: n.size,
-                            mtime_ns: n.mtime_ns,
-                            ctime_ns: n.ctime_ns,
-                            inode: n.inode,
-                            device: n.device,
-                            content: n.content,
-                        });
-                        if f.inode != 0 {
-                            out.by_inode.insert((f.device, f.inode), f.clone());
-                        }
-                        out.by_path.insert(path, f);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        tree::walk(repo, index, &snap.tree, Path::new("/"), &mut out)?;
         Ok(out)
     }
 
@@ -70,17 +42,10 @@ impl ParentFiles {
     /// 2. same device and inode, size and mtime, whatever the path. ctime is
     ///    not compared here: making a hard link (as `nodetool snapshot` does
     ///    every night) changes it without changing the content.
-    pub(crate) fn unchanged(
-        &self,
-        path: &Path,
-        size: u64,
-        mtime_ns: i64,
-        ctime_ns: i64,
-        inode: u64,
-        device: u64,
-    ) -> Option<&[ContentRef]> {
+    pub(crate) fn unchanged(&self, path: &Path, now: &Node) -> Option<&[ContentRef]> {
+        let (size, mtime_ns, inode, device) = (now.size, now.mtime_ns, now.inode, now.device);
         if let Some(p) = self.by_path.get(path) {
-            if p.size == size && p.mtime_ns == mtime_ns && p.ctime_ns == ctime_ns && p.inode == inode {
+            if p.size == size && p.mtime_ns == mtime_ns && p.ctime_ns == now.ctime_ns && p.inode == inode {
                 return Some(&p.content);
             }
             if p.inode == inode && p.device == device {
@@ -106,13 +71,28 @@ impl ParentFiles {
     }
 }
 
-/// `OsStr` from raw bytes (Unix).
-trait FromBytesCompat {
-    fn from_bytes_compat(b: &[u8]) -> &Self;
-}
+impl Visitor for ParentFiles {
+    type Error = BackupError;
 
-impl FromBytesCompat for std::ffi::OsStr {
-    fn from_bytes_compat(b: &[u8]) -> &Self {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    fn enter(&mut self, path: &Path, _: &TreeId, n: &Node) -> Result<Descend, BackupError> {
+        match n.kind {
+            NodeKind::Dir => return Ok(Descend::Yes),
+            NodeKind::File => {
+                let f = Arc::new(PrevFile {
+                    size: n.size,
+                    mtime_ns: n.mtime_ns,
+                    ctime_ns: n.ctime_ns,
+                    inode: n.inode,
+                    device: n.device,
+                    content: n.content.clone(),
+                });
+                if f.inode != 0 {
+                    self.by_inode.insert((f.device, f.inode), f.clone());
+                }
+                self.by_path.insert(path.to_path_buf(), f);
+            }
+            _ => {}
+        }
+        Ok(Descend::No)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Receiver};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::content::{save_content, ContentError};
+use super::dir::{Child, DirBuilder, FileResult, Results};
+use super::meta::{node_from_meta, read_xattrs, NameCache};
 use super::parent::ParentFiles;
 use super::saver::Saver;
-use super::{store_tree, BackupError, BackupOptions, BackupProgress, SkippedEntry};
-use crate::blob::BlobType;
+use super::{BackupError, BackupOptions, BackupProgress, SkippedEntry};
 use crate::chunker::ChunkBuffer;
 use crate::id::TreeId;
 use crate::repository::Repository;
 use crate::snapshot::Summary;
-use crate::tree::{ContentRef, Node, NodeKind, Tree, Xattr};
+use crate::tree::{ContentRef, Node, NodeKind};
 
 /// Makes paths absolute and lexically clean, drops duplicates and paths
 /// inside another given path.
@@ -62,211 +64,6 @@ pub(crate) fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BackupEr
         }
     }
     Ok(kept)
-}
-
-enum Child {
-    Dir(DirBuilder),
-    Leaf(Node),
-    File { node: Node, job: usize },
-}
-
-/// A directory under construction.
-pub(crate) struct DirBuilder {
-    node: Option<Node>,
-    children: BTreeMap<Vec<u8>, Child>,
-}
-
-struct FileResult {
-    content: Vec<ContentRef>,
-    error: Option<String>,
-}
-
-type Results = HashMap<usize, FileResult>;
-
-impl DirBuilder {
-    /// The root of a snapshot of streams: intermediate folders are made up.
-    pub(crate) fn synthetic_root() -> Self {
-        Self {
-            node: None,
-            children: BTreeMap::new(),
-        }
-    }
-
-    fn child_dir(&mut self, name: &[u8], real: Option<&Path>, names: &mut NameCache) -> &mut DirBuilder {
-        let entry = self.children.entry(name.to_vec()).or_insert_with(|| {
-            let node = match real.and_then(|p| fs::symlink_metadata(p).ok()) {
-                Some(m) => node_from_meta(name.to_vec(), &m, names),
-                None => {
-                    let mut n = Node::new(name.to_vec(), NodeKind::Dir);
-                    n.mode = 0o755;
-                    n.mtime_ns = crate::time::now_ns();
-                    n
-                }
-            };
-            Child::Dir(DirBuilder {
-                node: Some(node),
-                children: BTreeMap::new(),
-            })
-        });
-        // A path that is both a file and a folder cannot come from one file
-        // system walk; if it ever did, the folder wins.
-        if !matches!(entry, Child::Dir(_)) {
-            *entry = Child::Dir(DirBuilder::synthetic_root());
-        }
-        match entry {
-            Child::Dir(d) => d,
-            _ => unreachable!("replaced by a folder just above"),
-        }
-    }
-
-    /// Places `node` at absolute `path`, making up parent folders.
-    pub(crate) fn insert_path(&mut self, path: &Path, node: Node) {
-        let mut names = NameCache::default();
-        let parts: Vec<&OsStr> = path
-            .components()
-            .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
-            .collect();
-        let mut dir = self;
-        for p in parts.iter().take(parts.len().saturating_sub(1)) {
-            dir = dir.child_dir(p.as_bytes(), None, &mut names);
-        }
-        dir.children.insert(node.name.clone(), Child::Leaf(node));
-    }
-
-    /// Stores every tree bottom-up; returns the root tree's id.
-    pub(crate) fn store(self, saver: &Saver, repo: &Repository) -> Result<TreeId, BackupError> {
-        let mut none = Results::new();
-        self.store_with(
-            saver,
-            repo,
-            &mut none,
-            &mut Summary::default(),
-            &mut Vec::new(),
-            Path::new("/"),
-        )
-    }
-
-    fn store_with(
-        self,
-        saver: &Saver,
-        repo: &Repository,
-        results: &mut Results,
-        summary: &mut Summary,
-        skipped: &mut Vec<SkippedEntry>,
-        at: &Path,
-    ) -> Result<TreeId, BackupError> {
-        let mut tree = Tree::default();
-        for (name, child) in self.children {
-            match child {
-                Child::Dir(d) => {
-                    let path = at.join(OsStr::from_bytes(&name));
-                    let mut node = d.node.clone().unwrap_or_else(|| Node::new(name.clone(), NodeKind::Dir));
-                    node.subtree = Some(d.store_with(saver, repo, results, summary, skipped, &path)?);
-                    summary.dirs += 1;
-                    tree.nodes.push(node);
-                }
-                Child::Leaf(n) => tree.nodes.push(n),
-                Child::File { mut node, job } => match results.get(&job) {
-                    Some(FileResult { error: Some(e), .. }) => {
-                        skipped.push(SkippedEntry {
-                            path: at.join(OsStr::from_bytes(&name)),
-                            error: e.clone(),
-                        });
-                    }
-                    Some(r) => {
-                        node.content = r.content.clone();
-                        tree.nodes.push(node);
-                    }
-                    None => return Err(BackupError::PipelineStopped),
-                },
-            }
-        }
-        store_tree(repo, saver, &tree)
-    }
-}
-
-#[derive(Default)]
-struct NameCache {
-    users: HashMap<u32, String>,
-    groups: HashMap<u32, String>,
-}
-
-impl NameCache {
-    fn user(&mut self, uid: u32) -> String {
-        self.users
-            .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-                    .unwrap_or_default()
-            })
-            .clone()
-    }
-    fn group(&mut self, gid: u32) -> String {
-        self.groups
-            .entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(gid.into())
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-                    .unwrap_or_default()
-            })
-            .clone()
-    }
-}
-
-fn node_from_meta(name: Vec<u8>, m: &fs::Metadata, names: &mut NameCache) -> Node {
-    let ft = m.file_type();
-    let kind = if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
-    };
-    let mut n = Node::new(name, kind);
-    n.mode = m.mode() & 0o7777;
-    n.uid = m.uid();
-    n.gid = m.gid();
-    n.user = names.user(n.uid);
-    n.group = names.group(n.gid);
-    n.mtime_ns = m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec());
-    n.ctime_ns = m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec());
-    n.inode = m.ino();
-    n.device = m.dev();
-    n.nlink = m.nlink();
-    n.rdev = m.rdev();
-    n.size = if kind == NodeKind::File { m.size() } else { 0 };
-    n
-}
-
-fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    // Not every file system supports them; absence is not an error.
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Xattr> = names
-        .filter_map(|n| {
-            let value = xattr::get(path, &n).ok().flatten()?;
-            Some(Xattr {
-                name: n.as_bytes().to_vec(),
-                value,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }
 
 struct FileJob {
@@ -397,10 +194,7 @@ impl Walk<'_> {
             p.bytes_total.fetch_add(node.size, Ordering::Relaxed);
         }
         let key = (node.device, node.inode);
-        if let Some(content) = self
-            .parent
-            .and_then(|p| p.unchanged(path, node.size, node.mtime_ns, node.ctime_ns, node.inode, node.device))
-        {
+        if let Some(content) = self.parent.and_then(|p| p.unchanged(path, &node)) {
             node.content = content.to_vec();
             self.summary.files_unchanged += 1;
             self.summary.bytes_unchanged += node.size;
@@ -481,19 +275,17 @@ fn read_file(
     bytes_read: &std::sync::atomic::AtomicU64,
 ) -> Result<Vec<ContentRef>, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
-    let mut content = Vec::new();
-    for chunk in chunk_buffer.chunks(f) {
-        let data = chunk.map_err(|e| e.to_string())?;
-        let len = data.len();
-        let id = repo.keys().blob_id(&data);
-        saver.save(BlobType::Data, id, data).map_err(|e| e.to_string())?;
-        content.push(ContentRef { id, length: len as u32 });
-        bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+    let content = save_content(repo, saver, chunk_buffer, f, |len| {
+        bytes_read.fetch_add(len, Ordering::Relaxed);
         if let Some(p) = progress {
-            p.bytes_done.fetch_add(len as u64, Ordering::Relaxed);
+            p.bytes_done.fetch_add(len, Ordering::Relaxed);
         }
-    }
-    Ok(content)
+    })
+    .map_err(|e| match e {
+        ContentError::Read(e) => e.to_string(),
+        ContentError::Save(e) => e.to_string(),
+    })?;
+    Ok(content.refs)
 }
 
 /// Walks `paths`, reads what changed, stores all trees; returns the root tree.

@@ -89,7 +89,7 @@ struct Entry {
 
 fn prefix_of(id: &BlobId) -> [u8; PREFIX_LEN] {
     let mut p = [0u8; PREFIX_LEN];
-    p.copy_from_slice(&id.0[..PREFIX_LEN]);
+    p.copy_from_slice(&id.as_bytes()[..PREFIX_LEN]);
     p
 }
 
@@ -261,7 +261,7 @@ mod tests {
     use super::*;
 
     fn id(i: u64) -> BlobId {
-        BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())
+        BlobId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())
     }
 
     #[test]
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn lookups_across_sorted_and_pending() {
         let mk = |start: u64, n: u64, pack: u8| IndexPack {
-            id: PackId([pack; 32]),
+            id: PackId::from_bytes([pack; 32]),
             blob_type: BlobType::Data,
             size: 1,
             blobs: (start..start + n)
@@ -292,7 +292,7 @@ mod tests {
         for i in 0..1500 {
             let loc = idx.get(&id(i)).unwrap();
             assert_eq!(loc.offset, i as u32);
-            assert_eq!(loc.pack, PackId([if i < 1000 { 1 } else { 2 }; 32]));
+            assert_eq!(loc.pack, PackId::from_bytes([if i < 1000 { 1 } else { 2 }; 32]));
         }
         assert!(!idx.contains(&id(5000)));
         assert_eq!(idx.len(), 1500);

@@ -154,7 +154,7 @@ impl Packer {
         if u32::try_from(bytes.len()).is_err() {
             return Err(PackError::TooLarge(bytes.len()));
         }
-        let id = PackId(crate::id::ObjectId::of_bytes(&bytes).0);
+        let id = PackId::from(crate::id::ObjectId::of_bytes(&bytes));
         Ok(FinishedPack {
             id,
             blob_type: self.blob_type,
@@ -208,7 +208,7 @@ pub fn parse_header(keys: &Keys, pack: &str, sealed: &[u8], data_len: u64) -> Re
         let u = |i: usize| u32::from_le_bytes([chunk[i], chunk[i + 1], chunk[i + 2], chunk[i + 3]]);
         let e = PackEntry {
             blob_type,
-            id: BlobId(id),
+            id: BlobId::from_bytes(id),
             offset: u(33),
             length: u(37),
             raw_length: u(41),

@@ -6,15 +6,14 @@
 //! links, symlinks and special files, then folder metadata deepest first.
 
 mod plan;
-pub mod retrieve;
 mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-pub use plan::{resolve_path, RestorePlan};
-pub use retrieve::{RetrievalOptions, RetrievalReport};
+pub use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
+pub use plan::RestorePlan;
 
 use crate::backend::BackendError;
 use crate::repository::{Repository, RepositoryError};
@@ -132,15 +131,6 @@ pub struct RestoreOptions {
     /// Told what must be retrieved (once) and how many packs are ready (on
     /// every poll), for the CLI to print.
     pub on_retrieval: Option<Arc<RetrievalHook>>,
-}
-
-/// A callback for retrieval reports.
-pub struct RetrievalHook(pub Box<dyn Fn(&RetrievalReport) + Send + Sync>);
-
-impl std::fmt::Debug for RetrievalHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RetrievalHook")
-    }
 }
 
 /// Name of the file that marks an unfinished restore in the target.

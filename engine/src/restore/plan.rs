@@ -14,7 +14,7 @@ use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Index;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
-use crate::tree::{Node, NodeKind};
+use crate::tree::{self, Descend, Node, NodeKind, Visitor};
 
 /// One file to write.
 #[derive(Debug)]
@@ -97,96 +97,120 @@ fn check_name(name: &[u8]) -> Result<&OsStr, RestoreError> {
     Ok(OsStr::from_bytes(name))
 }
 
-/// Finds the node at `path` (absolute, in the snapshot). The root itself
-/// comes back as a folder node without a name.
-pub fn resolve_path(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node, RestoreError> {
-    let mut node = Node::new(Vec::new(), NodeKind::Dir);
-    node.subtree = Some(snapshot.tree);
-    node.mode = 0o755;
-    for c in Path::new(path).components() {
-        let Component::Normal(name) = c else { continue };
-        let sub = match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(t)) => t,
-            _ => return Err(RestoreError::PathNotFound(path.to_string())),
-        };
-        let tree = repo.load_tree(index, &sub)?;
-        node = tree
-            .get(name.as_bytes())
-            .cloned()
-            .ok_or_else(|| RestoreError::PathNotFound(path.to_string()))?;
-    }
-    Ok(node)
+/// A folder whose entries are being visited.
+struct OpenDir {
+    /// Its position in `plan.dirs`.
+    at: usize,
+    /// Whether it matched the include patterns itself (or a parent did).
+    included: bool,
+    /// Whether anything below it was added.
+    any: bool,
 }
 
 struct Builder<'a> {
-    repo: &'a Repository,
     index: &'a Index,
     include: GlobSet,
     exclude: GlobSet,
     has_include: bool,
     plan: RestorePlan,
     links: HashMap<(u64, u64), usize>,
+    /// Snapshot paths below this land below `dest_base`.
+    snapshot_base: PathBuf,
+    dest_base: PathBuf,
+    open: Vec<OpenDir>,
 }
 
 impl Builder<'_> {
-    /// Adds `node` found at snapshot path `spath`, to be written at `dest`.
-    /// Returns whether anything was added.
-    fn visit(&mut self, node: &Node, spath: &Path, dest: PathBuf, parent_included: bool) -> Result<bool, RestoreError> {
-        if self.exclude.is_match(spath) {
-            return Ok(false);
+    fn dest(&self, spath: &Path) -> PathBuf {
+        match spath.strip_prefix(&self.snapshot_base) {
+            Ok(rel) => self.dest_base.join(rel),
+            Err(_) => self.dest_base.clone(),
         }
+    }
+
+    fn added_below(&mut self) {
+        if let Some(p) = self.open.last_mut() {
+            p.any = true;
+        }
+    }
+
+    /// A folder is kept when it was included or anything below it was.
+    fn close_dir(&mut self, d: OpenDir) {
+        if d.any || d.included {
+            self.added_below();
+        } else {
+            // Nothing below was wanted, and nothing was added after it.
+            self.plan.dirs.truncate(d.at);
+        }
+    }
+
+    fn add_file(&mut self, dest: PathBuf, node: &Node) {
+        let n = self.plan.files.len();
+        let mut link_to = None;
+        if node.is_hard_linked() {
+            match self.links.get(&(node.device, node.inode)) {
+                Some(&first) => link_to = Some(first),
+                None => {
+                    self.links.insert((node.device, node.inode), n);
+                }
+            }
+        }
+        self.plan.files.push(PlanFile {
+            path: dest,
+            node: node.clone(),
+            link_to,
+            existed: false,
+        });
+    }
+}
+
+impl Visitor for Builder<'_> {
+    type Error = RestoreError;
+
+    fn enter(&mut self, spath: &Path, _: &TreeId, node: &Node) -> Result<Descend, RestoreError> {
+        check_name(&node.name)?;
+        if self.exclude.is_match(spath) {
+            return Ok(Descend::No);
+        }
+        let parent_included = self.open.last().is_some_and(|d| d.included);
         let included = !self.has_include || parent_included || self.include.is_match(spath);
+        let dest = self.dest(spath);
         match node.kind {
             NodeKind::Dir => {
-                let at = self.plan.dirs.len();
-                self.plan.dirs.push((dest.clone(), node.clone()));
-                let mut any = false;
-                if let Some(sub) = node.subtree {
-                    any = self.visit_tree(&sub, spath, &dest, included)?;
+                let d = OpenDir {
+                    at: self.plan.dirs.len(),
+                    included,
+                    any: false,
+                };
+                self.plan.dirs.push((dest, node.clone()));
+                if node.subtree.is_some() {
+                    self.open.push(d);
+                    return Ok(Descend::Yes);
                 }
-                if !any && !included {
-                    // Nothing below was wanted, and nothing was added after it.
-                    self.plan.dirs.truncate(at);
-                }
-                Ok(any || included)
+                self.close_dir(d);
             }
-            _ if !included => Ok(false),
+            _ if !included => {}
             NodeKind::File => {
-                let n = self.plan.files.len();
-                let mut link_to = None;
-                if node.is_hard_linked() {
-                    match self.links.get(&(node.device, node.inode)) {
-                        Some(&first) => link_to = Some(first),
-                        None => {
-                            self.links.insert((node.device, node.inode), n);
-                        }
-                    }
-                }
-                self.plan.files.push(PlanFile {
-                    path: dest,
-                    node: node.clone(),
-                    link_to,
-                    existed: false,
-                });
-                Ok(true)
+                self.add_file(dest, node);
+                self.added_below();
             }
             _ => {
                 self.plan.others.push((dest, node.clone()));
-                Ok(true)
+                self.added_below();
             }
         }
+        Ok(Descend::No)
     }
 
-    fn visit_tree(&mut self, id: &TreeId, spath: &Path, dest: &Path, included: bool) -> Result<bool, RestoreError> {
-        let tree = self.repo.load_tree(self.index, id)?;
-        let mut any = false;
-        for n in &tree.nodes {
-            let name = check_name(&n.name)?;
-            any |= self.visit(n, &spath.join(name), dest.join(name), included)?;
+    fn leave(&mut self, _: &Path, _: &Node) -> Result<(), RestoreError> {
+        if let Some(d) = self.open.pop() {
+            self.close_dir(d);
         }
-        Ok(any)
+        Ok(())
     }
+}
 
+impl Builder<'_> {
     fn plan_reads(&mut self) -> Result<(), RestoreError> {
         let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
         for (i, f) in self.plan.files.iter().enumerate() {
@@ -251,7 +275,6 @@ impl RestorePlan {
         opts: &RestoreOptions,
     ) -> Result<Self, RestoreError> {
         let mut b = Builder {
-            repo,
             index,
             include: globset(&opts.include)?,
             exclude: globset(&opts.exclude)?,
@@ -261,16 +284,24 @@ impl RestorePlan {
                 ..Default::default()
             },
             links: HashMap::new(),
+            snapshot_base: PathBuf::from("/"),
+            dest_base: target.to_path_buf(),
+            open: Vec::new(),
         };
         match &opts.subpath {
             Some(sp) if Path::new(sp).components().any(|c| matches!(c, Component::Normal(_))) => {
-                let node = resolve_path(repo, index, snapshot, sp)?;
-                let name = check_name(&node.name)?.to_owned();
-                b.visit(&node, Path::new(sp), target.join(name), false)?;
+                let node = tree::resolve_path(repo, index, &snapshot.tree, sp)?
+                    .ok_or_else(|| RestoreError::PathNotFound(sp.clone()))?;
+                let spath = Path::new(sp);
+                b.snapshot_base = spath.parent().unwrap_or(Path::new("/")).to_path_buf();
+                if b.enter(spath, &snapshot.tree, &node)? == Descend::Yes {
+                    if let Some(sub) = node.subtree {
+                        tree::walk(repo, index, &sub, spath, &mut b)?;
+                    }
+                    b.leave(spath, &node)?;
+                }
             }
-            _ => {
-                b.visit_tree(&snapshot.tree, Path::new("/"), target, false)?;
-            }
+            _ => tree::walk(repo, index, &snapshot.tree, Path::new("/"), &mut b)?,
         }
         b.plan_reads()?;
         let mut plan = b.plan;

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::plan::{PackJob, RestorePlan};
-use super::retrieve::{self, RetrievalReport};
 use super::{RestoreError, RestoreOptions, RestoreSummary};
-use crate::backend::{ArchiveState, BackendError, ObjectKind};
+use crate::backend::{BackendError, ObjectKind};
 use crate::blob::BlobType;
 use crate::repository::Repository;
+use crate::retrieve::{self, DriveOptions, PackRef};
 use crate::tree::{Node, NodeKind};
 
 /// Neighbouring blobs closer than this are read in one request.
@@ -143,9 +143,9 @@ pub(crate) fn execute(
     Ok(summary)
 }
 
-/// Restores every pack, retrieving archived ones first: readable packs are
-/// restored at once, archived ones are requested (once) and restored as they
-/// become readable, or the restore stops with `RetrievalPending`.
+/// Restores every pack through the retrieval driver: readable packs at
+/// once, archived ones as they become readable, or the restore stops with
+/// `RetrievalPending`.
 fn restore_all_packs(
     repo: &Repository,
     plan: &RestorePlan,
@@ -154,45 +154,20 @@ fn restore_all_packs(
     opts: &RestoreOptions,
     pool: Option<&rayon::ThreadPool>,
 ) -> Result<(), RestoreError> {
-    let size_of = |i: usize| plan.packs[i].size;
-    let mut ready: Vec<usize> = (0..plan.packs.len()).collect();
-    let mut waiting: Vec<usize> = Vec::new();
-    let mut report = RetrievalReport::default();
-    let ask = |idx: &[usize], report: &mut RetrievalReport| -> Result<Vec<ArchiveState>, RestoreError> {
-        let packs: Vec<(crate::id::PackId, u64)> = idx.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
-        let st = retrieve::states(repo, &packs)?;
-        let r = retrieve::request(repo, &packs, &st, &opts.retrieval)?;
-        report.packs_needed = plan.packs.len();
-        report.archived += r.archived;
-        report.archived_bytes += r.archived_bytes;
-        report.requested_now += r.requested_now;
-        report.already_in_progress += r.already_in_progress;
-        for cl in r.classes {
-            if !report.classes.contains(&cl) {
-                report.classes.push(cl);
-            }
-        }
-        if !r.estimates.is_empty() {
-            report.estimates = r.estimates;
-        }
-        Ok(st)
-    };
-    if opts.check_archive_first && !ready.is_empty() {
-        let st = ask(&ready, &mut report)?;
-        (ready, waiting) = retrieve::split_readable(&ready, st);
-        if !waiting.is_empty() {
-            hook(opts, &report);
-        }
-    }
-    let mut delay = opts.retrieval.poll_initial;
-    loop {
+    let packs: Vec<PackRef> = plan
+        .packs
+        .iter()
+        .map(|p| PackRef {
+            kind: ObjectKind::DataPack,
+            id: p.pack,
+            size: p.size,
+        })
+        .collect();
+    let read = |idx: &[usize]| -> Result<Vec<usize>, RestoreError> {
         let archived = Mutex::new(Vec::new());
-        let run = || -> Result<(), RestoreError> {
-            ready
-                .par_iter()
+        let run = || {
+            idx.par_iter()
                 .try_for_each(|&i| match restore_pack(repo, plan, &plan.packs[i], states, c, opts) {
-                    // Moved to an archive class after the backup (a lifecycle
-                    // rule): retrieve it, it is not damage.
                     Err(RestoreError::Backend(BackendError::Archived { .. })) => {
                         archived.lock().unwrap_or_else(|p| p.into_inner()).push(i);
                         Ok(())
@@ -204,44 +179,24 @@ fn restore_all_packs(
             Some(p) => p.install(run)?,
             None => run()?,
         }
-        let found = archived.into_inner().unwrap_or_else(|p| p.into_inner());
-        if !found.is_empty() {
-            ask(&found, &mut report)?;
-            hook(opts, &report);
-            waiting.extend(found);
-        }
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        if !opts.retrieval.wait {
-            let bytes = waiting.iter().map(|&i| size_of(i)).sum();
-            let typical = report
-                .estimates
-                .iter()
-                .find(|e| e.tier == retrieve::tier_name(opts.retrieval.tier))
-                .map(|e| e.typical_time.to_string())
-                .unwrap_or_else(|| "hours".into());
-            return Err(RestoreError::RetrievalPending {
-                objects: waiting.len(),
-                bytes,
-                typical,
-                report: Box::new(report),
-            });
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(opts.retrieval.poll_max);
-        let packs: Vec<(crate::id::PackId, u64)> = waiting.iter().map(|&i| (plan.packs[i].pack, size_of(i))).collect();
-        let st = retrieve::states(repo, &packs)?;
-        (ready, waiting) = retrieve::split_readable(&waiting, st);
-        report.ready += ready.len();
-        hook(opts, &report);
+        Ok(archived.into_inner().unwrap_or_else(|p| p.into_inner()))
+    };
+    let drive_opts = DriveOptions {
+        retrieval: &opts.retrieval,
+        ask_first: opts.check_archive_first,
+        hook: opts.on_retrieval.as_deref(),
+    };
+    let done = retrieve::drive(repo, &packs, &drive_opts, read)?;
+    if done.pending.is_empty() {
+        return Ok(());
     }
-}
-
-fn hook(opts: &RestoreOptions, report: &RetrievalReport) {
-    if let Some(h) = &opts.on_retrieval {
-        (h.0)(report);
-    }
+    let report = done.report.unwrap_or_default();
+    Err(RestoreError::RetrievalPending {
+        objects: done.pending.len(),
+        bytes: done.pending.iter().map(|&i| packs[i].size).sum(),
+        typical: report.typical_time(opts.retrieval.tier),
+        report: Box::new(report),
+    })
 }
 
 fn make_dir(p: &Path) -> Result<(), RestoreError> {

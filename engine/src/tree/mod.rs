@@ -1,8 +1,12 @@
 //! Directory trees: one tree blob per directory, listing its entries.
 
+mod walk;
+
 use serde::{Deserialize, Serialize};
 
 use crate::id::{BlobId, TreeId};
+
+pub(crate) use walk::{resolve_path, walk, Descend, Visitor};
 
 /// Version byte of an encoded tree blob.
 pub const TREE_VERSION: u8 = 1;
@@ -25,6 +29,22 @@ pub enum NodeKind {
     BlockDevice,
     /// Unix socket (recorded, not restored).
     Socket,
+}
+
+impl NodeKind {
+    /// The lower-case name used in JSON output and messages (a stable wire
+    /// name, unlike the variant's `Debug` form).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::CharDevice => "chardevice",
+            NodeKind::BlockDevice => "blockdevice",
+            NodeKind::Socket => "socket",
+        }
+    }
 }
 
 /// One content blob of a file, in order.

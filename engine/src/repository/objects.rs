@@ -1,0 +1,202 @@
+//! Sealed, content-named metadata objects (snapshots, index objects) and
+//! the config: one [`RepoFile`] description per stored type, so the object
+//! kind, the authenticated-data label and the version byte always agree.
+
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{config, Config, Repository, RepositoryError, CONFIG_KIND};
+use crate::backend::{BackendError, ObjectKind};
+use crate::blob::{self, Aad, BlobError};
+use crate::encoding;
+use crate::id::{self, ObjectId, SnapshotId};
+use crate::index::{Index, IndexFile, INDEX_KIND, INDEX_VERSION};
+use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
+
+/// A type stored as a sealed object: where it lives, the label bound into
+/// its authenticated data, and its version byte (format-spec "Objects").
+pub trait RepoFile: Serialize + DeserializeOwned {
+    /// The folder it is stored in.
+    const KIND: ObjectKind;
+    /// The label bound into the authenticated data.
+    const AAD: &'static str;
+    /// The version byte written before the encoded value.
+    const VERSION: u8;
+}
+
+impl RepoFile for Snapshot {
+    const KIND: ObjectKind = ObjectKind::Snapshot;
+    const AAD: &'static str = SNAPSHOT_KIND;
+    const VERSION: u8 = SNAPSHOT_VERSION;
+}
+
+impl RepoFile for IndexFile {
+    const KIND: ObjectKind = ObjectKind::Index;
+    const AAD: &'static str = INDEX_KIND;
+    const VERSION: u8 = INDEX_VERSION;
+}
+
+impl RepoFile for Config {
+    const KIND: ObjectKind = ObjectKind::Config;
+    const AAD: &'static str = CONFIG_KIND;
+    const VERSION: u8 = config::CONFIG_VERSION;
+}
+
+/// One index object by name: decoded, or why it could not be.
+#[derive(Debug)]
+pub struct IndexObject {
+    /// Its name.
+    pub name: String,
+    /// Its content, or the damage found.
+    pub file: Result<IndexFile, RepositoryError>,
+}
+
+/// Readable snapshots (oldest first) and the errors of damaged ones.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// Snapshots that could be read, oldest first.
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+    /// What is wrong with the others.
+    pub damaged: Vec<RepositoryError>,
+}
+
+impl Repository {
+    /// Seals a value: version byte + bincode, compressed, encrypted.
+    pub(crate) fn seal_file<T: RepoFile>(&self, value: &T) -> Result<Vec<u8>, RepositoryError> {
+        let plain = encoding::encode(T::AAD, T::VERSION, value)?;
+        blob::seal(&self.keys, Aad::Object(T::AAD), &plain, self.compression()).map_err(|e| match e {
+            BlobError::Crypto(c) => RepositoryError::Crypto(c),
+            other => RepositoryError::InvalidOption(other.to_string()),
+        })
+    }
+
+    /// Reads, verifies and decodes a content-named object.
+    pub(crate) fn load_file<T: RepoFile>(&self, name: &str) -> Result<T, RepositoryError> {
+        let bytes = self.backend.read(T::KIND, name)?;
+        let corrupt = |detail: String| RepositoryError::Corrupt {
+            kind: T::KIND,
+            name: name.to_string(),
+            detail,
+        };
+        if ObjectId::of_bytes(&bytes).to_hex() != name {
+            return Err(corrupt("content does not match its name (damaged or truncated)".into()));
+        }
+        let plain = blob::open(&self.keys, Aad::Object(T::AAD), &bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (_, v) = encoding::decode(T::AAD, T::VERSION, &plain).map_err(|e| corrupt(e.to_string()))?;
+        Ok(v)
+    }
+
+    /// Seals and stores a value under its content hash; returns the name
+    /// and the stored size.
+    pub(crate) fn save_file<T: RepoFile>(&self, value: &T) -> Result<(ObjectId, u64), RepositoryError> {
+        let sealed = self.seal_file(value)?;
+        let id = ObjectId::of_bytes(&sealed);
+        match self.backend.write(T::KIND, &id.to_hex(), &sealed) {
+            // Same name means same bytes: already durably stored.
+            Ok(()) | Err(BackendError::AlreadyExists { .. }) => Ok((id, sealed.len() as u64)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The full name of the one object of `kind` whose name starts with
+    /// `prefix` (case-insensitive).
+    pub fn find_object(&self, kind: ObjectKind, prefix: &str) -> Result<String, RepositoryError> {
+        let names = self.backend.list(kind)?.into_iter().map(|o| o.name);
+        Ok(id::find_by_prefix(
+            names,
+            |n| n.to_ascii_lowercase(),
+            prefix,
+            &kind.to_string(),
+        )?)
+    }
+
+    /// Stores a snapshot. Callers must have stored everything it references.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId, RepositoryError> {
+        let (id, _) = self.save_file(snap)?;
+        Ok(SnapshotId::from(id))
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot, RepositoryError> {
+        self.load_file(&id.to_hex())
+    }
+
+    /// Every readable snapshot, oldest first, and the errors of those that
+    /// are not: one damaged snapshot must not stop new backups.
+    pub fn list_snapshots_lenient(&self) -> Result<SnapshotList, RepositoryError> {
+        let names = self.backend.list(ObjectKind::Snapshot)?;
+        let results: Vec<Result<(SnapshotId, Snapshot), RepositoryError>> = names
+            .par_iter()
+            .map(|o| {
+                let id = SnapshotId::from_hex(&o.name).map_err(|e| RepositoryError::Corrupt {
+                    kind: ObjectKind::Snapshot,
+                    name: o.name.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok((id, self.load_snapshot(&id)?))
+            })
+            .collect();
+        let mut list = SnapshotList::default();
+        for r in results {
+            match r {
+                Ok(v) => list.snapshots.push(v),
+                Err(e @ RepositoryError::Corrupt { .. }) => list.damaged.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        list.snapshots
+            .sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(list)
+    }
+
+    /// Every snapshot, oldest first; fails on the first damaged one.
+    pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>, RepositoryError> {
+        let mut list = self.list_snapshots_lenient()?;
+        match list.damaged.pop() {
+            // Commands that list snapshots for the user must not hide damage.
+            Some(e) => Err(e),
+            None => Ok(list.snapshots),
+        }
+    }
+
+    /// Every index object by name, read in parallel, each decoded or with
+    /// its own error (so one damaged object can be skipped or named).
+    pub fn load_index_files(&self) -> Result<Vec<IndexObject>, RepositoryError> {
+        let names = self.backend.list(ObjectKind::Index)?;
+        Ok(names
+            .par_iter()
+            .map(|o| IndexObject {
+                name: o.name.clone(),
+                file: self.load_file(&o.name),
+            })
+            .collect())
+    }
+
+    /// One index object.
+    pub fn load_index_object(&self, name: &str) -> Result<IndexFile, RepositoryError> {
+        self.load_file(name)
+    }
+
+    /// Stores an index object.
+    pub fn save_index(&self, file: &IndexFile) -> Result<(ObjectId, u64), RepositoryError> {
+        self.save_file(file)
+    }
+
+    /// Reads every index object (in parallel) and builds the in-memory index.
+    ///
+    /// A damaged index object is skipped with a warning: its blobs then count
+    /// as unknown, so a backup stores them again and a restore that needs
+    /// them fails naming the blob; `check` reports the object itself.
+    pub fn load_index(&self) -> Result<Index, RepositoryError> {
+        let mut files = Vec::new();
+        for o in self.load_index_files()? {
+            match o.file {
+                Ok(f) => files.push(f),
+                Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Index::from_files(files)?)
+    }
+}

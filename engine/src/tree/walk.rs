@@ -1,0 +1,146 @@
+//! The one walk over a snapshot's trees, used by browsing (`ls`, `find`,
+//! `diff`), restore planning, the backup's parent lookup and `check` (and
+//! next by prune's reachability marking, copy and drills).
+//!
+//! Depth first, entries in tree order (sorted by name), a folder before its
+//! contents and [`Visitor::leave`] after them. The walk keeps an explicit
+//! stack rather than recursing: a hostile repository can nest trees as deep
+//! as it likes, and must not be able to overflow the stack. Memory is one
+//! decoded tree per level of the path being visited.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::id::TreeId;
+use crate::index::Index;
+use crate::repository::{Repository, RepositoryError};
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Whether the walk goes into a folder's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Descend {
+    /// Visit what the folder holds.
+    Yes,
+    /// Leave the folder's contents out (its `leave` is not called either).
+    No,
+}
+
+/// What a walk calls for each entry.
+pub(crate) trait Visitor {
+    /// The error the visitor stops with; a tree that cannot be loaded comes
+    /// back as one unless [`Visitor::tree_error`] says to go on.
+    type Error: From<RepositoryError>;
+
+    /// Called for every entry at `path`, found in tree `parent`. For a
+    /// folder, the answer decides whether its tree is visited.
+    fn enter(&mut self, path: &Path, parent: &TreeId, node: &Node) -> Result<Descend, Self::Error>;
+
+    /// Called after everything below a folder that was descended into.
+    fn leave(&mut self, path: &Path, node: &Node) -> Result<(), Self::Error> {
+        let _ = (path, node);
+        Ok(())
+    }
+
+    /// A tree could not be read or decoded. The default stops the walk;
+    /// a visitor that reports damage (check) returns `Ok` and the walk goes
+    /// on without that tree.
+    fn tree_error(&mut self, path: &Path, id: &TreeId, error: RepositoryError) -> Result<(), Self::Error> {
+        let _ = (path, id);
+        Err(error.into())
+    }
+}
+
+struct Frame {
+    id: TreeId,
+    tree: Tree,
+    next: usize,
+    path: PathBuf,
+    /// The folder this tree belongs to, for `leave` (`None` for the start).
+    dir: Option<Node>,
+}
+
+/// Visits everything below tree `root`, whose entries are at `at` (e.g. "/").
+pub(crate) fn walk<V: Visitor>(
+    repo: &Repository,
+    index: &Index,
+    root: &TreeId,
+    at: &Path,
+    v: &mut V,
+) -> Result<(), V::Error> {
+    let mut stack: Vec<Frame> = Vec::new();
+    if let Some(f) = open(repo, index, *root, at.to_path_buf(), None, v)? {
+        stack.push(f);
+    }
+    while let Some(top) = stack.last_mut() {
+        let Some(node) = top.tree.nodes.get(top.next) else {
+            let done = stack.pop();
+            if let Some(Frame { path, dir: Some(d), .. }) = done {
+                v.leave(&path, &d)?;
+            }
+            continue;
+        };
+        top.next += 1;
+        let path = top.path.join(OsStr::from_bytes(&node.name));
+        let descend = v.enter(&path, &top.id, node)?;
+        if let (Descend::Yes, NodeKind::Dir, Some(sub)) = (descend, node.kind, node.subtree) {
+            let node = node.clone();
+            if let Some(f) = open(repo, index, sub, path.clone(), Some(node.clone()), v)? {
+                stack.push(f);
+            } else {
+                v.leave(&path, &node)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open<V: Visitor>(
+    repo: &Repository,
+    index: &Index,
+    id: TreeId,
+    path: PathBuf,
+    dir: Option<Node>,
+    v: &mut V,
+) -> Result<Option<Frame>, V::Error> {
+    match repo.load_tree(index, &id) {
+        Ok(tree) => Ok(Some(Frame {
+            id,
+            tree,
+            next: 0,
+            path,
+            dir,
+        })),
+        Err(e) => {
+            v.tree_error(&path, &id, e)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Finds the node at `path` (absolute, in the snapshot whose root tree is
+/// `root`). The root itself comes back as a folder node without a name.
+/// `Ok(None)` when the path is not there.
+pub(crate) fn resolve_path(
+    repo: &Repository,
+    index: &Index,
+    root: &TreeId,
+    path: &str,
+) -> Result<Option<Node>, RepositoryError> {
+    let mut node = Node::new(Vec::new(), NodeKind::Dir);
+    node.subtree = Some(*root);
+    node.mode = 0o755;
+    for c in Path::new(path).components() {
+        let Component::Normal(name) = c else { continue };
+        let sub = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(t)) => t,
+            _ => return Ok(None),
+        };
+        let tree = repo.load_tree(index, &sub)?;
+        match tree.get(name.as_bytes()) {
+            Some(n) => node = n.clone(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(node))
+}

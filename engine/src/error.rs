@@ -1,43 +1,294 @@
-//! The engine's top-level error, wrapping each module's own.
+//! The engine's top-level error and the one classification of every
+//! module's errors, so the CLI maps failures to exit codes by asking
+//! [`Error::kind`] (or [`ErrorKind::of`] on any error in a chain) instead of
+//! knowing how the module errors nest.
+
+use crate::backend::BackendError;
+use crate::backup::BackupError;
+use crate::blob::BlobError;
+use crate::browse::BrowseError;
+use crate::check::CheckError;
+use crate::crypto::CryptoError;
+use crate::id::{ParseIdError, PrefixError};
+use crate::index::IndexError;
+use crate::recovery::RecoveryError;
+use crate::repository::RepositoryError;
+use crate::restore::RestoreError;
+use crate::select::SelectError;
+use crate::sources::SourceError;
 
 /// Any engine failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Repository, keys, metadata.
     #[error(transparent)]
-    Repository(#[from] crate::repository::RepositoryError),
+    Repository(#[from] RepositoryError),
     /// Storage.
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
+    Backend(#[from] BackendError),
     /// Backup.
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(#[from] BackupError),
     /// Restore.
     #[error(transparent)]
-    Restore(#[from] crate::restore::RestoreError),
+    Restore(#[from] RestoreError),
     /// Snapshot selection.
     #[error(transparent)]
-    Select(#[from] crate::select::SelectError),
+    Select(#[from] SelectError),
     /// Check.
     #[error(transparent)]
-    Check(#[from] crate::check::CheckError),
+    Check(#[from] CheckError),
     /// Browsing (ls, find, diff, dump).
     #[error(transparent)]
-    Browse(#[from] crate::browse::BrowseError),
+    Browse(#[from] BrowseError),
     /// Stream sources.
     #[error(transparent)]
-    Source(#[from] crate::sources::SourceError),
+    Source(#[from] SourceError),
     /// Recovery sheet.
     #[error(transparent)]
-    Recovery(#[from] crate::recovery::RecoveryError),
+    Recovery(#[from] RecoveryError),
+    /// An id that does not parse.
+    #[error(transparent)]
+    Id(#[from] ParseIdError),
+}
+
+/// The result type of the engine's public functions.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an error is: what a caller (a person, a script, the
+/// CLI's exit code) can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No key opens with the password (or the recovery key is wrong).
+    WrongPassword,
+    /// The location holds no repository.
+    NotARepository,
+    /// Another process holds the repository's lock.
+    Locked,
+    /// Data is in archive storage; its retrieval is requested, not finished.
+    RetrievalPending,
+    /// Stored data is damaged or missing.
+    Damaged,
+    /// The request itself is wrong: bad option, pattern, id, path, name.
+    InvalidInput,
+    /// What was asked for (snapshot, path, key, object) does not exist.
+    NotFound,
+    /// The storage failed (temporary or permanent) or refused access.
+    Storage,
+    /// Reading or writing local files failed.
+    Io,
+    /// A command whose output was being backed up failed.
+    CommandFailed {
+        /// Its exit status, when it exited.
+        code: Option<i32>,
+    },
+    /// A bug or an unexpected failure of the engine itself.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind of `e` if it is one of the engine's errors (for walking an
+    /// error chain whose links the caller does not know).
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+        macro_rules! try_each {
+            ($($t:ty),*) => {
+                $(if let Some(x) = e.downcast_ref::<$t>() { return Some(x.kind()); })*
+            };
+        }
+        try_each!(
+            Error,
+            RepositoryError,
+            BackendError,
+            BackupError,
+            RestoreError,
+            SelectError,
+            CheckError,
+            BrowseError,
+            SourceError,
+            RecoveryError,
+            ParseIdError,
+            PrefixError
+        );
+        None
+    }
 }
 
 impl Error {
-    /// True when the failure is a wrong password (the CLI gives it its own exit code).
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Repository(e) => e.kind(),
+            Error::Backend(e) => e.kind(),
+            Error::Backup(e) => e.kind(),
+            Error::Restore(e) => e.kind(),
+            Error::Select(e) => e.kind(),
+            Error::Check(e) => e.kind(),
+            Error::Browse(e) => e.kind(),
+            Error::Source(e) => e.kind(),
+            Error::Recovery(e) => e.kind(),
+            Error::Id(e) => e.kind(),
+        }
+    }
+
+    /// True when the failure is a wrong password.
     pub fn is_wrong_password(&self) -> bool {
-        matches!(
-            self,
-            Error::Repository(crate::repository::RepositoryError::WrongPassword { .. })
-        )
+        self.kind() == ErrorKind::WrongPassword
+    }
+}
+
+impl RepositoryError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use RepositoryError as E;
+        match self {
+            E::NotARepository { .. } => ErrorKind::NotARepository,
+            E::AlreadyExists { .. } | E::KeyRefused(_) | E::InvalidOption(_) => ErrorKind::InvalidInput,
+            E::WrongPassword { .. } | E::WrongRecoveryKey => ErrorKind::WrongPassword,
+            E::NoKeys { .. } | E::Corrupt { .. } | E::MissingBlob { .. } => ErrorKind::Damaged,
+            E::UnsupportedFormat { .. } => ErrorKind::InvalidInput,
+            E::Backend(b) => b.kind(),
+            E::Crypto(c) => crypto_kind(c),
+            E::Encoding(_) => ErrorKind::Internal,
+            E::Index(i) => index_kind(i),
+            E::Prefix(p) => p.kind(),
+            E::Recovery(r) => r.kind(),
+        }
+    }
+}
+
+impl BackendError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::NotFound { .. } => ErrorKind::Damaged,
+            BackendError::Archived { .. } => ErrorKind::RetrievalPending,
+            BackendError::AlreadyExists { .. }
+            | BackendError::OutOfRange { .. }
+            | BackendError::Denied { .. }
+            | BackendError::NoSpace { .. }
+            | BackendError::Transient { .. }
+            | BackendError::Other { .. } => ErrorKind::Storage,
+        }
+    }
+}
+
+impl BackupError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackupError::Source { .. } => ErrorKind::Io,
+            BackupError::BadPattern { .. } | BackupError::Invalid(_) => ErrorKind::InvalidInput,
+            BackupError::Stream(s) => s.kind(),
+            BackupError::Backend(b) => b.kind(),
+            BackupError::Repository(r) => r.kind(),
+            BackupError::Blob(b) => blob_kind(b),
+            BackupError::Pack(_) | BackupError::Encoding(_) => ErrorKind::Internal,
+            BackupError::PipelineStopped | BackupError::Thread(_) | BackupError::ThreadPanicked => ErrorKind::Internal,
+        }
+    }
+}
+
+impl RestoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RestoreError::TargetExists { .. } | RestoreError::BadPattern { .. } => ErrorKind::InvalidInput,
+            RestoreError::PathNotFound(_) => ErrorKind::NotFound,
+            RestoreError::UnsafeName(_) | RestoreError::VerifyFailed { .. } => ErrorKind::Damaged,
+            RestoreError::Io { .. } => ErrorKind::Io,
+            RestoreError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
+            RestoreError::Repository(r) => r.kind(),
+            RestoreError::Backend(b) => b.kind(),
+        }
+    }
+}
+
+impl SelectError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SelectError::NotFound(_) => ErrorKind::NotFound,
+            SelectError::Ambiguous(..) => ErrorKind::InvalidInput,
+            SelectError::Repository(r) => r.kind(),
+        }
+    }
+}
+
+impl CheckError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CheckError::Repository(r) => r.kind(),
+            CheckError::Backend(b) => b.kind(),
+        }
+    }
+}
+
+impl BrowseError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BrowseError::Path(_) => ErrorKind::NotFound,
+            BrowseError::Pattern(..) => ErrorKind::InvalidInput,
+            BrowseError::Output(_) => ErrorKind::Io,
+            BrowseError::Repository(r) => r.kind(),
+        }
+    }
+}
+
+impl SourceError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SourceError::Spawn { .. } => ErrorKind::InvalidInput,
+            SourceError::CommandFailed { code, .. } => ErrorKind::CommandFailed { code: *code },
+            SourceError::Read { .. } => ErrorKind::Io,
+        }
+    }
+}
+
+impl RecoveryError {
+    /// What kind of failure this is: a mistyped sheet is bad input.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+}
+
+impl ParseIdError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+}
+
+impl PrefixError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PrefixError::NotFound { .. } => ErrorKind::NotFound,
+            PrefixError::Ambiguous { .. } => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+fn crypto_kind(e: &CryptoError) -> ErrorKind {
+    match e {
+        CryptoError::Authentication | CryptoError::Truncated { .. } => ErrorKind::Damaged,
+        CryptoError::Random(_) | CryptoError::Kdf(_) => ErrorKind::Internal,
+    }
+}
+
+fn blob_kind(e: &BlobError) -> ErrorKind {
+    match e {
+        BlobError::Crypto(c) => crypto_kind(c),
+        BlobError::Compress(_) => ErrorKind::Internal,
+        BlobError::Corrupt(_) => ErrorKind::Damaged,
+    }
+}
+
+fn index_kind(e: &IndexError) -> ErrorKind {
+    match e {
+        IndexError::TooManyPacks => ErrorKind::InvalidInput,
     }
 }

@@ -1,41 +1,155 @@
 //! Cairn's engine: a content-addressed, encrypted, deduplicating backup
-//! repository. The pipeline, by module:
+//! repository.
 //!
-//! sources → [`chunker`] → [`blob`] (seal: zstd + XChaCha20-Poly1305) →
-//! [`pack`] → [`backend`], with [`index`] recording where each blob went, and
-//! [`tree`] / [`snapshot`] describing what was backed up. [`backup`] and
-//! [`restore`] drive it; [`check`] verifies it.
+//! The pipeline, by module: sources → `chunker` → `blob` (seal: zstd +
+//! XChaCha20-Poly1305) → `pack` → `backend`, with `index` recording where
+//! each blob went, and `tree` / `snapshot` describing what was backed up.
+//! `backup` and `restore` drive it, `check` verifies it, `browse` reads
+//! snapshots without restoring them, and `retrieve` brings packs back from
+//! archive storage classes for any of them.
+//!
+//! The modules are private: everything a program may use is re-exported
+//! here, in one place. The operations ([`backup()`], [`restore()`],
+//! [`check()`], the browsing functions) return the one top-level [`Error`],
+//! whose [`Error::kind`] says what a caller can do about a failure; methods
+//! of [`Repository`] return [`RepositoryError`], which has the same `kind`.
+//!
+//! The cargo feature `testing` additionally makes the pipeline's inner
+//! modules public, for the engine's own integration tests, the shared backend
+//! suite and the stage benchmarks; it is not a stable API.
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod backup;
-pub mod blob;
-pub mod browse;
-pub mod check;
-pub mod chunker;
-pub mod crypto;
-pub mod encoding;
-pub mod error;
-pub mod id;
-pub mod index;
-pub mod pack;
-pub mod recovery;
-pub mod repository;
-pub mod restore;
-pub mod retrieve;
-pub mod select;
-pub mod snapshot;
-pub mod sources;
-pub mod time;
-pub mod tree;
+/// Declares modules that are private unless the `testing` feature is on.
+macro_rules! internal {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$m])*
+            #[cfg(feature = "testing")]
+            #[doc(hidden)]
+            pub mod $name;
+            $(#[$m])*
+            #[cfg(not(feature = "testing"))]
+            mod $name;
+        )*
+    };
+}
 
-pub use backend::{local::LocalBackend, memory::MemoryBackend, Backend, BackendError, ObjectKind};
-pub use backup::{backup, BackupOptions, BackupSource};
-pub use error::Error;
-pub use id::{BlobId, ObjectId, PackId, SnapshotId, TreeId};
-pub use repository::{InitOptions, Repository, RepositoryError};
-pub use restore::{restore, RestoreOptions};
+internal!(backend, blob, chunker, crypto, encoding, id, index, pack);
+
+mod backup;
+mod browse;
+mod check;
+mod error;
+mod recovery;
+mod repository;
+mod restore;
+mod retrieve;
+mod select;
+mod snapshot;
+mod sources;
+mod time;
+mod tree;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use backend::cache::CacheOptions;
+pub use backend::retry::RetryOptions;
+pub use backend::s3::{DataStorageClass, S3Credentials, S3Options};
+pub use backend::{
+    open_location, open_location_with, ArchiveState, Backend, BackendError, BackendOptions, ObjectInfo, ObjectKind,
+    RetrievalTier,
+};
+pub use backup::{
+    BackupError, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SaverStats, SkippedEntry,
+};
+pub use blob::BlobType;
+pub use browse::{BrowseError, Change, DiffEntry, FindHit, NameMatcher};
+pub use check::{CheckError, CheckOptions, CheckReport};
+pub use chunker::ChunkerParams;
+pub use crypto::KdfParams;
+pub use error::{Error, ErrorKind, Result};
+pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
+pub use index::{Index, IndexBlob, IndexFile, IndexPack};
+pub use pack::PackEntry;
+pub use recovery::RecoveryError;
+pub use repository::{
+    Config, IndexObject, InitOptions, KeyFile, RepoFile, Repository, RepositoryError, SnapshotList, FORMAT_VERSION,
+};
+pub use restore::{RestoreError, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary, IN_PROGRESS_MARKER};
+pub use retrieve::{tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate};
+pub use select::{SelectError, SnapshotFilter};
 pub use snapshot::{Snapshot, SourceKind, Summary};
+pub use sources::{SourceError, Stream};
+pub use time::{format_ns, now_ns};
+pub use tree::{ContentRef, Node, NodeKind, Tree, Xattr};
 
 /// This program's version, recorded in snapshots.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Backs up `source` into `repo` and saves a snapshot (unless a dry run).
+/// The snapshot is written only after everything it references is stored.
+pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome> {
+    Ok(backup::backup(repo, source, opts)?)
+}
+
+/// Restores `snapshot` (or the part `opts.subpath` names) into `target`.
+pub fn restore(repo: &Repository, snapshot: &Snapshot, target: &Path, opts: &RestoreOptions) -> Result<RestoreSummary> {
+    Ok(restore::restore(repo, snapshot, target, opts)?)
+}
+
+/// Checks the repository; what is damaged goes into the report, and only a
+/// failure to check at all is an error.
+pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    Ok(check::check(repo, opts)?)
+}
+
+/// Every snapshot passing `filter`, oldest first.
+pub fn filter_snapshots(repo: &Repository, filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    Ok(select::filter_snapshots(repo, filter)?)
+}
+
+/// Resolves `spec` (`latest`, or an id prefix in any case) among the
+/// snapshots passing `filter`.
+pub fn find_snapshot(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
+    Ok(select::find_snapshot(repo, spec, filter)?)
+}
+
+/// The entry at `path` in `snapshot` (the root: a nameless folder).
+pub fn node_at(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node> {
+    Ok(browse::node_at(repo, index, snapshot, path)?)
+}
+
+/// Calls `f` for every entry at or below `start` in `snapshot`, parents
+/// before children; with `recursive` unset, `start` and its direct entries.
+pub fn walk_snapshot(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    start: &str,
+    recursive: bool,
+    f: &mut dyn FnMut(&Path, &Node),
+) -> Result<()> {
+    Ok(browse::walk(repo, index, snapshot, start, recursive, f)?)
+}
+
+/// Writes the file at `path` in `snapshot` to `out`, one blob at a time;
+/// returns the bytes written.
+pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
+    Ok(browse::dump(repo, index, snapshot, path, out)?)
+}
+
+/// What differs between two snapshots (identical subtrees are not read).
+pub fn diff(repo: &Repository, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>> {
+    Ok(browse::diff(repo, index, a, b)?)
+}
+
+/// Every entry matching `matcher` in `snapshots`.
+pub fn find(
+    repo: &Repository,
+    index: &Index,
+    snapshots: &[(SnapshotId, Snapshot)],
+    matcher: &NameMatcher,
+) -> Result<Vec<FindHit>> {
+    Ok(browse::find(repo, index, snapshots, matcher)?)
+}

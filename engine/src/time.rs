@@ -12,11 +12,3 @@ pub fn format_ns(ns: i64) -> String {
         Err(_) => format!("@{ns}ns"),
     }
 }
-
-/// A `SystemTime` in Unix nanoseconds (negative before 1970).
-pub fn system_time_ns(t: std::time::SystemTime) -> i64 {
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
-}

@@ -103,11 +103,6 @@ impl Packer {
         self.buf.len()
     }
 
-    /// Number of blobs so far.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// True when no blob was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -29,7 +29,7 @@ impl Repository {
 
     /// Opens a sealed blob inside a buffer the caller owns (see
     /// [`blob::open_in_place`]).
-    pub fn open_blob_in_place<'a>(
+    pub(crate) fn open_blob_in_place<'a>(
         &self,
         blob_type: BlobType,
         id: &BlobId,

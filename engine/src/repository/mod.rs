@@ -102,6 +102,9 @@ pub enum RepositoryError {
     /// Index failure.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A recovery sheet that does not parse.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
     /// An id prefix names no single object.
     #[error(transparent)]
     Prefix(#[from] PrefixError),
@@ -151,7 +154,7 @@ impl Repository {
     }
 
     /// The backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
@@ -161,13 +164,14 @@ impl Repository {
     }
 
     /// Derived sub-keys.
-    pub fn keys(&self) -> &Keys {
+    pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }
 
-    /// The master key (for the recovery sheet only).
-    pub fn master_key(&self) -> &MasterKey {
-        &self.master
+    /// The recovery sheet: the master key as five lines with check
+    /// characters (see `recovery`). Whoever holds it can read everything.
+    pub fn recovery_sheet_lines(&self) -> Vec<String> {
+        crate::recovery::sheet_lines(&self.master)
     }
 
     /// Name of the key object that opened the repository, if any.

@@ -145,8 +145,17 @@ impl Repository {
         Err(RepositoryError::WrongPassword { keys: usable })
     }
 
+    /// Opens with the recovery sheet's text (the five lines, as typed).
+    pub fn open_with_recovery_sheet(backend: Arc<dyn Backend>, sheet: &str) -> Result<Self, RepositoryError> {
+        let master = crate::recovery::parse_sheet(sheet)?;
+        Self::open_with_recovery_key(backend, master)
+    }
+
     /// Opens with the master key itself (from a recovery sheet).
-    pub fn open_with_recovery_key(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, RepositoryError> {
+    pub(crate) fn open_with_recovery_key(
+        backend: Arc<dyn Backend>,
+        master: MasterKey,
+    ) -> Result<Self, RepositoryError> {
         let sealed_config = match backend.read(ObjectKind::Config, "config") {
             Ok(c) => c,
             Err(BackendError::NotFound { .. }) => {

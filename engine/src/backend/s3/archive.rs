@@ -71,11 +71,17 @@ impl S3Backend {
                 ArchiveState::Readable => Ok(()),
                 _ => Err(e),
             },
-            Err((_, Some(405 | 501), _)) => Err(BackendError::Other {
-                path: key,
-                message: "this S3 server cannot retrieve objects from archive storage (RestoreObject is not supported)"
-                    .into(),
-            }),
+            // A server without archive classes (SeaweedFS, for one) may not
+            // know RestoreObject at all; a readable object needs none.
+            Err((_, Some(405 | 501), _)) => match self.state(kind, name)? {
+                ArchiveState::Readable => Ok(()),
+                _ => Err(BackendError::Other {
+                    path: key,
+                    message: "this S3 server cannot retrieve objects from archive storage (RestoreObject is not \
+                              supported)"
+                        .into(),
+                }),
+            },
             Err((_, _, e)) => Err(e),
         }
     }

@@ -450,6 +450,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn open_refuses_options_out_of_range_instead_of_clamping() {
+        for (tune, says) in [
+            (
+                S3Options {
+                    connections: 0,
+                    ..Default::default()
+                },
+                "connections must be 1 to 256, not 0",
+            ),
+            (
+                S3Options {
+                    multipart_part_size: 1 << 20,
+                    ..Default::default()
+                },
+                "part size must be 5 MiB to 5120 MiB, not 1 MiB",
+            ),
+        ] {
+            // Refused before any connection is made: nothing listens there.
+            match S3Backend::open("s3:http://127.0.0.1:9/bucket", &tune) {
+                Err(BackendError::Other { message, .. }) => assert!(message.contains(says), "{message}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn content_range_totals() {
         assert_eq!(total_from_content_range("bytes 0-9/100000"), Some(100_000));
         assert_eq!(total_from_content_range("bytes 0-9/*"), None);

@@ -49,8 +49,13 @@ pub struct S3Profile {
 }
 
 impl S3Profile {
-    /// The engine's S3 options, checked.
+    /// The engine's S3 options, checked against the engine's limits
+    /// (`S3Options::validate`), which `S3Backend::open` applies too.
     pub fn options(&self) -> Result<S3Options> {
+        let mib = |m: u64, key: &str| {
+            m.checked_mul(1024 * 1024)
+                .with_context(|| format!("s3 {key} {m} is too large"))
+        };
         let mut o = S3Options {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
@@ -58,20 +63,16 @@ impl S3Profile {
             ..Default::default()
         };
         if let Some(c) = self.connections {
-            anyhow::ensure!((1..=256).contains(&c), "s3 connections must be 1 to 256, not {c}");
             o.connections = c;
         }
         if let Some(c) = &self.storage_class {
             o.data_storage_class = c.parse::<DataStorageClass>().map_err(anyhow::Error::msg)?;
         }
         if let Some(m) = self.multipart_threshold_mib {
-            o.multipart_threshold = m
-                .checked_mul(1024 * 1024)
-                .context("multipart-threshold-mib too large")?;
+            o.multipart_threshold = mib(m, "multipart-threshold-mib")?;
         }
         if let Some(m) = self.part_size_mib {
-            anyhow::ensure!((5..=5120).contains(&m), "s3 part-size-mib must be 5 to 5120, not {m}");
-            o.multipart_part_size = m * 1024 * 1024;
+            o.multipart_part_size = mib(m, "part-size-mib")?;
         }
         o.credentials = match (&self.credentials_file, &self.credentials_command) {
             (Some(_), Some(_)) => anyhow::bail!("give s3 credentials-file or credentials-command, not both"),
@@ -79,6 +80,7 @@ impl S3Profile {
             (None, Some(c)) => S3Credentials::Command(c.clone()),
             (None, None) => S3Credentials::Chain,
         };
+        o.validate()?;
         Ok(o)
     }
 }

@@ -57,6 +57,9 @@ impl Backend for ArchiveBackend {
     fn location(&self) -> String {
         "archive-test".into()
     }
+    fn create(&self) -> Result<(), BackendError> {
+        self.inner.create()
+    }
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         self.inner.list(kind)
     }

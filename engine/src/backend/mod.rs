@@ -1,17 +1,12 @@
 //! Where a repository's objects live. A [`Backend`] stores opaque, immutable,
-//! named objects; it knows nothing of encryption or formats.
+//! named objects; it knows nothing of encryption or formats. The contract
+//! every implementation keeps is written on the trait and checked by the
+//! shared suite (`backend::suite`, behind the `testing` feature), which runs
+//! against the local folder, the in-memory backend, every wrapper and a real
+//! S3 server.
 //!
-//! Contract (every implementation, tested by the shared suite in
-//! `backend::suite`):
-//! - `write` is atomic and exclusive: after it returns `Ok`, the whole object
-//!   is durably stored under its final name; a crash before that leaves no
-//!   object under that name; an existing object is never replaced
-//!   ([`BackendError::AlreadyExists`]).
-//! - `read`/`read_range` return exactly the stored bytes or an error; a range
-//!   past the end is an error, never a short read.
-//! - Calls may run in parallel from many threads.
-//! - Errors say whether retrying can help ([`BackendError::is_retryable`]).
-//!   Retries, caches and limits are wrappers around a backend, not part of it.
+//! Retries, caches, speed limits and dry runs are wrappers around a backend
+//! ([`retry`], [`cache`], [`limiter`], [`dryrun`]), not part of one.
 
 pub mod cache;
 pub mod dryrun;
@@ -205,62 +200,187 @@ impl BackendError {
     }
 }
 
-/// Storage of immutable named objects. See the module documentation for the
-/// contract every implementation keeps.
+/// Storage of immutable named objects.
+///
+/// The contract, which every implementation keeps and every caller may rely
+/// on (the shared suite checks each point):
+/// - **Many threads.** Every method may be called from many threads at once
+///   (`Send + Sync`); calls on distinct objects do not disturb each other.
+/// - **Exclusive, atomic writes.** After [`write`](Backend::write) returns
+///   `Ok`, the whole object is durably stored under its final name; a crash
+///   before that leaves no object under that name. An existing object is
+///   never replaced: the write fails with [`BackendError::AlreadyExists`].
+///   Of several writers racing for one name exactly one succeeds and the
+///   others get `AlreadyExists` (S3 servers that ignore `If-None-Match` are
+///   the one exception; see [`s3`]).
+/// - **Exact reads.** [`read`](Backend::read) and
+///   [`read_range`](Backend::read_range) return exactly the stored bytes or
+///   an error: [`BackendError::NotFound`] for a missing object,
+///   [`BackendError::OutOfRange`] for a range not wholly inside (never a
+///   short read), and [`BackendError::Archived`] for an object in an archive
+///   storage class that has not been retrieved (see
+///   [`archive_state`](Backend::archive_state)).
+/// - **Sorted listings.** [`list`](Backend::list) returns every object of a
+///   kind, archived ones included, sorted by name (byte order), each name
+///   once.
+/// - **Errors say whether to retry** ([`BackendError::is_retryable`]): only
+///   `Transient` errors may go away by trying again. Implementations do not
+///   retry by themselves; [`retry::RetryBackend`] does, and reads the
+///   answers of a retried call with its history in mind (see `remove`).
+///
+/// The trait has no default methods, so a wrapper has to say for each method
+/// what it does: pass it on (the `forward!` macro), change it, or discard it.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// A short description of the location, for messages (never credentials).
     fn location(&self) -> String;
 
-    /// Prepares an empty location for a new repository (folders, bucket
-    /// checks). The default does nothing.
-    fn create(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
+    /// Makes the location ready for a new repository: creates what the
+    /// storage needs (the local folder layout) or checks that it is there (an
+    /// S3 bucket; buckets are never created). Calling it again on a prepared
+    /// location succeeds and changes no object. It does not check whether a
+    /// repository is already there: that is `init`'s business.
+    fn create(&self) -> Result<(), BackendError>;
 
-    /// Every object of `kind` (for `Config`, the config object if present).
+    /// Every object of `kind` (for `Config`, the config object if present),
+    /// sorted by name, with its size.
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError>;
 
-    /// The whole object.
+    /// The whole object: `NotFound` when missing, `Archived` when it must be
+    /// retrieved first.
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError>;
 
-    /// `len` bytes from `offset`; errors when the range is not wholly inside.
+    /// `len` bytes from `offset`: `OutOfRange` when the range is not wholly
+    /// inside the object (an empty range at the very end is inside),
+    /// `NotFound` and `Archived` as for [`read`](Backend::read).
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError>;
 
-    /// Stores `data` atomically under a new name; never overwrites.
+    /// Stores `data` atomically under a new name; never overwrites
+    /// (`AlreadyExists`).
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
 
-    /// Removes an object; removing a missing object is `NotFound`.
+    /// Removes an object; removing a missing object is `NotFound`. A caller
+    /// that retries a `remove` whose earlier attempt failed transiently may
+    /// take `NotFound` as done (that attempt may have removed it);
+    /// [`retry::RetryBackend`] does exactly that.
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError>;
 
-    /// The object's size, or `None` when it does not exist.
+    /// The object's size, or `None` when it does not exist. Works on archived
+    /// objects.
     fn stat(&self, kind: ObjectKind, name: &str) -> Result<Option<u64>, BackendError>;
 
     /// Whether the object can be read now, or sits in an archive storage
-    /// class (and how far its retrieval is). Backends without archive
-    /// classes keep the default: always readable.
-    fn archive_state(&self, kind: ObjectKind, name: &str) -> Result<ArchiveState, BackendError> {
-        let _ = (kind, name);
-        Ok(ArchiveState::Readable)
-    }
+    /// class (and how far its retrieval is). Storage without archive classes
+    /// answers `Readable` without looking, so this is no existence check: a
+    /// missing object may be `Readable` here and `NotFound` when read
+    /// (storage with archive classes answers `NotFound`).
+    fn archive_state(&self, kind: ObjectKind, name: &str) -> Result<ArchiveState, BackendError>;
 
     /// Asks for an archived object to be made readable for `days` days.
-    /// Asking again for an object whose retrieval is in progress or done
-    /// must succeed without starting another (and without another fee where
-    /// the service allows).
+    /// Harmless to repeat: asking again for an object whose retrieval is in
+    /// progress or done succeeds without starting another (and without
+    /// another fee where the service allows), and asking for an object that
+    /// is readable already (on storage without archive classes, any object)
+    /// succeeds and changes nothing. Retrievals of archive classes cost
+    /// money: callers ask only for objects that
+    /// [`archive_state`](Backend::archive_state) reports as `Archived`.
     fn request_retrieval(
         &self,
         kind: ObjectKind,
         name: &str,
         tier: RetrievalTier,
         days: u32,
-    ) -> Result<(), BackendError> {
-        let _ = (tier, days);
-        Err(BackendError::Other {
-            path: kind.path(name),
-            message: "this storage has no archive classes to retrieve from".into(),
-        })
-    }
+    ) -> Result<(), BackendError>;
 }
+
+/// Writes [`Backend`] methods that pass the call unchanged to the backend in
+/// the field `$inner`, for the methods a wrapper does not change:
+/// `forward!(inner: location, list, stat);`. With no default methods on the
+/// trait, a method a wrapper neither writes out nor names here does not
+/// compile, so no wrapper can skip one by accident.
+macro_rules! forward {
+    ($inner:tt: $($method:ident),+ $(,)?) => {
+        $( $crate::backend::forward!(@one $inner $method); )+
+    };
+    (@one $inner:tt location) => {
+        fn location(&self) -> String {
+            self.$inner.location()
+        }
+    };
+    (@one $inner:tt create) => {
+        fn create(&self) -> Result<(), $crate::backend::BackendError> {
+            self.$inner.create()
+        }
+    };
+    (@one $inner:tt list) => {
+        fn list(
+            &self,
+            kind: $crate::backend::ObjectKind,
+        ) -> Result<Vec<$crate::backend::ObjectInfo>, $crate::backend::BackendError> {
+            self.$inner.list(kind)
+        }
+    };
+    (@one $inner:tt read) => {
+        fn read(&self, kind: $crate::backend::ObjectKind, name: &str) -> Result<Vec<u8>, $crate::backend::BackendError> {
+            self.$inner.read(kind, name)
+        }
+    };
+    (@one $inner:tt read_range) => {
+        fn read_range(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+            offset: u64,
+            len: u64,
+        ) -> Result<Vec<u8>, $crate::backend::BackendError> {
+            self.$inner.read_range(kind, name, offset, len)
+        }
+    };
+    (@one $inner:tt write) => {
+        fn write(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+            data: &[u8],
+        ) -> Result<(), $crate::backend::BackendError> {
+            self.$inner.write(kind, name, data)
+        }
+    };
+    (@one $inner:tt remove) => {
+        fn remove(&self, kind: $crate::backend::ObjectKind, name: &str) -> Result<(), $crate::backend::BackendError> {
+            self.$inner.remove(kind, name)
+        }
+    };
+    (@one $inner:tt stat) => {
+        fn stat(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+        ) -> Result<Option<u64>, $crate::backend::BackendError> {
+            self.$inner.stat(kind, name)
+        }
+    };
+    (@one $inner:tt archive_state) => {
+        fn archive_state(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+        ) -> Result<$crate::backend::ArchiveState, $crate::backend::BackendError> {
+            self.$inner.archive_state(kind, name)
+        }
+    };
+    (@one $inner:tt request_retrieval) => {
+        fn request_retrieval(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+            tier: $crate::backend::RetrievalTier,
+            days: u32,
+        ) -> Result<(), $crate::backend::BackendError> {
+            self.$inner.request_retrieval(kind, name, tier, days)
+        }
+    };
+}
+pub(crate) use forward;
 
 /// Where an object stands with respect to archive storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,8 +410,10 @@ pub enum RetrievalTier {
     Bulk,
 }
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod suite;
+#[cfg(test)]
+mod suite_runs;
 
 /// How to open a location: settings of the S3 backend and of the wrappers
 /// put around it.

@@ -153,7 +153,8 @@ fn append_payload(level: i32, data: &[u8], out: &mut Vec<u8>) -> Result<(), Blob
             *out = cursor.into_inner();
             r.map_err(BlobError::Compress)
         })?;
-        // Kept raw when it does not shrink: decompressing would cost time for nothing.
+        // Kept only when strictly shorter (format-spec "Compression", rule 3):
+        // at the same length decompressing would cost time for nothing.
         if compressed < data.len() {
             return Ok(());
         }
@@ -192,7 +193,26 @@ pub fn open_in_place<'a>(keys: &Keys, aad: Aad<'_>, sealed: &'a mut [u8]) -> Res
     }
 }
 
+/// The magic number that starts a Zstandard frame (RFC 8878 §3.1.1), LE.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Inflates the payload of a flag-1 plaintext, which must be exactly one
+/// Zstandard frame with its content size. zstd itself would also decode
+/// further frames after the first (an empty one, or a skippable one, fits
+/// in the output), so the frame's end is found first and anything after it is
+/// refused as corruption (format-spec "Sealed payload").
 fn decompress(frame: &[u8]) -> Result<Vec<u8>, BlobError> {
+    if !frame.starts_with(&ZSTD_MAGIC) {
+        return Err(BlobError::Corrupt("payload is not a zstd frame".into()));
+    }
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(frame)
+        .map_err(|_| BlobError::Corrupt("zstd frame truncated or unreadable".into()))?;
+    if frame_len != frame.len() {
+        return Err(BlobError::Corrupt(format!(
+            "{} bytes after the zstd frame",
+            frame.len().saturating_sub(frame_len)
+        )));
+    }
     let size = zstd::zstd_safe::get_frame_content_size(frame)
         .map_err(|_| BlobError::Corrupt("zstd frame header unreadable".into()))?
         .ok_or_else(|| BlobError::Corrupt("zstd frame has no content size".into()))?;
@@ -200,6 +220,7 @@ fn decompress(frame: &[u8]) -> Result<Vec<u8>, BlobError> {
     if size > MAX_PLAINTEXT {
         return Err(BlobError::Corrupt(format!("claims {size} bytes of plaintext")));
     }
+    // zstd checks the decoded length against the content size.
     zstd::bulk::decompress(frame, size).map_err(|e| BlobError::Corrupt(format!("zstd: {e}")))
 }
 
@@ -240,6 +261,40 @@ mod tests {
         assert!(sample_entropy(&rnd) > INCOMPRESSIBLE_ENTROPY);
         let s = seal(&k, Aad::Blob(BlobType::Data, &id), &rnd, Compression { level: 1 }).unwrap();
         assert_eq!(s.len(), rnd.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+    }
+
+    /// Regression (issue 8): bytes after the one zstd frame of a flag-1
+    /// payload were accepted whenever zstd could decode or skip them.
+    #[test]
+    fn anything_but_exactly_one_zstd_frame_is_corrupt() {
+        let k = keys();
+        let text = b"compressible text, compressible text ".repeat(50);
+        let id = k.blob_id(&text);
+        let aad = Aad::Blob(BlobType::Data, &id);
+        let seal_frame = |payload: &[u8]| {
+            let mut buf = vec![0u8; crate::crypto::NONCE_LEN];
+            buf.push(FLAG_ZSTD);
+            buf.extend_from_slice(payload);
+            k.seal_in_place(&aad.bytes(), buf).unwrap()
+        };
+        let frame = zstd::bulk::compress(&text, 1).unwrap();
+        assert_eq!(open(&k, aad, &seal_frame(&frame)).unwrap(), text);
+        let empty = zstd::bulk::compress(b"", 1).unwrap();
+        let skippable = [0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0];
+        for (what, bad) in [
+            ("garbage after", [&frame[..], b"x"].concat()),
+            ("empty frame after", [&frame[..], &empty].concat()),
+            ("skippable frame after", [&frame[..], &skippable].concat()),
+            ("skippable frame first", [&skippable[..], &frame].concat()),
+            ("truncated", frame[..frame.len() - 1].to_vec()),
+            ("nothing", Vec::new()),
+        ] {
+            let mut sealed = seal_frame(&bad);
+            let r = open(&k, aad, &sealed).map(|p| p.len());
+            assert!(matches!(r, Err(BlobError::Corrupt(_))), "{what}: {r:?}");
+            let r = open_in_place(&k, aad, &mut sealed).map(|p| p.len());
+            assert!(matches!(r, Err(BlobError::Corrupt(_))), "{what} (in place): {r:?}");
+        }
     }
 
     #[test]

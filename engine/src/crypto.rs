@@ -32,9 +32,13 @@ pub enum CryptoError {
     /// The operating system's random source failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
-    /// Argon2 rejected its parameters.
+    /// Argon2 rejected its parameters or salt.
     #[error("invalid key-derivation parameters: {0}")]
     Kdf(String),
+    /// Argon2id parameters outside [`KdfParams::check_bounds`]: a bad option
+    /// when writing a key (readers report such a stored key as damaged).
+    #[error("invalid option: {0}")]
+    KdfOutOfBounds(String),
 }
 
 /// Fills `buf` with cryptographically secure random bytes.
@@ -138,21 +142,27 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Seals in place: the plaintext buffer is reused for the output so that a
-/// multi-megabyte chunk is not copied once more than needed.
-pub(crate) fn seal_with(key: &[u8; 32], ad: &[u8], plaintext: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+/// Seals a short secret (the master key in a key object) under `key`:
+/// nonce (24) || ciphertext || tag (16). The plaintext is copied into the
+/// output buffer and encrypted there, so no copy of it outlives the call
+/// (the buffer is wiped if encryption fails).
+pub(crate) fn seal_with(key: &[u8; 32], ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&plaintext);
-    drop(plaintext);
-    let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut out[NONCE_LEN..])
-        .map_err(|_| CryptoError::Authentication)?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    out.extend_from_slice(plaintext);
+    match cipher.encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut out[NONCE_LEN..]) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(out)
+        }
+        Err(_) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            Err(CryptoError::Authentication)
+        }
+    }
 }
 
 pub(crate) fn open_with(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -193,25 +203,50 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    /// Refuses parameters no honest key object has: they would make opening
-    /// exhaust memory or run for hours (key objects are not authenticated).
+    /// Smallest memory Argon2 accepts, and the floor per lane (RFC 9106: 8 KiB per lane).
+    pub const MIN_MEMORY_KIB: u32 = 8;
+    /// Largest memory a key object may ask for: 4 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// Most passes a key object may ask for.
+    pub const MAX_ITERATIONS: u32 = 64;
+    /// Most lanes a key object may ask for.
+    pub const MAX_PARALLELISM: u32 = 64;
+
+    /// The bounds of format version 1 (format-spec "Key objects"), the same for
+    /// writing and reading: a writer that stored parameters outside them would
+    /// make a key no reader opens, and a reader that accepted any would let a
+    /// forged key object (key objects are not authenticated) exhaust memory or
+    /// run for hours. [`derive_kek`] applies them, so every caller gets them;
+    /// the repository's reader applies them first to report such a key object
+    /// as damaged.
     pub fn check_bounds(&self) -> Result<(), String> {
-        let ok = (8..=4 * 1024 * 1024).contains(&self.memory_kib)
-            && (1..=64).contains(&self.iterations)
-            && (1..=64).contains(&self.parallelism);
+        let ok = (Self::MIN_MEMORY_KIB..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+            && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
+            && (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
+            && u64::from(self.memory_kib) >= 8 * u64::from(self.parallelism);
         if ok {
             Ok(())
         } else {
             Err(format!(
-                "Argon2id parameters out of bounds ({} KiB, {} passes, {} lanes)",
-                self.memory_kib, self.iterations, self.parallelism
+                "Argon2id parameters out of bounds ({} KiB, {} passes, {} lanes): memory must be {} KiB to {} KiB \
+                 and at least 8 KiB per lane, passes 1 to {}, lanes 1 to {}",
+                self.memory_kib,
+                self.iterations,
+                self.parallelism,
+                Self::MIN_MEMORY_KIB,
+                Self::MAX_MEMORY_KIB,
+                Self::MAX_ITERATIONS,
+                Self::MAX_PARALLELISM,
             ))
         }
     }
 }
 
-/// Derives a key-encryption key from a password.
+/// Derives a key-encryption key from a password. Parameters outside
+/// [`KdfParams::check_bounds`] fail with [`CryptoError::KdfOutOfBounds`]
+/// before any memory is allocated.
 pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    params.check_bounds().map_err(CryptoError::KdfOutOfBounds)?;
     let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
@@ -241,6 +276,51 @@ mod tests {
             k.open(b"ad", &sealed[..10]),
             Err(CryptoError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn kdf_bounds_are_inclusive_and_refused_outside() {
+        let p = |memory_kib, iterations, parallelism| KdfParams {
+            memory_kib,
+            iterations,
+            parallelism,
+        };
+        for ok in [
+            KdfParams::default(),
+            p(8, 1, 1),
+            p(
+                KdfParams::MAX_MEMORY_KIB,
+                KdfParams::MAX_ITERATIONS,
+                KdfParams::MAX_PARALLELISM,
+            ),
+            p(8 * 64, 1, 64),
+        ] {
+            assert!(ok.check_bounds().is_ok(), "{ok:?}");
+        }
+        for bad in [
+            p(7, 1, 1),
+            p(KdfParams::MAX_MEMORY_KIB + 1, 1, 1),
+            p(64, 0, 1),
+            p(64, KdfParams::MAX_ITERATIONS + 1, 1),
+            p(64, 1, 0),
+            p(1024, 1, KdfParams::MAX_PARALLELISM + 1),
+            // Argon2 needs 8 KiB per lane.
+            p(8 * 4 - 1, 1, 4),
+        ] {
+            assert!(bad.check_bounds().is_err(), "{bad:?}");
+            assert!(
+                matches!(derive_kek(b"pw", &[0; 32], bad), Err(CryptoError::KdfOutOfBounds(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn seal_with_round_trips_through_open_with() {
+        let key = [9u8; 32];
+        let sealed = seal_with(&key, b"ad", &[5u8; 32]).unwrap();
+        assert_eq!(sealed.len(), 32 + SEAL_OVERHEAD);
+        assert_eq!(open_with(&key, b"ad", &sealed).unwrap(), [5u8; 32]);
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //!   zstd and a hand-written bincode reader (cross-checked with bincode
 //!   itself): no engine code is used, so it proves the spec matches the bytes.
 //!
+//! - `blobs.json` and `blobs/` hold single sealed blobs under the same master
+//!   key, at the edges of the compression rules: a blob zstd does not make
+//!   shorter (stored raw), one it makes one byte shorter (stored compressed),
+//!   and flag-1 payloads with data after the zstd frame that readers MUST
+//!   refuse. `engine_reads_blob_vectors` and `independent_decoder_reads_blob_vectors`
+//!   read them; `CAIRN_WRITE_VECTORS=blobs` rewrites only these.
+//!
 //! If the format changes, the vectors MUST be regenerated in the same commit
 //! (and a change-log entry added to format-spec/README.md).
 #![allow(clippy::unwrap_used)]
@@ -161,9 +168,18 @@ fn generate_vectors() {
     use cairn_engine::repository::ChunkerParams;
     use cairn_engine::{backup, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository};
 
-    if std::env::var("CAIRN_WRITE_VECTORS").as_deref() != Ok("1") {
-        eprintln!("CAIRN_WRITE_VECTORS=1 is not set: not writing the vectors");
-        return;
+    match std::env::var("CAIRN_WRITE_VECTORS").as_deref() {
+        Ok("1") => {}
+        Ok("blobs") => {
+            // Only the single-blob vectors, under the committed repository's key.
+            let master: [u8; 32] = unhex(manifest()["master_key"].as_str().unwrap()).try_into().unwrap();
+            write_blob_vectors(&master);
+            return;
+        }
+        _ => {
+            eprintln!("CAIRN_WRITE_VECTORS=1 (or =blobs) is not set: not writing the vectors");
+            return;
+        }
     }
     let out_dir = vectors_dir();
     let repo_dir = out_dir.join("repo");
@@ -323,7 +339,281 @@ fn generate_vectors() {
             fs::write(dir.join(".gitkeep"), b"").unwrap();
         }
     }
+    let master: [u8; 32] = *master;
+    write_blob_vectors(&master);
     eprintln!("wrote {}", out_dir.display());
+}
+
+// ---------------------------------------------------------------------------
+// Single-blob vectors: the edges of the compression rules
+// ---------------------------------------------------------------------------
+
+/// The level every blob vector is written and checked at (the test
+/// repository's config level).
+const BLOB_VECTOR_LEVEL: i32 = 1;
+
+/// `flag || payload` of the blob vectors, by name.
+struct BlobVector {
+    name: &'static str,
+    /// The plaintext whose id the AD carries.
+    plain: Vec<u8>,
+    /// Plaintext of the sealed payload (flag byte first); `None` lets the
+    /// engine's writer choose (the vector then also pins the writer's rule).
+    payload: Option<Vec<u8>>,
+    expect_ok: bool,
+    why: &'static str,
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn zstd_len(data: &[u8]) -> usize {
+    zstd::bulk::compress(data, BLOB_VECTOR_LEVEL).unwrap().len()
+}
+
+/// Shannon entropy in bits per byte of the whole of `data` (the writer samples
+/// the whole blob when it is at most 32 KiB, as these are).
+fn entropy(data: &[u8]) -> f64 {
+    let mut hist = [0u32; 256];
+    for &b in data {
+        hist[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) / n)
+        .map(|p| -p * p.log2())
+        .sum()
+}
+
+/// A blob whose zstd frame is exactly `shorter_by` bytes shorter than the
+/// blob: pseudo-random bytes (incompressible) ending in a copy of their own
+/// start (which zstd turns into one match), the lengths searched for. Short
+/// (at most 255 bytes), because zstd only emits a compressed block that
+/// saves at least `(size >> 6) + 2` bytes over a raw one, and for longer
+/// blobs that gap jumps over the edge. Below the writer's entropy threshold,
+/// so zstd is really tried.
+fn blob_with_frame_length(shorter_by: usize) -> Vec<u8> {
+    for len in (64..=255).rev() {
+        for seed in 1..16u64 {
+            for k in 4..len / 2 {
+                let mut data = pseudo_random(len - k, seed);
+                data.extend_from_within(..k);
+                if zstd_len(&data) + shorter_by == len {
+                    assert!(entropy(&data) < 7.97, "the writer would not try zstd");
+                    return data;
+                }
+            }
+        }
+    }
+    panic!("no blob whose zstd frame is {shorter_by} bytes shorter");
+}
+
+/// A skippable frame (RFC 8878 §3.1.2) with a 4-byte body.
+fn skippable_frame() -> Vec<u8> {
+    [0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, b'c', b'a', b'i', b'r'].to_vec()
+}
+
+fn blob_vectors() -> Vec<BlobVector> {
+    let text = words(2000, 11);
+    let frame = zstd::bulk::compress(&text, BLOB_VECTOR_LEVEL).unwrap();
+    let flagged = |parts: &[&[u8]]| -> Option<Vec<u8>> { Some([&[1u8][..], &parts.concat()].concat()) };
+    let empty_frame = zstd::bulk::compress(b"", BLOB_VECTOR_LEVEL).unwrap();
+    let second_frame = zstd::bulk::compress(b"more", BLOB_VECTOR_LEVEL).unwrap();
+    vec![
+        BlobVector {
+            name: "zstd-same-length-stored-raw",
+            plain: blob_with_frame_length(0),
+            payload: None,
+            expect_ok: true,
+            why: "its zstd frame is exactly as long as the blob: a writer MUST store it raw (flag 0)",
+        },
+        BlobVector {
+            name: "zstd-one-byte-shorter-stored-compressed",
+            plain: blob_with_frame_length(1),
+            payload: None,
+            expect_ok: true,
+            why: "its zstd frame is one byte shorter than the blob: stored compressed (flag 1)",
+        },
+        BlobVector {
+            name: "one-zstd-frame",
+            plain: text.clone(),
+            payload: flagged(&[&frame]),
+            expect_ok: true,
+            why: "exactly one zstd frame: the control for the corrupt vectors below, which add to it",
+        },
+        BlobVector {
+            name: "trailing-bytes-after-frame",
+            plain: text.clone(),
+            payload: flagged(&[&frame, b"junk"]),
+            expect_ok: false,
+            why: "four bytes after the zstd frame",
+        },
+        BlobVector {
+            name: "trailing-empty-frame",
+            plain: text.clone(),
+            payload: flagged(&[&frame, &empty_frame]),
+            expect_ok: false,
+            why: "a second, empty zstd frame after the first (zstd alone would decode both)",
+        },
+        BlobVector {
+            name: "trailing-second-frame",
+            plain: text.clone(),
+            payload: flagged(&[&frame, &second_frame]),
+            expect_ok: false,
+            why: "a second zstd frame with content after the first",
+        },
+        BlobVector {
+            name: "trailing-skippable-frame",
+            plain: text.clone(),
+            payload: flagged(&[&frame, &skippable_frame()]),
+            expect_ok: false,
+            why: "a skippable frame after the zstd frame (zstd alone would skip it)",
+        },
+        BlobVector {
+            name: "skippable-frame-first",
+            plain: text,
+            payload: flagged(&[&skippable_frame(), &frame]),
+            expect_ok: false,
+            why: "a skippable frame before the zstd frame: the payload does not start with a zstd frame",
+        },
+    ]
+}
+
+/// Writes `blobs/` and `blobs.json`, sealing each vector as a data blob under
+/// `master` (the test repository's key, so one key opens everything).
+fn write_blob_vectors(master: &[u8; 32]) {
+    use cairn_engine::blob::{self, Aad, BlobType, Compression};
+    let keys = cairn_engine::crypto::MasterKey::from_bytes(*master).derive();
+    let dir = vectors_dir().join("blobs");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    fs::create_dir_all(&dir).unwrap();
+    let mut entries = Vec::new();
+    for v in blob_vectors() {
+        let id = keys.blob_id(&v.plain);
+        let sealed = match &v.payload {
+            None => blob::seal(
+                &keys,
+                Aad::Blob(BlobType::Data, &id),
+                &v.plain,
+                Compression {
+                    level: BLOB_VECTOR_LEVEL,
+                },
+            )
+            .unwrap(),
+            Some(p) => {
+                let mut buf = vec![0u8; cairn_engine::crypto::NONCE_LEN];
+                buf.extend_from_slice(p);
+                keys.seal_in_place(&blob_ad(0, id.as_bytes()), buf).unwrap()
+            }
+        };
+        let file = format!("blobs/{}", v.name);
+        fs::write(vectors_dir().join(&file), &sealed).unwrap();
+        let flag = keys.open(&blob_ad(0, id.as_bytes()), &sealed).unwrap()[0];
+        entries.push(json!({
+            "name": v.name,
+            "file": file,
+            "type": 0,
+            "id": id.to_hex(),
+            "plaintext_hex": hex(&v.plain),
+            "plaintext_length": v.plain.len(),
+            "zstd_level_1_frame_length": zstd_len(&v.plain),
+            "flag": flag,
+            "expect": if v.expect_ok { "ok" } else { "corrupt" },
+            "why": v.why,
+        }));
+    }
+    let doc = json!({
+        "description": "Single sealed data blobs at the edges of the compression rules (format-spec/README.md, \
+            \"Sealed payload\" and \"Compression\"). Each file is a sealed payload under the encryption key of \
+            manifest.json's master key, with the AD of a data blob with the given id (the keyed BLAKE3 of the \
+            plaintext). \"ok\": readers MUST return the plaintext. \"corrupt\": the payload authenticates, but \
+            readers MUST refuse it as corruption.",
+        "regenerate": "CAIRN_WRITE_VECTORS=blobs cargo test -p cairn-engine --test format_vectors -- --ignored",
+        "zstd": "zstd_level_1_frame_length is what zstd 1.5.7 (zstd-sys 2.1.3) makes of the plaintext at level 1 \
+            with the content size recorded, as the writer calls it; a different zstd may differ, which only moves \
+            the first two vectors off the edge they test.",
+        "vectors": entries,
+    });
+    fs::write(
+        vectors_dir().join("blobs.json"),
+        serde_json::to_string_pretty(&doc).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+fn blob_manifest() -> Vec<Value> {
+    let path = vectors_dir().join("blobs.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}{REGENERATE_HINT}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let vectors = v["vectors"].as_array().unwrap().clone();
+    assert!(vectors.len() >= 8, "blobs.json lists {} vectors", vectors.len());
+    vectors
+}
+
+#[test]
+fn engine_reads_blob_vectors() {
+    with_hint(engine_reads_blobs);
+}
+
+fn engine_reads_blobs() {
+    use cairn_engine::blob::{self, Aad, BlobError, BlobType, Compression};
+    let master: [u8; 32] = unhex(manifest()["master_key"].as_str().unwrap()).try_into().unwrap();
+    let keys = cairn_engine::crypto::MasterKey::from_bytes(master).derive();
+    for v in blob_manifest() {
+        let name = v["name"].as_str().unwrap();
+        let plain = unhex(v["plaintext_hex"].as_str().unwrap());
+        let id = keys.blob_id(&plain);
+        assert_eq!(id.to_hex(), v["id"].as_str().unwrap(), "{name}: id");
+        let ty = BlobType::from_tag(u8::try_from(v["type"].as_u64().unwrap()).unwrap()).unwrap();
+        let aad = Aad::Blob(ty, &id);
+        let sealed = fs::read(vectors_dir().join(v["file"].as_str().unwrap())).unwrap();
+        let mut in_place = sealed.clone();
+        let read = blob::open(&keys, aad, &sealed);
+        let read_in_place = blob::open_in_place(&keys, aad, &mut in_place).map(|p| p.into_owned());
+        if v["expect"] == "ok" {
+            assert_eq!(read.unwrap(), plain, "{name}");
+            assert_eq!(read_in_place.unwrap(), plain, "{name} (in place)");
+        } else {
+            // It authenticates: the refusal is the payload's, not the cipher's.
+            let read = read.map(|p| p.len());
+            let read_in_place = read_in_place.map(|p| p.len());
+            assert!(matches!(read, Err(BlobError::Corrupt(_))), "{name}: {read:?}");
+            assert!(
+                matches!(read_in_place, Err(BlobError::Corrupt(_))),
+                "{name} (in place): {read_in_place:?}"
+            );
+        }
+    }
+    // The writer's rule at its edge: compressed only when strictly shorter.
+    for (name, want_flag) in [
+        ("zstd-same-length-stored-raw", 0u8),
+        ("zstd-one-byte-shorter-stored-compressed", 1),
+    ] {
+        let v = blob_manifest().into_iter().find(|v| v["name"] == name).unwrap();
+        let plain = unhex(v["plaintext_hex"].as_str().unwrap());
+        assert_eq!(v["flag"].as_u64(), Some(u64::from(want_flag)), "{name}: committed flag");
+        let id = keys.blob_id(&plain);
+        let sealed = blob::seal(
+            &keys,
+            Aad::Blob(BlobType::Data, &id),
+            &plain,
+            Compression {
+                level: BLOB_VECTOR_LEVEL,
+            },
+        )
+        .unwrap();
+        let opened = keys.open(&blob_ad(0, id.as_bytes()), &sealed).unwrap();
+        assert_eq!(opened[0], want_flag, "{name}: the writer's flag");
+        let stored = if want_flag == 0 { plain.len() } else { plain.len() - 1 };
+        assert_eq!(sealed.len(), 1 + stored + 40, "{name}: sealed length");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -588,21 +878,104 @@ fn aead_open(key: &[u8; 32], ad: &[u8], sealed: &[u8], what: &str) -> Vec<u8> {
 }
 
 /// Sealed payload: decrypt, then flag 0 = raw, 1 = one zstd frame. Returns
-/// (flag, plaintext).
+/// (flag, plaintext); panics on anything else.
 fn open_payload(key: &[u8; 32], ad: &[u8], sealed: &[u8], what: &str) -> (u8, Vec<u8>) {
     let plain = aead_open(key, ad, sealed, what);
-    let (&flag, body) = plain.split_first().unwrap_or_else(|| panic!("{what}: empty plaintext"));
+    decode_payload(&plain).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `flag || payload` after decryption (spec "Sealed payload"): flag 0 = raw;
+/// flag 1 = exactly one zstd frame (not a skippable one) that records its
+/// content size, nothing after it. Read with zstd's streaming decoder told to
+/// stop after one frame, which then must have consumed every byte.
+fn decode_payload(plain: &[u8]) -> Result<(u8, Vec<u8>), String> {
+    use std::io::Read;
+    let (&flag, body) = plain.split_first().ok_or("empty plaintext")?;
     match flag {
-        0 => (0, body.to_vec()),
+        0 => Ok((0, body.to_vec())),
         1 => {
-            // The frame records its content size.
-            let size = zstd::zstd_safe::get_frame_content_size(body).unwrap().unwrap();
-            let out = zstd::stream::decode_all(body).unwrap();
-            assert_eq!(out.len() as u64, size, "{what}: zstd frame content size");
-            (1, out)
+            if !body.starts_with(&0xFD2F_B528u32.to_le_bytes()) {
+                return Err("flag 1 but the payload does not start with a zstd frame".into());
+            }
+            let size = zstd::zstd_safe::get_frame_content_size(body)
+                .map_err(|e| format!("zstd frame header: {e:?}"))?
+                .ok_or("zstd frame without content size")?;
+            let mut d = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| e.to_string())?
+                .single_frame();
+            let mut out = Vec::new();
+            d.read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+            let rest = d.finish();
+            if !rest.is_empty() {
+                return Err(format!("{} bytes after the zstd frame", rest.len()));
+            }
+            if out.len() as u64 != size {
+                return Err(format!("zstd frame content size {size}, decoded {}", out.len()));
+            }
+            Ok((1, out))
         }
-        f => panic!("{what}: unknown flag {f}"),
+        f => Err(format!("unknown flag {f}")),
     }
+}
+
+#[test]
+fn independent_decoder_reads_blob_vectors() {
+    with_hint(independent_decode_blobs);
+}
+
+fn independent_decode_blobs() {
+    let m = manifest();
+    let master = unhex(m["master_key"].as_str().unwrap());
+    let enc = blake3::derive_key("cairn 2026-11 v1 encryption key", &master);
+    let idk = blake3::derive_key("cairn 2026-11 v1 blob id key", &master);
+    let mut outcomes = BTreeMap::new();
+    for v in blob_manifest() {
+        let name = v["name"].as_str().unwrap().to_string();
+        let plain = unhex(v["plaintext_hex"].as_str().unwrap());
+        let id = *blake3::keyed_hash(&idk, &plain).as_bytes();
+        assert_eq!(hex(&id), v["id"].as_str().unwrap(), "{name}: id = keyed BLAKE3");
+        let t = u8::try_from(v["type"].as_u64().unwrap()).unwrap();
+        let sealed = fs::read(vectors_dir().join(v["file"].as_str().unwrap())).unwrap();
+        // Every vector authenticates; only its payload may be wrong.
+        let decrypted = aead_open(&enc, &blob_ad(t, &id), &sealed, &name);
+        assert_eq!(u64::from(decrypted[0]), v["flag"].as_u64().unwrap(), "{name}: flag");
+        let r = decode_payload(&decrypted);
+        match v["expect"].as_str().unwrap() {
+            "ok" => {
+                let (flag, out) = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(out, plain, "{name}");
+                assert_eq!(sealed.len(), 40 + decrypted.len());
+                if flag == 0 {
+                    assert_eq!(decrypted.len(), 1 + plain.len(), "{name}: raw");
+                }
+            }
+            "corrupt" => assert!(
+                r.is_err(),
+                "{name} must be refused, decoded {} bytes",
+                r.unwrap().1.len()
+            ),
+            e => panic!("{name}: unknown expectation {e}"),
+        }
+        outcomes.insert(
+            name,
+            (
+                v["flag"].as_u64().unwrap(),
+                v["zstd_level_1_frame_length"].as_u64().unwrap(),
+                plain,
+            ),
+        );
+    }
+    // The first two sit on the edge of the writer's rule (spec "Compression",
+    // rule 3): compressed only when the frame is strictly shorter than the blob.
+    let (flag, frame_len, plain) = &outcomes["zstd-same-length-stored-raw"];
+    assert_eq!((*flag, *frame_len), (0, plain.len() as u64));
+    assert_eq!(
+        zstd::bulk::compress(plain, BLOB_VECTOR_LEVEL).unwrap().len(),
+        plain.len(),
+        "zstd here no longer makes a frame of the same length"
+    );
+    let (flag, frame_len, plain) = &outcomes["zstd-one-byte-shorter-stored-compressed"];
+    assert_eq!((*flag, *frame_len), (1, plain.len() as u64 - 1));
 }
 
 fn object_ad(kind: &str) -> Vec<u8> {

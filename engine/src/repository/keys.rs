@@ -28,7 +28,10 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    /// Wraps `master` under `password`.
+    /// Wraps `master` under `password`. Parameters outside
+    /// [`KdfParams::check_bounds`] fail with [`CryptoError::KdfOutOfBounds`]
+    /// (checked by [`crypto::derive_kek`]), so no key object that readers would
+    /// refuse is ever made.
     pub fn wrap(
         master: &MasterKey,
         password: &[u8],
@@ -39,7 +42,7 @@ impl KeyFile {
         let mut salt = vec![0u8; 32];
         crypto::random_bytes(&mut salt)?;
         let kek = crypto::derive_kek(password, &salt, kdf)?;
-        let sealed_master = crypto::seal_with(&kek, KEY_AAD, master.expose().to_vec())?;
+        let sealed_master = crypto::seal_with(&kek, KEY_AAD, master.expose())?;
         Ok(Self {
             created_ns: crate::time::now_ns(),
             host,
@@ -57,5 +60,96 @@ impl KeyFile {
         let plain = zeroize::Zeroizing::new(crypto::open_with(&kek, KEY_AAD, &self.sealed_master)?);
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Authentication)?;
         Ok(MasterKey::from_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::{Backend, ObjectKind};
+    use crate::repository::{InitOptions, Repository, RepositoryError};
+
+    const CHEAP: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    /// Accepted by Argon2 itself, refused by every reader (more than 64 passes).
+    const TOO_MANY_PASSES: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 65,
+        parallelism: 1,
+    };
+
+    fn is_out_of_bounds(e: &RepositoryError) -> bool {
+        matches!(e, RepositoryError::Crypto(CryptoError::KdfOutOfBounds(_)))
+    }
+
+    #[test]
+    fn wrap_and_unwrap_round_trip() {
+        let master = MasterKey::from_bytes([4; 32]);
+        let kf = KeyFile::wrap(&master, b"pw", CHEAP, "h".into(), "u".into()).unwrap();
+        assert_eq!(kf.sealed_master.len(), 32 + crypto::SEAL_OVERHEAD);
+        assert_eq!(kf.unwrap_master(b"pw").unwrap().expose(), master.expose());
+        assert!(matches!(kf.unwrap_master(b"other"), Err(CryptoError::Authentication)));
+    }
+
+    /// Regression (issue 8): `init` and `key add` accepted Argon2 parameters
+    /// that `open` then refused, so a repository could be created whose only
+    /// key could not open it.
+    #[test]
+    fn wrapping_with_out_of_bounds_kdf_params_fails() {
+        let master = MasterKey::from_bytes([4; 32]);
+        let r = KeyFile::wrap(&master, b"pw", TOO_MANY_PASSES, "h".into(), "u".into());
+        let Err(CryptoError::KdfOutOfBounds(msg)) = r else {
+            panic!("expected KdfOutOfBounds, got {r:?}");
+        };
+        assert!(msg.contains("65 passes"), "{msg}");
+    }
+
+    #[test]
+    fn add_key_with_out_of_bounds_kdf_params_writes_nothing() {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(
+            backend.clone(),
+            b"pw",
+            InitOptions {
+                kdf: CHEAP,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let before = backend.list(ObjectKind::Key).unwrap();
+        let e = repo.add_key(b"second", TOO_MANY_PASSES).unwrap_err();
+        assert!(is_out_of_bounds(&e), "{e}");
+        assert!(e.to_string().starts_with("invalid option"), "{e}");
+        let after: Vec<String> = backend
+            .list(ObjectKind::Key)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(after, before.into_iter().map(|o| o.name).collect::<Vec<_>>());
+        assert!(Repository::open(backend, b"second").is_err());
+    }
+
+    #[test]
+    fn init_with_out_of_bounds_kdf_params_writes_no_key_and_no_config() {
+        let backend = Arc::new(MemoryBackend::new());
+        let e = Repository::init(
+            backend.clone(),
+            b"pw",
+            InitOptions {
+                kdf: TOO_MANY_PASSES,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(is_out_of_bounds(&e), "{e}");
+        assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
+        assert!(backend.list(ObjectKind::Config).unwrap().is_empty());
     }
 }

@@ -11,7 +11,7 @@ use cairn_engine::crypto::MasterKey;
 use cairn_engine::id::{BlobId, PackId};
 use cairn_engine::index::{Index, IndexBlob, IndexFile, IndexPack};
 use cairn_engine::pack::{self, Packer};
-use cairn_engine::repository::{ChunkerParams, Config};
+use cairn_engine::{ChunkerParams, Config};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn stages(c: &mut Criterion) {
@@ -31,7 +31,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| cb.chunks(&data[..]).count())
     });
     g.bench_function("keyed_blake3", |b| {
-        b.iter(|| chunks.iter().fold(0u8, |a, c| a ^ keys.blob_id(c).0[0]))
+        b.iter(|| chunks.iter().fold(0u8, |a, c| a ^ keys.blob_id(c).as_bytes()[0]))
     });
     g.bench_function("zstd_compress", |b| {
         b.iter(|| {
@@ -91,13 +91,13 @@ fn stages(c: &mut Criterion) {
     // Index: one million blobs, random lookups.
     let n = 1_000_000u64;
     let ids: Vec<BlobId> = (0..n)
-        .map(|i| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+        .map(|i| BlobId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()))
         .collect();
     let packs: Vec<IndexPack> = ids
         .chunks(16)
         .enumerate()
         .map(|(i, ch)| IndexPack {
-            id: PackId(*blake3::hash(&(i as u64).to_be_bytes()).as_bytes()),
+            id: PackId::from_bytes(*blake3::hash(&(i as u64).to_be_bytes()).as_bytes()),
             blob_type: BlobType::Data,
             size: 16 << 20,
             blobs: ch

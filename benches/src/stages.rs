@@ -7,7 +7,7 @@ use std::time::Instant;
 use cairn_engine::blob::{self, Aad, BlobType, Compression};
 use cairn_engine::chunker::ChunkBuffer;
 use cairn_engine::crypto::MasterKey;
-use cairn_engine::repository::ChunkerParams;
+use cairn_engine::ChunkerParams;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 

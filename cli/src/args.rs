@@ -298,11 +298,20 @@ pub enum CatKind {
     Tree,
 }
 
+impl CatKind {
+    /// The name as typed on the command line.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CatArgs {
     /// What to print.
     pub kind: CatKind,
-    /// Its id (a prefix is enough for keys and snapshots; blob and tree need the full id).
+    /// Its id: a prefix in any case is enough for keys, snapshots (also `latest`), indexes and packs; blob and tree need the full id.
     pub id: Option<String>,
 }
 

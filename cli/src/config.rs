@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cairn_engine::backend::s3::{DataStorageClass, S3Credentials, S3Options};
-use cairn_engine::backend::BackendOptions;
+use cairn_engine::{BackendOptions, DataStorageClass, S3Credentials, S3Options};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,11 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cairn_engine::backup::BackupError;
-use cairn_engine::restore::RestoreError;
-use cairn_engine::select::SelectError;
-use cairn_engine::sources::SourceError;
-use cairn_engine::RepositoryError;
+use cairn_engine::ErrorKind;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_PARTIAL: u8 = 3;
@@ -25,49 +21,20 @@ pub const EXIT_LOCKED: u8 = 11;
 pub const EXIT_WRONG_PASSWORD: u8 = 12;
 pub const EXIT_RETRIEVAL_PENDING: u8 = 14;
 
-fn repository_error(e: &anyhow::Error) -> Option<&RepositoryError> {
-    for cause in e.chain() {
-        if let Some(r) = cause.downcast_ref::<RepositoryError>() {
-            return Some(r);
-        }
-        let inner = match cause.downcast_ref::<BackupError>() {
-            Some(BackupError::Repository(r)) => Some(r),
-            _ => None,
-        }
-        .or(match cause.downcast_ref::<RestoreError>() {
-            Some(RestoreError::Repository(r)) => Some(r),
-            _ => None,
-        })
-        .or(match cause.downcast_ref::<SelectError>() {
-            Some(SelectError::Repository(r)) => Some(r),
-            _ => None,
-        });
-        if inner.is_some() {
-            return inner;
-        }
-    }
-    None
-}
-
-/// Maps an error to the documented exit code.
+/// Maps an error to the documented exit code by the engine's own
+/// classification of the first engine error in the chain.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    match repository_error(e) {
-        Some(RepositoryError::WrongPassword { .. }) | Some(RepositoryError::WrongRecoveryKey) => {
-            return EXIT_WRONG_PASSWORD
+    match e.chain().find_map(ErrorKind::of) {
+        Some(ErrorKind::WrongPassword) => EXIT_WRONG_PASSWORD,
+        Some(ErrorKind::NotARepository) => EXIT_NO_REPOSITORY,
+        Some(ErrorKind::Locked) => EXIT_LOCKED,
+        Some(ErrorKind::RetrievalPending) => EXIT_RETRIEVAL_PENDING,
+        // A failed command's own status is passed on, as a shell would.
+        Some(ErrorKind::CommandFailed { code: Some(c) }) => {
+            u8::try_from(c).ok().filter(|c| *c != 0).unwrap_or(EXIT_FAILURE)
         }
-        Some(RepositoryError::NotARepository { .. }) => return EXIT_NO_REPOSITORY,
-        _ => {}
+        _ => EXIT_FAILURE,
     }
-    for cause in e.chain() {
-        let src = match cause.downcast_ref::<BackupError>() {
-            Some(BackupError::Stream(s)) => Some(s),
-            _ => cause.downcast_ref::<SourceError>(),
-        };
-        if let Some(SourceError::CommandFailed { code: Some(c), .. }) = src {
-            return u8::try_from(*c).ok().filter(|c| *c != 0).unwrap_or(EXIT_FAILURE);
-        }
-    }
-    EXIT_FAILURE
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

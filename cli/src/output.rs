@@ -82,7 +82,7 @@ pub fn local_time(ns: i64) -> String {
 }
 
 pub fn rfc3339(ns: i64) -> String {
-    cairn_engine::time::format_ns(ns)
+    cairn_engine::format_ns(ns)
 }
 
 /// Parses RFC 3339, `YYYY-MM-DD[ HH:MM[:SS]]` in local time, or `@UNIX_SECONDS`.

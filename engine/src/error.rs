@@ -275,6 +275,7 @@ impl PrefixError {
 fn crypto_kind(e: &CryptoError) -> ErrorKind {
     match e {
         CryptoError::Authentication | CryptoError::Truncated { .. } => ErrorKind::Damaged,
+        CryptoError::KdfOutOfBounds(_) => ErrorKind::InvalidInput,
         CryptoError::Random(_) | CryptoError::Kdf(_) => ErrorKind::Internal,
     }
 }

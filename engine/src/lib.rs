@@ -40,6 +40,7 @@ mod backup;
 mod browse;
 mod check;
 mod error;
+mod inspect;
 mod recovery;
 mod repository;
 mod restore;
@@ -54,8 +55,10 @@ use std::io::Write;
 use std::path::Path;
 
 pub use backend::cache::CacheOptions;
+pub use backend::local::LocalBackend;
+pub use backend::memory::MemoryBackend;
 pub use backend::retry::RetryOptions;
-pub use backend::s3::{DataStorageClass, S3Credentials, S3Options};
+pub use backend::s3::{DataStorageClass, S3Credentials, S3Options, S3OptionsError};
 pub use backend::{
     open_location, open_location_with, ArchiveState, Backend, BackendError, BackendOptions, ObjectInfo, ObjectKind,
     RetrievalTier,
@@ -71,6 +74,7 @@ pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
+pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};
 pub use pack::PackEntry;
 pub use recovery::RecoveryError;
 pub use repository::{

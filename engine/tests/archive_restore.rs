@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
 use cairn_engine::crypto::KdfParams;
-use cairn_engine::repository::ChunkerParams;
-use cairn_engine::restore::{RestoreError, RetrievalOptions};
+use cairn_engine::ChunkerParams;
 use cairn_engine::{
     backup, restore, BackupOptions, BackupSource, InitOptions, MemoryBackend, Repository, RestoreOptions,
 };
+use cairn_engine::{RestoreError, RetrievalOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Glacier {
@@ -178,9 +178,9 @@ fn metadata_commands_need_no_retrieval() {
     assert_eq!(repo.list_snapshots().unwrap().len(), 1);
     let index = repo.load_index().unwrap();
     let mut n = 0;
-    cairn_engine::browse::walk(&repo, &index, &snap, "/", true, &mut |_, _| n += 1).unwrap();
+    cairn_engine::walk_snapshot(&repo, &index, &snap, "/", true, &mut |_, _| n += 1).unwrap();
     assert!(n > 4);
-    let report = cairn_engine::check::check(&repo, &Default::default()).unwrap();
+    let report = cairn_engine::check(&repo, &Default::default()).unwrap();
     assert!(report.ok(), "{:?}", report.errors);
     assert!(backend.requests.lock().unwrap().is_empty());
 }
@@ -196,7 +196,7 @@ fn restore_requests_once_stops_pending_then_resumes() {
         ..Default::default()
     };
     let e = restore(&repo, &snap, target.path(), &opts).unwrap_err();
-    let RestoreError::RetrievalPending { objects, report, .. } = e else {
+    let cairn_engine::Error::Restore(RestoreError::RetrievalPending { objects, report, .. }) = e else {
         panic!("expected pending, got {e}")
     };
     assert_eq!(objects, packs);
@@ -204,7 +204,7 @@ fn restore_requests_once_stops_pending_then_resumes() {
     assert!(!report.estimates.is_empty());
     // Second run: still retrieving (one more poll), nothing requested twice.
     let e = restore(&repo, &snap, target.path(), &opts).unwrap_err();
-    let RestoreError::RetrievalPending { report, .. } = e else {
+    let cairn_engine::Error::Restore(RestoreError::RetrievalPending { report, .. }) = e else {
         panic!("expected pending, got {e}")
     };
     assert_eq!(report.requested_now, 0);
@@ -213,7 +213,7 @@ fn restore_requests_once_stops_pending_then_resumes() {
     // Third run: retrievals done; the restore resumes over its own files.
     restore(&repo, &snap, target.path(), &opts).unwrap();
     same_tree(src.path(), target.path());
-    assert!(!target.path().join(cairn_engine::restore::IN_PROGRESS_MARKER).exists());
+    assert!(!target.path().join(cairn_engine::IN_PROGRESS_MARKER).exists());
 }
 
 #[test]
@@ -242,15 +242,15 @@ fn lifecycle_moved_packs_found_while_reading_are_retrieved_with_wait() {
 fn check_read_data_retrieves_archived_packs_once_then_verifies_them() {
     let (backend, repo, _src, _snap) = setup(1);
     let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();
-    let opts = cairn_engine::check::CheckOptions {
+    let opts = cairn_engine::CheckOptions {
         read_data: true,
         retrieval: Some(RetrievalOptions::default()),
         ..Default::default()
     };
     // Without retrieval options archived packs are only reported unread.
-    let plain = cairn_engine::check::check(
+    let plain = cairn_engine::check(
         &repo,
-        &cairn_engine::check::CheckOptions {
+        &cairn_engine::CheckOptions {
             read_data: true,
             ..Default::default()
         },
@@ -260,16 +260,16 @@ fn check_read_data_retrieves_archived_packs_once_then_verifies_them() {
     assert_eq!(plain.archived_unread, packs);
     assert!(backend.requests.lock().unwrap().is_empty());
     // First run: requests each archived pack once, reads none of them yet.
-    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    let r = cairn_engine::check(&repo, &opts).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
     assert_eq!(r.archived_unread, packs);
     assert_eq!(r.retrieval.as_ref().unwrap().requested_now, packs);
     // Second run: still in progress, nothing requested again.
-    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    let r = cairn_engine::check(&repo, &opts).unwrap();
     assert_eq!(r.retrieval.as_ref().unwrap().already_in_progress, packs);
     assert_eq!(backend.requests.lock().unwrap().len(), packs);
     // Third run: retrieved, so every pack is read and verified.
-    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    let r = cairn_engine::check(&repo, &opts).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
     assert_eq!(r.archived_unread, 0);
     assert!(r.bytes_read > 0);
@@ -278,7 +278,7 @@ fn check_read_data_retrieves_archived_packs_once_then_verifies_them() {
 #[test]
 fn check_read_data_with_wait_reads_archived_packs_as_they_become_readable() {
     let (backend, repo, _src, _snap) = setup(2);
-    let opts = cairn_engine::check::CheckOptions {
+    let opts = cairn_engine::CheckOptions {
         read_data: true,
         retrieval: Some(RetrievalOptions {
             wait: true,
@@ -288,7 +288,7 @@ fn check_read_data_with_wait_reads_archived_packs_as_they_become_readable() {
         }),
         ..Default::default()
     };
-    let r = cairn_engine::check::check(&repo, &opts).unwrap();
+    let r = cairn_engine::check(&repo, &opts).unwrap();
     assert!(r.ok(), "{:?}", r.errors);
     assert_eq!(r.archived_unread, 0);
     let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();

@@ -11,14 +11,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_engine::backup::ParentChoice;
-use cairn_engine::check::{check, CheckOptions, CheckReport};
 use cairn_engine::crypto::{KdfParams, MasterKey};
-use cairn_engine::repository::ChunkerParams;
+use cairn_engine::ChunkerParams;
+use cairn_engine::ParentChoice;
 use cairn_engine::{
     backup, restore, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository, RepositoryError,
     RestoreOptions, Snapshot, SnapshotId,
 };
+use cairn_engine::{check, CheckOptions, CheckReport};
 use tempfile::TempDir;
 
 const PASSWORD: &[u8] = b"corruption-test-password";
@@ -245,7 +245,7 @@ fn observe(fx: &Fixture, dir: &Path, master: Option<&MasterKey>, what: &str) -> 
     let r = catch_unwind(AssertUnwindSafe(|| {
         let backend = Arc::new(LocalBackend::new(dir));
         let open = match master {
-            Some(k) => Repository::open_with_recovery_key(backend, k.clone()),
+            Some(k) => Repository::open_with_master_key(backend, k.clone()),
             None => Repository::open(backend, PASSWORD),
         }
         .map_err(|e| e.to_string());
@@ -469,7 +469,7 @@ fn damaged_tree_blob_is_named_by_check_and_restore() {
     let snap = repo.load_snapshot(&fx.snapshot_id).unwrap();
     let index = repo.load_index().unwrap();
     let deep = format!("{}/a/b/c", fx.src.display());
-    let leaf = cairn_engine::browse::node_at(&repo, &index, &snap, &deep).unwrap();
+    let leaf = cairn_engine::node_at(&repo, &index, &snap, &deep).unwrap();
     for tree_id in [snap.tree, leaf.subtree.unwrap()] {
         let loc = index.get(&tree_id.blob()).unwrap();
         let pack = loc.pack.to_hex();
@@ -579,7 +579,7 @@ fn damaged_only_key_is_reported_as_damaged_not_as_wrong_password() {
 /// not stop the other keys from being tried.
 #[test]
 fn one_malformed_key_does_not_lock_out_the_others() {
-    use cairn_engine::repository::KeyFile;
+    use cairn_engine::KeyFile;
     let fx = Fixture::new();
     let copy = fx.copy();
     let (good, _) = fx.objects(copy.path(), "keys").remove(0);

@@ -163,9 +163,9 @@ fn list_source(root: &Path) -> Vec<(String, fs::Metadata)> {
 #[test]
 #[ignore = "writes format-spec/test-vectors; run with CAIRN_WRITE_VECTORS=1 and --ignored"]
 fn generate_vectors() {
-    use cairn_engine::backup::ParentChoice;
     use cairn_engine::crypto::KdfParams;
-    use cairn_engine::repository::ChunkerParams;
+    use cairn_engine::ChunkerParams;
+    use cairn_engine::ParentChoice;
     use cairn_engine::{backup, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository};
 
     match std::env::var("CAIRN_WRITE_VECTORS").as_deref() {
@@ -238,7 +238,7 @@ fn generate_vectors() {
     let mut files = Vec::new();
     let mut total = 0u64;
     for (rel, m) in list_source(&src) {
-        let node = cairn_engine::browse::node_at(&repo, &index, &snap, &format!("{src_str}/{rel}")).unwrap();
+        let node = cairn_engine::node_at(&repo, &index, &snap, &format!("{src_str}/{rel}")).unwrap();
         let ft = m.file_type();
         let entry = if ft.is_symlink() {
             json!({
@@ -262,13 +262,13 @@ fn generate_vectors() {
         files.push(entry);
     }
     assert!(total < 200_000, "the vectors must stay small ({total} bytes)");
-    let root_node = cairn_engine::browse::node_at(&repo, &index, &snap, &src_str).unwrap();
+    let root_node = cairn_engine::node_at(&repo, &index, &snap, &src_str).unwrap();
 
     let master = repo.master_key().expose();
     let enc_key = blake3::derive_key(cairn_engine::crypto::CONTEXT_ENCRYPTION, master);
     let id_key = blake3::derive_key(cairn_engine::crypto::CONTEXT_BLOB_ID, master);
     let cfg = repo.config();
-    let backend = repo.backend();
+    let backend = repo.storage();
     let names =
         |k: cairn_engine::ObjectKind| -> Vec<String> { backend.list(k).unwrap().into_iter().map(|o| o.name).collect() };
     use cairn_engine::ObjectKind as K;
@@ -626,7 +626,7 @@ fn engine_reads_committed_vectors() {
 }
 
 fn engine_reads() {
-    use cairn_engine::check::{check, CheckOptions};
+    use cairn_engine::{check, CheckOptions};
     use cairn_engine::{restore, LocalBackend, Repository, RestoreOptions, SnapshotId};
 
     let m = manifest();
@@ -637,7 +637,7 @@ fn engine_reads() {
     let c = repo.config();
     let mc = &m["config"];
     assert_eq!(u64::from(c.format_version), mc["format_version"].as_u64().unwrap());
-    assert_eq!(c.format_version, cairn_engine::repository::FORMAT_VERSION);
+    assert_eq!(c.format_version, cairn_engine::FORMAT_VERSION);
     assert_eq!(c.id_hex(), mc["repository_id"].as_str().unwrap());
     assert_eq!(c.chunker.seed, mc["chunker"]["seed"].as_u64().unwrap());
     assert_eq!(
@@ -686,10 +686,10 @@ fn engine_reads() {
     let base = snap.paths[0].clone();
     for f in m["files"].as_array().unwrap() {
         let rel = f["path"].as_str().unwrap();
-        let node = cairn_engine::browse::node_at(&repo, &index, &snap, &format!("{base}/{rel}")).unwrap();
+        let node = cairn_engine::node_at(&repo, &index, &snap, &format!("{base}/{rel}")).unwrap();
         match f["kind"].as_str().unwrap() {
             "file" => {
-                assert_eq!(node.kind, cairn_engine::tree::NodeKind::File, "{rel}");
+                assert_eq!(node.kind, cairn_engine::NodeKind::File, "{rel}");
                 assert_eq!(node.size, f["size"].as_u64().unwrap(), "{rel}");
                 let ids: Vec<String> = node.content.iter().map(|c| c.id.to_hex()).collect();
                 let want: Vec<String> = f["blobs"]
@@ -701,11 +701,11 @@ fn engine_reads() {
                 assert_eq!(ids, want, "blob ids of {rel}");
             }
             "dir" => {
-                assert_eq!(node.kind, cairn_engine::tree::NodeKind::Dir, "{rel}");
+                assert_eq!(node.kind, cairn_engine::NodeKind::Dir, "{rel}");
                 assert_eq!(node.subtree.unwrap().to_hex(), f["subtree"].as_str().unwrap(), "{rel}");
             }
             "symlink" => {
-                assert_eq!(node.kind, cairn_engine::tree::NodeKind::Symlink, "{rel}");
+                assert_eq!(node.kind, cairn_engine::NodeKind::Symlink, "{rel}");
                 assert_eq!(
                     node.symlink_target.as_deref(),
                     Some(f["target"].as_str().unwrap().as_bytes()),

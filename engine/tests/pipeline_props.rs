@@ -9,8 +9,8 @@ use cairn_engine::chunker::ChunkBuffer;
 use cairn_engine::crypto::{KdfParams, MasterKey};
 use cairn_engine::index::{Index, IndexBlob, IndexFile, IndexPack};
 use cairn_engine::pack::{self, Packer};
-use cairn_engine::repository::ChunkerParams;
-use cairn_engine::sources::Stream;
+use cairn_engine::ChunkerParams;
+use cairn_engine::Stream;
 use cairn_engine::{
     backup, restore, BackupOptions, BackupSource, InitOptions, MemoryBackend, Repository, RestoreOptions, SourceKind,
 };

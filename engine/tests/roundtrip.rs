@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_engine::crypto::KdfParams;
-use cairn_engine::repository::ChunkerParams;
+use cairn_engine::ChunkerParams;
 use cairn_engine::{
     backup, restore, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository, RestoreOptions,
 };

@@ -27,7 +27,7 @@ use cairn_engine::backend::{
     open_location_with, suite, ArchiveState, Backend, BackendError, BackendOptions, ObjectKind, RetrievalTier,
 };
 use cairn_engine::crypto::KdfParams;
-use cairn_engine::repository::ChunkerParams;
+use cairn_engine::ChunkerParams;
 use cairn_engine::{backup, restore, BackupOptions, BackupSource, InitOptions, Repository, RestoreOptions};
 use rayon::prelude::*;
 
@@ -482,7 +482,7 @@ fn a_repository_round_trips_through_s3() {
     let repo = Repository::open(open_location_with(&location, &opts).unwrap(), b"pw").unwrap();
     let snaps = repo.list_snapshots().unwrap();
     assert_eq!(snaps.len(), 1);
-    let packs = repo.backend().list(ObjectKind::DataPack).unwrap();
+    let packs = repo.storage().list(ObjectKind::DataPack).unwrap();
     assert!(packs.len() >= 5, "{packs:?}");
     let target = tempfile::tempdir().unwrap();
     let summary = restore(

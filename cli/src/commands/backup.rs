@@ -2,10 +2,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use cairn_engine::backup::{BackupOutcome, BackupProgress, ParentChoice};
-use cairn_engine::select::{find_snapshot, SnapshotFilter};
-use cairn_engine::sources::Stream;
-use cairn_engine::{backup, BackupOptions, BackupSource, SourceKind};
+use cairn_engine::{
+    backup, find_snapshot, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SnapshotFilter,
+    SourceKind, Stream,
+};
 
 use super::Ctx;
 use crate::args::BackupArgs;

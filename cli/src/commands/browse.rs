@@ -1,9 +1,7 @@
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Result;
-use cairn_engine::browse;
-use cairn_engine::select::{filter_snapshots, find_snapshot};
-use cairn_engine::tree::NodeKind;
+use cairn_engine::{filter_snapshots, find_snapshot, NameMatcher, NodeKind};
 
 use super::{filter, Ctx};
 use crate::args::{DiffArgs, FilterArgs, FindArgs, LsArgs};
@@ -86,10 +84,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
     let mut entries = Vec::new();
     let mut out = std::io::stdout().lock();
     let mut write_err: Option<std::io::Error> = None;
-    browse::walk(&repo, &index, &snap, &start, !a.no_recursive, &mut |p, n| {
+    cairn_engine::walk_snapshot(&repo, &index, &snap, &start, !a.no_recursive, &mut |p, n| {
         if ctx.json {
             entries.push(serde_json::json!({
-                "path": p.to_string_lossy(), "name": n.name_lossy(), "type": format!("{:?}", n.kind).to_lowercase(),
+                "path": p.to_string_lossy(), "name": n.name_lossy(), "type": n.kind.name(),
                 "size": n.size, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
                 "mtime": output::rfc3339(n.mtime_ns), "inode": n.inode, "links": n.nlink,
                 "target": n.symlink_target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
@@ -131,7 +129,7 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
     let (ia, sa) = find_snapshot(&repo, &a.first, &none)?;
     let (ib, sb) = find_snapshot(&repo, &a.second, &none)?;
     let index = repo.load_index()?;
-    let changes = browse::diff(&repo, &index, &sa, &sb)?;
+    let changes = cairn_engine::diff(&repo, &index, &sa, &sb)?;
     if ctx.json {
         output::json(&serde_json::json!({"first": ia.to_hex(), "second": ib.to_hex(), "changes": changes}))?;
     } else {
@@ -155,31 +153,20 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
 
 pub fn find(ctx: &Ctx, a: FindArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let (m, whole_path) = browse::name_matcher(&a.pattern)?;
+    let matcher = NameMatcher::new(&a.pattern)?;
     let index = repo.load_index()?;
-    let mut hits = Vec::new();
-    for (id, snap) in filter_snapshots(&repo, &filter(&a.filter))? {
-        browse::walk(&repo, &index, &snap, "/", true, &mut |p, n| {
-            let hit = if whole_path {
-                m.is_match(p)
-            } else {
-                m.is_match(std::ffi::OsStr::from_bytes(&n.name))
-            };
-            if hit {
-                hits.push((id, snap.time_ns, p.to_string_lossy().into_owned(), n.size, n.kind));
-            }
-        })?;
-    }
+    let snapshots = filter_snapshots(&repo, &filter(&a.filter))?;
+    let hits = cairn_engine::find(&repo, &index, &snapshots, &matcher)?;
     if ctx.json {
         let v: Vec<_> = hits
             .iter()
-            .map(|(id, t, p, size, k)| serde_json::json!({"snapshot": id.to_hex(), "time": output::rfc3339(*t), "path": p, "size": size, "type": format!("{k:?}").to_lowercase()}))
+            .map(|h| serde_json::json!({"snapshot": h.snapshot.to_hex(), "time": output::rfc3339(h.time_ns), "path": h.path, "size": h.size, "type": h.kind.name()}))
             .collect();
         output::json(&v)?;
     } else {
         let rows: Vec<Vec<String>> = hits
             .iter()
-            .map(|(id, t, p, size, _)| vec![id.short(), local_time(*t), bytes(*size), p.clone()])
+            .map(|h| vec![h.snapshot.short(), local_time(h.time_ns), bytes(h.size), h.path.clone()])
             .collect();
         output::table(&["Snapshot", "Time", "Size", "Path"], &rows)?;
     }

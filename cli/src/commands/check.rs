@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use cairn_engine::check::{check, CheckOptions};
+use cairn_engine::{check, CheckOptions};
 
 use super::Ctx;
 use crate::output::{self, bytes};

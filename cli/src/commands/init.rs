@@ -1,7 +1,5 @@
 use anyhow::{Context, Result};
-use cairn_engine::crypto::KdfParams;
-use cairn_engine::repository::Config;
-use cairn_engine::{InitOptions, Repository};
+use cairn_engine::{Config, InitOptions, KdfParams, Repository};
 
 use super::Ctx;
 use crate::args::InitArgs;

@@ -2,9 +2,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
-use cairn_engine::crypto::KdfParams;
-use cairn_engine::recovery;
-use cairn_engine::Repository;
+use cairn_engine::{KdfParams, Repository};
 
 use super::Ctx;
 use crate::args::{KeyAction, KeyArgs};
@@ -45,7 +43,7 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
         }
         KeyAction::Add => {
             let pw = password::new_password()?;
-            let name = repo.add_key(&pw, kdf_like_current(&repo)?)?;
+            let name = repo.add_key(&pw, repo.current_kdf()?)?;
             report(ctx, "added key", &name)?;
         }
         KeyAction::Remove { id } => {
@@ -55,22 +53,16 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
         }
         KeyAction::Passwd => {
             let pw = password::new_password()?;
-            let old = repo
-                .key_name()
-                .context("the repository was not opened with a password")?
-                .to_string();
-            let name = repo.add_key(&pw, kdf_like_current(&repo)?)?;
-            // The new key is durably stored before the old one goes.
-            let storage = repo.backend().clone();
-            storage.remove(cairn_engine::ObjectKind::Key, &old)?;
+            let mut repo = repo;
+            let name = repo.change_password(&pw)?;
             report(ctx, "changed password; new key", &name)?;
         }
         KeyAction::ExportRecovery { output: path } => {
-            let lines = recovery::sheet_lines(repo.master_key());
+            let lines = repo.recovery_sheet_lines();
             let text = format!(
                 "CAIRN RECOVERY SHEET\nRepository: {}\nCreated:    {}\n\nThis sheet IS the repository's master key. Anyone holding it can read every backup.\nKeep it in a safe. To regain access: cairn key recover (type the five lines).\n\n{}\n",
                 repo.config().id_hex(),
-                local_time(cairn_engine::time::now_ns()),
+                local_time(cairn_engine::now_ns()),
                 lines.join("\n")
             );
             match path {
@@ -96,16 +88,6 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn kdf_like_current(repo: &Repository) -> Result<KdfParams> {
-    let cur = repo.key_name().map(str::to_string);
-    Ok(repo
-        .list_keys()?
-        .into_iter()
-        .find(|(n, _)| Some(n) == cur.as_ref())
-        .map(|(_, k)| k.kdf)
-        .unwrap_or_default())
-}
-
 fn report(ctx: &Ctx, what: &str, name: &str) -> Result<()> {
     if ctx.json {
         output::json(&serde_json::json!({"action": what, "key": name}))
@@ -128,9 +110,8 @@ fn recover(ctx: &Ctx, sheet: Option<&std::path::Path>) -> Result<u8> {
             s
         }
     };
-    let master = recovery::parse_sheet(&text)?;
     let backend = ctx.backend(&t)?;
-    let repo = Repository::open_with_recovery_key(backend, master)?;
+    let repo = Repository::open_with_recovery_sheet(backend, &text)?;
     let pw = password::new_password()?;
     let name = repo.add_key(&pw, KdfParams::default())?;
     report(ctx, "access restored; new key", &name)?;

@@ -10,8 +10,7 @@ mod key;
 mod restore;
 
 use anyhow::{Context, Result};
-use cairn_engine::select::SnapshotFilter;
-use cairn_engine::Repository;
+use cairn_engine::{BackendOptions, CacheOptions, Repository, SnapshotFilter};
 use clap::CommandFactory;
 
 use crate::args::{Cli, Command, FilterArgs};
@@ -26,7 +25,7 @@ pub struct Ctx {
     pub limit_download: Option<u64>,
     /// The options the repository was opened with (their retry counter is
     /// read for `--json` output).
-    pub backend_options: std::cell::RefCell<Option<cairn_engine::backend::BackendOptions>>,
+    pub backend_options: std::cell::RefCell<Option<BackendOptions>>,
     pub json: bool,
     pub quiet: bool,
     pub config: FileConfig,
@@ -53,21 +52,9 @@ impl Ctx {
         o.limit_upload_kib = self.limit_upload;
         o.limit_download_kib = self.limit_download;
         if !self.no_cache {
-            // One folder per location: two repositories never share entries
-            // (and entries are verified by their hash names anyway).
-            let base = self
-                .cache_dir
-                .clone()
-                .or_else(|| dirs::cache_dir().map(|d| d.join("cairn")));
-            if let Some(base) = base {
-                let key = blake3::hash(t.location.as_bytes()).to_hex();
-                o.cache = Some(cairn_engine::backend::cache::CacheOptions {
-                    dir: base.join(&key.as_str()[..16]),
-                    max_bytes: 1 << 30,
-                });
-            }
+            o.cache = CacheOptions::for_location(&t.location, self.cache_dir.as_deref());
         }
-        let b = cairn_engine::backend::open_location_with(&t.location, &o)?;
+        let b = cairn_engine::open_location_with(&t.location, &o)?;
         *self.backend_options.borrow_mut() = Some(o);
         Ok(b)
     }

@@ -3,10 +3,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use cairn_engine::backend::RetrievalTier;
-use cairn_engine::restore::{RestoreError, RestoreProgress, RetrievalHook, RetrievalOptions, RetrievalReport};
-use cairn_engine::select::find_snapshot;
-use cairn_engine::{restore, RestoreOptions};
+use cairn_engine::{
+    find_snapshot, restore, Error, RestoreError, RestoreOptions, RestoreProgress, RetrievalHook, RetrievalOptions,
+    RetrievalReport, RetrievalTier,
+};
 
 use super::{filter, Ctx};
 use crate::args::{DumpArgs, RestoreArgs};
@@ -60,12 +60,12 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let r = restore(&repo, &snap, &a.target, &opts);
     drop(bar);
     let s = match r {
-        Err(RestoreError::RetrievalPending {
+        Err(Error::Restore(RestoreError::RetrievalPending {
             objects,
             bytes: b,
             typical,
             report,
-        }) => {
+        })) => {
             if ctx.json {
                 output::json(
                     &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "retrieval_pending": true, "objects": objects, "bytes": b, "report": report}),
@@ -113,7 +113,7 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     let index = repo.load_index()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    cairn_engine::browse::dump(&repo, &index, &snap, &a.path, &mut out)?;
+    cairn_engine::dump(&repo, &index, &snap, &a.path, &mut out)?;
     out.flush()?;
     Ok(0)
 }

@@ -21,6 +21,28 @@ pub struct CacheOptions {
     pub max_bytes: u64,
 }
 
+impl CacheOptions {
+    /// Default size limit: 1 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+    /// The cache of `location`: under `base` (default: the user's cache
+    /// folder, `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`), one folder per
+    /// location, named by a hash of it, so two repositories never share
+    /// entries (which are verified by their hash names anyway). `None` when
+    /// there is no base folder to use.
+    pub fn for_location(location: &str, base: Option<&Path>) -> Option<Self> {
+        let base = match base {
+            Some(b) => b.to_path_buf(),
+            None => dirs::cache_dir()?.join("cairn"),
+        };
+        let key = blake3::hash(location.as_bytes()).to_hex();
+        Some(Self {
+            dir: base.join(&key.as_str()[..16]),
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        })
+    }
+}
+
 /// The caching wrapper.
 #[derive(Debug)]
 pub struct CacheBackend<B> {

@@ -96,6 +96,7 @@ impl<B: Backend> LimitBackend<B> {
     }
 
     /// The wrapped backend.
+    #[cfg(any(test, feature = "testing"))]
     pub fn inner(&self) -> &B {
         &self.inner
     }

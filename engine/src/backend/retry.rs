@@ -81,16 +81,13 @@ impl<B: Backend> RetryBackend<B> {
 
     /// Retries made so far (over all calls, and over every backend sharing
     /// the same counter).
+    #[cfg(any(test, feature = "testing"))]
     pub fn retries(&self) -> u64 {
         self.opts.retries()
     }
 
-    /// The shared retry counter.
-    pub fn counter(&self) -> Arc<AtomicU64> {
-        self.opts.counter.clone()
-    }
-
     /// The wrapped backend.
+    #[cfg(any(test, feature = "testing"))]
     pub fn inner(&self) -> &B {
         &self.inner
     }

@@ -194,3 +194,22 @@ pub fn pack_kind(t: BlobType) -> ObjectKind {
         BlobType::Tree => ObjectKind::TreePack,
     }
 }
+
+#[cfg(feature = "testing")]
+impl Repository {
+    /// The storage under the repository, for tests that damage or decode
+    /// objects behind its back.
+    pub fn storage(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Opens with the master key itself, as a recovery sheet does.
+    pub fn open_with_master_key(backend: Arc<dyn Backend>, master: MasterKey) -> Result<Self, RepositoryError> {
+        Self::open_with_recovery_key(backend, master)
+    }
+
+    /// The master key, for tests that decode objects independently.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+}

@@ -42,6 +42,9 @@ impl Repository {
             }
         };
         chunker.validate().map_err(RepositoryError::InvalidOption)?;
+        // Checked here too, before anything is created: a refused init leaves
+        // the location as it was.
+        opts.kdf.check_bounds().map_err(RepositoryError::InvalidOption)?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > Config::MAX_PACK_SIZE {
             return Err(RepositoryError::InvalidOption(format!(
                 "pack size {} must be between 1 MiB and 1 GiB",
@@ -238,6 +241,11 @@ impl Repository {
             out.push((k.name, kf));
         }
         Ok(out)
+    }
+
+    /// One key object, by its full name.
+    pub fn key_file(&self, name: &str) -> Result<KeyFile, RepositoryError> {
+        Self::read_key_file(self.backend.as_ref(), name)
     }
 
     /// Resolves a prefix of a key name (case-insensitive).

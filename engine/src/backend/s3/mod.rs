@@ -91,11 +91,13 @@ impl fmt::Debug for S3Backend {
 
 impl S3Backend {
     /// The bucket.
+    #[cfg(any(test, feature = "testing"))]
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
     /// The key prefix (empty or ending in `/`).
+    #[cfg(any(test, feature = "testing"))]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -229,7 +231,8 @@ impl S3Backend {
     /// hands out piece by piece (a multipart upload above the threshold, so
     /// the whole object need not be in memory). Same contract as
     /// [`Backend::write`]: if `source` fails, the upload is aborted and no
-    /// object appears.
+    /// object appears. (Only the tests need it apart from `write`.)
+    #[cfg(any(test, feature = "testing"))]
     pub fn write_from_source(
         &self,
         kind: ObjectKind,

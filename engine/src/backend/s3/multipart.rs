@@ -193,6 +193,7 @@ impl S3Backend {
     /// Keys with multipart uploads started and neither completed nor
     /// aborted, under this backend's prefix (normally none: failed uploads
     /// are aborted).
+    #[cfg(any(test, feature = "testing"))]
     pub fn pending_multipart_uploads(&self) -> Result<Vec<String>, BackendError> {
         self.run(async {
             let mut out = Vec::new();

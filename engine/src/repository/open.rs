@@ -44,7 +44,7 @@ impl Repository {
         chunker.validate().map_err(RepositoryError::InvalidOption)?;
         // Checked here too, before anything is created: a refused init leaves
         // the location as it was.
-        opts.kdf.check_bounds().map_err(RepositoryError::InvalidOption)?;
+        opts.kdf.check_bounds().map_err(CryptoError::KdfOutOfBounds)?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > Config::MAX_PACK_SIZE {
             return Err(RepositoryError::InvalidOption(format!(
                 "pack size {} must be between 1 MiB and 1 GiB",

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
+use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 use cairn_engine::crypto::KdfParams;
 use cairn_engine::ChunkerParams;
 use cairn_engine::{
@@ -97,13 +97,7 @@ impl Backend for ArchiveBackend {
             }
         })
     }
-    fn request_retrieval(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        _tier: RetrievalTier,
-        _days: u32,
-    ) -> Result<(), BackendError> {
+    fn request_retrieval(&self, kind: ObjectKind, name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
         assert_eq!(kind, ObjectKind::DataPack);
         self.requests.lock().unwrap().push(name.to_string());
         let mut g = self.glacier.lock().unwrap();

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use cairn_engine::backend::retry::RetryOptions;
 use cairn_engine::backend::s3::{DataStorageClass, S3Backend, S3Credentials, S3Options};
 use cairn_engine::backend::{
-    open_location_with, suite, ArchiveState, Backend, BackendError, BackendOptions, ObjectKind, RetrievalTier,
+    open_location_with, suite, ArchiveState, Backend, BackendError, BackendOptions, ObjectKind, RetrievalRequest,
+    RetrievalTier,
 };
 use cairn_engine::crypto::KdfParams;
 use cairn_engine::ChunkerParams;
@@ -537,8 +538,15 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
     assert_eq!(b.stat(ObjectKind::DataPack, &pack).unwrap(), Some(data.len() as u64));
     assert_eq!(b.list(ObjectKind::DataPack).unwrap().len(), 1);
 
-    b.request_retrieval(ObjectKind::DataPack, &pack, RetrievalTier::Bulk, 2)
-        .unwrap();
+    b.request_retrieval(
+        ObjectKind::DataPack,
+        &pack,
+        RetrievalRequest {
+            tier: RetrievalTier::Bulk,
+            days: 2,
+        },
+    )
+    .unwrap();
     // moto finishes retrievals at once.
     assert_eq!(
         b.archive_state(ObjectKind::DataPack, &pack).unwrap(),
@@ -550,11 +558,25 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
         &data[10..20]
     );
     // Asking again succeeds and changes nothing.
-    b.request_retrieval(ObjectKind::DataPack, &pack, RetrievalTier::Standard, 2)
-        .unwrap();
+    b.request_retrieval(
+        ObjectKind::DataPack,
+        &pack,
+        RetrievalRequest {
+            tier: RetrievalTier::Standard,
+            days: 2,
+        },
+    )
+    .unwrap();
     // So does asking for an object that is not archived at all.
-    b.request_retrieval(ObjectKind::Index, "idx", RetrievalTier::Standard, 1)
-        .unwrap();
+    b.request_retrieval(
+        ObjectKind::Index,
+        "idx",
+        RetrievalRequest {
+            tier: RetrievalTier::Standard,
+            days: 1,
+        },
+    )
+    .unwrap();
     assert!(matches!(
         b.archive_state(ObjectKind::DataPack, "missing"),
         Err(BackendError::NotFound { .. })
@@ -566,8 +588,15 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
     b.write(ObjectKind::DataPack, &slow, &data).unwrap();
     moto_restore_progression(&m, r#"{"progression":"manual","times":3}"#).unwrap();
     let _reset = ImmediateRestoresAgain(&m);
-    b.request_retrieval(ObjectKind::DataPack, &slow, RetrievalTier::Standard, 1)
-        .unwrap();
+    b.request_retrieval(
+        ObjectKind::DataPack,
+        &slow,
+        RetrievalRequest {
+            tier: RetrievalTier::Standard,
+            days: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(
         b.archive_state(ObjectKind::DataPack, &slow).unwrap(),
         ArchiveState::Retrieving {
@@ -575,8 +604,15 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
         }
     );
     // Asking again while it runs is fine too.
-    b.request_retrieval(ObjectKind::DataPack, &slow, RetrievalTier::Standard, 1)
-        .unwrap();
+    b.request_retrieval(
+        ObjectKind::DataPack,
+        &slow,
+        RetrievalRequest {
+            tier: RetrievalTier::Standard,
+            days: 1,
+        },
+    )
+    .unwrap();
     let mut polls = 0;
     while b.archive_state(ObjectKind::DataPack, &slow).unwrap() != ArchiveState::Readable {
         polls += 1;

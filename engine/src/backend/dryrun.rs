@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::{forward, Backend, BackendError, ObjectKind, RetrievalTier};
+use super::{forward, Backend, BackendError, ObjectKind, RetrievalRequest};
 
 /// Reads from the wrapped backend; changes succeed without touching it. See
 /// the module documentation.
@@ -46,13 +46,7 @@ impl Backend for DryRunBackend {
         Ok(())
     }
 
-    fn request_retrieval(
-        &self,
-        _kind: ObjectKind,
-        _name: &str,
-        _tier: RetrievalTier,
-        _days: u32,
-    ) -> Result<(), BackendError> {
+    fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
         Ok(())
     }
 }
@@ -63,7 +57,7 @@ mod tests {
 
     use super::*;
     use crate::backend::memory::MemoryBackend;
-    use crate::backend::{ArchiveState, ObjectInfo};
+    use crate::backend::{ArchiveState, ObjectInfo, RetrievalTier};
 
     /// Keeps every data pack in `GLACIER` and counts the calls that would
     /// change something.
@@ -120,13 +114,7 @@ mod tests {
                 _ => ArchiveState::Readable,
             })
         }
-        fn request_retrieval(
-            &self,
-            _kind: ObjectKind,
-            _name: &str,
-            _tier: RetrievalTier,
-            _days: u32,
-        ) -> Result<(), BackendError> {
+        fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
             self.change();
             Ok(())
         }
@@ -162,7 +150,7 @@ mod tests {
 
         dry.write(ObjectKind::Snapshot, "ef03", b"snapshot").unwrap();
         dry.remove(ObjectKind::Index, "cd02").unwrap();
-        dry.request_retrieval(ObjectKind::DataPack, "ab01", RetrievalTier::Bulk, 1)
+        dry.request_retrieval(ObjectKind::DataPack, "ab01", RetrievalRequest { tier: RetrievalTier::Bulk, days: 1 })
             .unwrap();
         dry.create().unwrap();
         assert_eq!(glacier.changes.load(Ordering::Relaxed), 0);

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
+use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
 /// Objects as files under a root folder; see format-spec "Local layout".
 #[derive(Debug)]
@@ -203,13 +203,7 @@ impl Backend for LocalBackend {
         Ok(ArchiveState::Readable)
     }
 
-    fn request_retrieval(
-        &self,
-        _kind: ObjectKind,
-        _name: &str,
-        _tier: RetrievalTier,
-        _days: u32,
-    ) -> Result<(), BackendError> {
+    fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
         // Nothing is ever archived, so there is nothing to retrieve.
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
+use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
 /// Objects in a map; keeps the full backend contract (exclusive writes,
 /// range checks) so engine tests see the same behaviour as on disk.
@@ -105,13 +105,7 @@ impl Backend for MemoryBackend {
         Ok(ArchiveState::Readable)
     }
 
-    fn request_retrieval(
-        &self,
-        _kind: ObjectKind,
-        _name: &str,
-        _tier: RetrievalTier,
-        _days: u32,
-    ) -> Result<(), BackendError> {
+    fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
         // Nothing is ever archived, so there is nothing to retrieve.
         Ok(())
     }

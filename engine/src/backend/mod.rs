@@ -283,13 +283,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// succeeds and changes nothing. Retrievals of archive classes cost
     /// money: callers ask only for objects that
     /// [`archive_state`](Backend::archive_state) reports as `Archived`.
-    fn request_retrieval(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        tier: RetrievalTier,
-        days: u32,
-    ) -> Result<(), BackendError>;
+    fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError>;
 }
 
 /// Writes [`Backend`] methods that pass the call unchanged to the backend in
@@ -373,10 +367,9 @@ macro_rules! forward {
             &self,
             kind: $crate::backend::ObjectKind,
             name: &str,
-            tier: $crate::backend::RetrievalTier,
-            days: u32,
+            how: $crate::backend::RetrievalRequest,
         ) -> Result<(), $crate::backend::BackendError> {
-            self.$inner.request_retrieval(kind, name, tier, days)
+            self.$inner.request_retrieval(kind, name, how)
         }
     };
 }
@@ -397,6 +390,15 @@ pub enum ArchiveState {
         /// The storage class.
         class: String,
     },
+}
+
+/// What a retrieval from archive storage asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrievalRequest {
+    /// How fast (and at what price).
+    pub tier: RetrievalTier,
+    /// Days the retrieved copy stays readable.
+    pub days: u32,
 }
 
 /// Speed (and price) of a retrieval from archive storage.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
+use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
 /// How a [`RetryBackend`] retries.
 #[derive(Debug, Clone)]
@@ -204,15 +204,9 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.with_retries("archive_state", |_| self.inner.archive_state(kind, name))
     }
 
-    fn request_retrieval(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        tier: RetrievalTier,
-        days: u32,
-    ) -> Result<(), BackendError> {
+    fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError> {
         self.with_retries("request_retrieval", |_| {
-            self.inner.request_retrieval(kind, name, tier, days)
+            self.inner.request_retrieval(kind, name, how)
         })
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Barrier;
 
-use super::{ArchiveState, Backend, BackendError, ObjectKind, RetrievalTier};
+use super::{ArchiveState, Backend, BackendError, ObjectKind, RetrievalRequest, RetrievalTier};
 
 /// Threads that the parallel checks run at once.
 const THREADS: usize = 8;
@@ -231,7 +231,8 @@ pub fn archive_methods(b: &dyn Backend) {
         ArchiveState::Readable
     );
     for tier in [RetrievalTier::Bulk, RetrievalTier::Standard] {
-        b.request_retrieval(ObjectKind::DataPack, &name, tier, 1).unwrap();
+        b.request_retrieval(ObjectKind::DataPack, &name, RetrievalRequest { tier, days: 1 })
+            .unwrap();
     }
     assert_eq!(
         b.archive_state(ObjectKind::DataPack, &name).unwrap(),

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 pub use price::{tier_name, TierEstimate};
 
-use crate::backend::{ArchiveState, BackendError, ObjectKind, RetrievalTier};
+use crate::backend::{ArchiveState, BackendError, ObjectKind, RetrievalRequest, RetrievalTier};
 use crate::id::PackId;
 use crate::repository::Repository;
 
@@ -180,9 +180,14 @@ impl Driver<'_> {
             .par_iter()
             .map(|&i| {
                 let p = &self.packs[i];
-                self.repo
-                    .backend()
-                    .request_retrieval(p.kind, &p.id.to_hex(), r.tier, r.days)
+                self.repo.backend().request_retrieval(
+                    p.kind,
+                    &p.id.to_hex(),
+                    RetrievalRequest {
+                        tier: r.tier,
+                        days: r.days,
+                    },
+                )
             })
             .collect::<Result<Vec<()>, BackendError>>()?;
         self.report.requested_now += to_request.len();

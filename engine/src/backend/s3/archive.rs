@@ -7,7 +7,7 @@ use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
 use super::S3Backend;
 #[cfg(doc)]
 use crate::backend::Backend;
-use crate::backend::{ArchiveState, BackendError, ObjectKind, RetrievalTier};
+use crate::backend::{ArchiveState, BackendError, ObjectKind, RetrievalRequest, RetrievalTier};
 
 impl S3Backend {
     /// HeadObject's storage class and restore header, read as an
@@ -22,19 +22,13 @@ impl S3Backend {
 
     /// RestoreObject for `kind`/`name`; see [`Backend::request_retrieval`]
     /// for what callers may rely on.
-    pub(super) fn retrieve(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        tier: RetrievalTier,
-        days: u32,
-    ) -> Result<(), BackendError> {
+    pub(super) fn retrieve(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError> {
         let key = self.key(kind, name);
-        let days = i32::try_from(days.max(1)).map_err(|_| BackendError::Other {
+        let days = i32::try_from(how.days.max(1)).map_err(|_| BackendError::Other {
             path: key.clone(),
-            message: format!("{days} days is too long a retrieval"),
+            message: format!("{} days is too long a retrieval", how.days),
         })?;
-        let tier = match tier {
+        let tier = match how.tier {
             RetrievalTier::Expedited => Tier::Expedited,
             RetrievalTier::Standard => Tier::Standard,
             RetrievalTier::Bulk => Tier::Bulk,

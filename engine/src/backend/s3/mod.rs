@@ -59,7 +59,7 @@ use tokio::sync::Semaphore;
 pub use credentials::S3Credentials;
 pub use options::{DataStorageClass, S3Location, S3Options, S3OptionsError};
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalTier};
+use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 use connect::{block_on, RuntimeOwner};
 use error::{classify, error_chain};
 
@@ -437,14 +437,8 @@ impl Backend for S3Backend {
         self.state(kind, name)
     }
 
-    fn request_retrieval(
-        &self,
-        kind: ObjectKind,
-        name: &str,
-        tier: RetrievalTier,
-        days: u32,
-    ) -> Result<(), BackendError> {
-        self.retrieve(kind, name, tier, days)
+    fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError> {
+        self.retrieve(kind, name, how)
     }
 }
 

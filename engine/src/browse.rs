@@ -1,6 +1,7 @@
 //! Reading snapshots without restoring them: listing, finding, comparing and
 //! streaming single files (`ls`, `find`, `diff`, `dump`).
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
 use crate::repository::{Repository, RepositoryError};
@@ -32,9 +34,9 @@ pub enum BrowseError {
 }
 
 /// The node at `path` in `snapshot`, or an error naming the path.
-pub fn node_at(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node, BrowseError> {
+pub fn node_at(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node> {
     tree::resolve_path(repo, index, &snapshot.tree, path)?
-        .ok_or_else(|| BrowseError::Path(format!("{path} is not in the snapshot")))
+        .ok_or_else(|| BrowseError::Path(format!("{path} is not in the snapshot")).into())
 }
 
 /// Calls `f` for every entry at or below `start` (an absolute path in the
@@ -47,7 +49,7 @@ pub fn walk(
     start: &str,
     recursive: bool,
     f: &mut dyn FnMut(&Path, &Node),
-) -> Result<(), BrowseError> {
+) -> Result<()> {
     let node = node_at(repo, index, snapshot, start)?;
     let base = PathBuf::from(if start.is_empty() { "/" } else { start });
     if !node.name.is_empty() {
@@ -75,16 +77,10 @@ pub fn walk(
 
 /// Writes the content of the file at `path` to `out`, blob by blob (memory
 /// stays at one blob whatever the file size).
-pub fn dump(
-    repo: &Repository,
-    index: &Index,
-    snapshot: &Snapshot,
-    path: &str,
-    out: &mut dyn Write,
-) -> Result<u64, BrowseError> {
+pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
     let node = node_at(repo, index, snapshot, path)?;
     if node.kind != NodeKind::File {
-        return Err(BrowseError::Path(format!("{path} is not a file")));
+        return Err(BrowseError::Path(format!("{path} is not a file")).into());
     }
     let mut n = 0u64;
     for c in &node.content {
@@ -106,7 +102,7 @@ pub struct NameMatcher {
 
 impl NameMatcher {
     /// Parses `pattern`.
-    pub fn new(pattern: &str) -> Result<Self, BrowseError> {
+    pub fn new(pattern: &str) -> Result<Self> {
         let g = Glob::new(pattern).map_err(|e| BrowseError::Pattern(pattern.to_string(), e.to_string()))?;
         Ok(Self {
             glob: g.compile_matcher(),
@@ -119,7 +115,7 @@ impl NameMatcher {
         if self.whole_path {
             self.glob.is_match(path)
         } else {
-            self.glob.is_match(std::ffi::OsStr::from_bytes(&node.name))
+            self.glob.is_match(OsStr::from_bytes(&node.name))
         }
     }
 }
@@ -151,7 +147,7 @@ pub fn find(
     index: &Index,
     snapshots: &[(SnapshotId, Snapshot)],
     matcher: &NameMatcher,
-) -> Result<Vec<FindHit>, BrowseError> {
+) -> Result<Vec<FindHit>> {
     let mut hits = Vec::new();
     for (id, snap) in snapshots {
         walk(repo, index, snap, "/", true, &mut |p, n| {
@@ -210,7 +206,7 @@ pub struct DiffEntry {
 }
 
 /// Compares two snapshots; identical subtrees are skipped without reading them.
-pub fn diff(repo: &Repository, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>, BrowseError> {
+pub fn diff(repo: &Repository, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>> {
     let mut out = Vec::new();
     diff_trees(repo, index, Some(a.tree), Some(b.tree), Path::new("/"), &mut out)?;
     Ok(out)
@@ -223,11 +219,11 @@ fn load(repo: &Repository, index: &Index, id: Option<TreeId>) -> Result<Tree, Br
     })
 }
 
-/// Everything below a folder that only one snapshot has.
+/// An entry that only one snapshot has, and everything below it.
 fn one_side(
     repo: &Repository,
     index: &Index,
-    id: &TreeId,
+    node: &Node,
     at: &Path,
     change: Change,
     out: &mut Vec<DiffEntry>,
@@ -239,15 +235,25 @@ fn one_side(
     impl Visitor for Record<'_> {
         type Error = BrowseError;
         fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, BrowseError> {
-            self.out.push(DiffEntry {
-                path: path.to_string_lossy().into_owned(),
-                change: self.change,
-                dir: node.kind == NodeKind::Dir,
-            });
+            self.out.push(DiffEntry::new(path, node, self.change));
             Ok(Descend::Yes)
         }
     }
-    tree::walk(repo, index, id, at, &mut Record { change, out })
+    out.push(DiffEntry::new(at, node, change));
+    match (node.kind, node.subtree) {
+        (NodeKind::Dir, Some(t)) => tree::walk(repo, index, &t, at, &mut Record { change, out }),
+        _ => Ok(()),
+    }
+}
+
+impl DiffEntry {
+    fn new(path: &Path, node: &Node, change: Change) -> Self {
+        DiffEntry {
+            path: path.to_string_lossy().into_owned(),
+            change,
+            dir: node.kind == NodeKind::Dir,
+        }
+    }
 }
 
 fn diff_trees(
@@ -273,59 +279,36 @@ fn diff_trees(
         match (ord, na, nb) {
             (std::cmp::Ordering::Less, Some(x), _) => {
                 i += 1;
-                let p = at.join(std::ffi::OsStr::from_bytes(&x.name));
-                out.push(DiffEntry {
-                    path: p.to_string_lossy().into_owned(),
-                    change: Change::Removed,
-                    dir: x.kind == NodeKind::Dir,
-                });
-                if let (NodeKind::Dir, Some(t)) = (x.kind, x.subtree) {
-                    one_side(repo, index, &t, &p, Change::Removed, out)?;
-                }
+                one_side(
+                    repo,
+                    index,
+                    x,
+                    &at.join(OsStr::from_bytes(&x.name)),
+                    Change::Removed,
+                    out,
+                )?;
             }
             (std::cmp::Ordering::Greater, _, Some(y)) => {
                 j += 1;
-                let p = at.join(std::ffi::OsStr::from_bytes(&y.name));
-                out.push(DiffEntry {
-                    path: p.to_string_lossy().into_owned(),
-                    change: Change::Added,
-                    dir: y.kind == NodeKind::Dir,
-                });
-                if let (NodeKind::Dir, Some(t)) = (y.kind, y.subtree) {
-                    one_side(repo, index, &t, &p, Change::Added, out)?;
-                }
+                one_side(repo, index, y, &at.join(OsStr::from_bytes(&y.name)), Change::Added, out)?;
             }
             (_, Some(x), Some(y)) => {
                 i += 1;
                 j += 1;
-                let p = at.join(std::ffi::OsStr::from_bytes(&x.name));
-                let ps = p.to_string_lossy().into_owned();
-                let dir = x.kind == NodeKind::Dir;
+                let p = at.join(OsStr::from_bytes(&x.name));
                 if x.kind != y.kind {
-                    out.push(DiffEntry {
-                        path: ps,
-                        change: Change::Type,
-                        dir,
-                    });
-                } else if dir {
+                    out.push(DiffEntry::new(&p, x, Change::Type));
+                } else if x.kind == NodeKind::Dir {
                     diff_trees(repo, index, x.subtree, y.subtree, &p, out)?;
                 } else if x.content != y.content || x.symlink_target != y.symlink_target {
-                    out.push(DiffEntry {
-                        path: ps,
-                        change: Change::Modified,
-                        dir,
-                    });
+                    out.push(DiffEntry::new(&p, x, Change::Modified));
                 } else if x.mode != y.mode
                     || x.uid != y.uid
                     || x.gid != y.gid
                     || x.mtime_ns != y.mtime_ns
                     || x.xattrs != y.xattrs
                 {
-                    out.push(DiffEntry {
-                        path: ps,
-                        change: Change::Metadata,
-                        dir,
-                    });
+                    out.push(DiffEntry::new(&p, x, Change::Metadata));
                 }
             }
             _ => break,

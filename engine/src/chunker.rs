@@ -198,14 +198,16 @@ mod tests {
         }
     }
 
+    const SMALL: ChunkerParams = ChunkerParams {
+        seed: 5,
+        min_size: 4096,
+        avg_size: 16384,
+        max_size: 65536,
+    };
+
     #[test]
     fn same_cut_points_as_streamcdc_and_reassembles() {
-        let p = ChunkerParams {
-            seed: 5,
-            min_size: 4096,
-            avg_size: 16384,
-            max_size: 65536,
-        };
+        let p = SMALL;
         let d = data(3_000_000);
         let want: Vec<usize> = StreamCDC::with_level_and_seed(&d[..], 4096, 16384, 65536, Normalization::Level1, 5)
             .map(|c| c.unwrap().length)
@@ -224,12 +226,7 @@ mod tests {
 
     #[test]
     fn seed_changes_boundaries() {
-        let p = ChunkerParams {
-            seed: 5,
-            min_size: 4096,
-            avg_size: 16384,
-            max_size: 65536,
-        };
+        let p = SMALL;
         let d = data(1_000_000);
         let a: Vec<usize> = ChunkBuffer::new(&p).chunks(&d[..]).map(|c| c.unwrap().len()).collect();
         let b: Vec<usize> = ChunkBuffer::new(&ChunkerParams { seed: 6, ..p })

@@ -138,29 +138,19 @@ impl From<TreeId> for BlobId {
     }
 }
 
-impl From<ObjectId> for SnapshotId {
-    fn from(id: ObjectId) -> Self {
-        SnapshotId(id.0)
-    }
+/// Conversions between ids that name the same bytes: a pack or snapshot
+/// is named by the object id of its stored bytes, and back.
+macro_rules! same_bytes {
+    ($($from:ident => $to:ident),* $(,)?) => {
+        $(impl From<$from> for $to {
+            fn from(id: $from) -> Self {
+                $to(id.0)
+            }
+        })*
+    };
 }
 
-impl From<ObjectId> for PackId {
-    fn from(id: ObjectId) -> Self {
-        PackId(id.0)
-    }
-}
-
-impl From<PackId> for ObjectId {
-    fn from(id: PackId) -> Self {
-        ObjectId(id.0)
-    }
-}
-
-impl From<SnapshotId> for ObjectId {
-    fn from(id: SnapshotId) -> Self {
-        ObjectId(id.0)
-    }
-}
+same_bytes!(ObjectId => SnapshotId, ObjectId => PackId, PackId => ObjectId, SnapshotId => ObjectId);
 
 impl ObjectId {
     /// Names stored bytes by their plain BLAKE3 hash.

@@ -51,7 +51,6 @@ mod sources;
 mod time;
 mod tree;
 
-use std::io::Write;
 use std::path::Path;
 
 pub use backend::cache::CacheOptions;
@@ -67,7 +66,9 @@ pub use backup::{
     BackupError, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SaverStats, SkippedEntry,
 };
 pub use blob::BlobType;
-pub use browse::{BrowseError, Change, DiffEntry, FindHit, NameMatcher};
+pub use browse::{
+    diff, dump, find, node_at, walk as walk_snapshot, BrowseError, Change, DiffEntry, FindHit, NameMatcher,
+};
 pub use check::{CheckError, CheckOptions, CheckReport};
 pub use chunker::ChunkerParams;
 pub use crypto::KdfParams;
@@ -117,43 +118,4 @@ pub fn filter_snapshots(repo: &Repository, filter: &SnapshotFilter) -> Result<Ve
 /// snapshots passing `filter`.
 pub fn find_snapshot(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
     Ok(select::find_snapshot(repo, spec, filter)?)
-}
-
-/// The entry at `path` in `snapshot` (the root: a nameless folder).
-pub fn node_at(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str) -> Result<Node> {
-    Ok(browse::node_at(repo, index, snapshot, path)?)
-}
-
-/// Calls `f` for every entry at or below `start` in `snapshot`, parents
-/// before children; with `recursive` unset, `start` and its direct entries.
-pub fn walk_snapshot(
-    repo: &Repository,
-    index: &Index,
-    snapshot: &Snapshot,
-    start: &str,
-    recursive: bool,
-    f: &mut dyn FnMut(&Path, &Node),
-) -> Result<()> {
-    Ok(browse::walk(repo, index, snapshot, start, recursive, f)?)
-}
-
-/// Writes the file at `path` in `snapshot` to `out`, one blob at a time;
-/// returns the bytes written.
-pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
-    Ok(browse::dump(repo, index, snapshot, path, out)?)
-}
-
-/// What differs between two snapshots (identical subtrees are not read).
-pub fn diff(repo: &Repository, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>> {
-    Ok(browse::diff(repo, index, a, b)?)
-}
-
-/// Every entry matching `matcher` in `snapshots`.
-pub fn find(
-    repo: &Repository,
-    index: &Index,
-    snapshots: &[(SnapshotId, Snapshot)],
-    matcher: &NameMatcher,
-) -> Result<Vec<FindHit>> {
-    Ok(browse::find(repo, index, snapshots, matcher)?)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{forward, Backend, BackendError, ObjectInfo, ObjectKind};
+use super::{forward, slice_range, Backend, BackendError, ObjectInfo, ObjectKind};
 
 /// Where the cache lives and how big it may grow.
 #[derive(Debug, Clone)]
@@ -216,16 +216,7 @@ impl<B: Backend> Backend for CacheBackend<B> {
         }
         // Tree packs are small and read again and again: keep them whole.
         let whole = self.read(kind, name)?;
-        let size = whole.len() as u64;
-        match offset.checked_add(len) {
-            Some(end) if end <= size => Ok(whole[offset as usize..end as usize].to_vec()),
-            _ => Err(BackendError::OutOfRange {
-                path: kind.path(name),
-                offset,
-                len,
-                size,
-            }),
-        }
+        slice_range(kind, name, &whole, offset, len)
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
+use super::{config_listing, no_archive_classes, Backend, BackendError, ObjectInfo, ObjectKind};
 
 /// Objects as files under a root folder; see format-spec "Local layout".
 #[derive(Debug)]
@@ -81,13 +81,7 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         if kind == ObjectKind::Config {
-            return Ok(match self.stat(kind, "config")? {
-                Some(size) => vec![ObjectInfo {
-                    name: "config".into(),
-                    size,
-                }],
-                None => vec![],
-            });
+            return Ok(config_listing(self.stat(kind, "config")?));
         }
         let dir = self.root.join(kind.prefix());
         let mut out = Vec::new();
@@ -198,15 +192,7 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn archive_state(&self, _kind: ObjectKind, _name: &str) -> Result<ArchiveState, BackendError> {
-        // A folder has no archive classes: every file is readable.
-        Ok(ArchiveState::Readable)
-    }
-
-    fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
-        // Nothing is ever archived, so there is nothing to retrieve.
-        Ok(())
-    }
+    no_archive_classes!();
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
+use super::{no_archive_classes, slice_range, Backend, BackendError, ObjectInfo, ObjectKind};
 
 /// Objects in a map; keeps the full backend contract (exclusive writes,
 /// range checks) so engine tests see the same behaviour as on disk.
@@ -67,16 +67,7 @@ impl Backend for MemoryBackend {
         let v = map
             .get(&(kind, name.to_string()))
             .ok_or_else(|| BackendError::NotFound { path: kind.path(name) })?;
-        let size = v.len() as u64;
-        match offset.checked_add(len) {
-            Some(end) if end <= size => Ok(v[offset as usize..end as usize].to_vec()),
-            _ => Err(BackendError::OutOfRange {
-                path: kind.path(name),
-                offset,
-                len,
-                size,
-            }),
-        }
+        slice_range(kind, name, v, offset, len)
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
@@ -100,13 +91,5 @@ impl Backend for MemoryBackend {
         Ok(self.lock().get(&(kind, name.to_string())).map(|v| v.len() as u64))
     }
 
-    fn archive_state(&self, _kind: ObjectKind, _name: &str) -> Result<ArchiveState, BackendError> {
-        // No archive classes: everything is always readable.
-        Ok(ArchiveState::Readable)
-    }
-
-    fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
-        // Nothing is ever archived, so there is nothing to retrieve.
-        Ok(())
-    }
+    no_archive_classes!();
 }

@@ -375,6 +375,64 @@ macro_rules! forward {
 }
 pub(crate) use forward;
 
+/// `Backend::archive_state` and `Backend::request_retrieval` of a storage
+/// without archive classes: every object is readable, so there is never
+/// anything to retrieve (and asking is accepted, as the contract says).
+macro_rules! no_archive_classes {
+    () => {
+        fn archive_state(
+            &self,
+            _kind: $crate::backend::ObjectKind,
+            _name: &str,
+        ) -> Result<$crate::backend::ArchiveState, $crate::backend::BackendError> {
+            Ok($crate::backend::ArchiveState::Readable)
+        }
+
+        fn request_retrieval(
+            &self,
+            _kind: $crate::backend::ObjectKind,
+            _name: &str,
+            _how: $crate::backend::RetrievalRequest,
+        ) -> Result<(), $crate::backend::BackendError> {
+            Ok(())
+        }
+    };
+}
+pub(crate) use no_archive_classes;
+
+/// `len` bytes of `data` (object `kind`/`name`) from `offset`, or
+/// `OutOfRange` when that is not wholly inside: for backends and wrappers
+/// that hold whole objects in memory.
+pub(crate) fn slice_range(
+    kind: ObjectKind,
+    name: &str,
+    data: &[u8],
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, BackendError> {
+    let size = data.len() as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(data[offset as usize..end as usize].to_vec()),
+        _ => Err(BackendError::OutOfRange {
+            path: kind.path(name),
+            offset,
+            len,
+            size,
+        }),
+    }
+}
+
+/// The listing of the config kind: the one object `config`, if it exists
+/// (`size` from a `stat`).
+pub(crate) fn config_listing(size: Option<u64>) -> Vec<ObjectInfo> {
+    size.map(|size| ObjectInfo {
+        name: "config".into(),
+        size,
+    })
+    .into_iter()
+    .collect()
+}
+
 /// Where an object stands with respect to archive storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveState {

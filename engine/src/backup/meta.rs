@@ -16,30 +16,22 @@ pub(crate) struct NameCache {
 }
 
 impl NameCache {
+    /// The name of user `uid` (empty when unknown).
     pub(crate) fn user(&mut self, uid: u32) -> String {
-        self.users
-            .entry(uid)
-            .or_insert_with(|| {
-                nix::unistd::User::from_uid(uid.into())
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-                    .unwrap_or_default()
-            })
-            .clone()
+        let look = || nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name);
+        once(&mut self.users, uid, look)
     }
+
+    /// The name of group `gid` (empty when unknown).
     pub(crate) fn group(&mut self, gid: u32) -> String {
-        self.groups
-            .entry(gid)
-            .or_insert_with(|| {
-                nix::unistd::Group::from_gid(gid.into())
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name)
-                    .unwrap_or_default()
-            })
-            .clone()
+        let look = || nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name);
+        once(&mut self.groups, gid, look)
     }
+}
+
+/// `look` asked once per id: the user database may be a network service.
+fn once(names: &mut HashMap<u32, String>, id: u32, look: impl FnOnce() -> Option<String>) -> String {
+    names.entry(id).or_insert_with(|| look().unwrap_or_default()).clone()
 }
 
 /// A node describing `m`, named `name` (content and xattrs not read).

@@ -113,6 +113,14 @@ impl Walk<'_> {
         self.opts.progress.as_ref()
     }
 
+    /// Leaves out what cannot be read, and says so in the outcome.
+    fn skip(&mut self, path: &Path, e: std::io::Error) {
+        self.skipped.push(SkippedEntry {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        });
+    }
+
     fn entry(&mut self, path: &Path, name: Vec<u8>) -> Result<Option<Child>, BackupError> {
         if self.saver.failed() {
             return Err(BackupError::PipelineStopped);
@@ -120,10 +128,7 @@ impl Walk<'_> {
         let m = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
-                self.skipped.push(SkippedEntry {
-                    path: path.to_path_buf(),
-                    error: e.to_string(),
-                });
+                self.skip(path, e);
                 return Ok(None);
             }
         };
@@ -141,10 +146,7 @@ impl Walk<'_> {
                 let rd = match fs::read_dir(path) {
                     Ok(rd) => rd,
                     Err(e) => {
-                        self.skipped.push(SkippedEntry {
-                            path: path.to_path_buf(),
-                            error: e.to_string(),
-                        });
+                        self.skip(path, e);
                         return Ok(Some(Child::Dir(dir)));
                     }
                 };
@@ -152,10 +154,7 @@ impl Walk<'_> {
                 for ent in rd {
                     match ent {
                         Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
-                        Err(e) => self.skipped.push(SkippedEntry {
-                            path: path.to_path_buf(),
-                            error: e.to_string(),
-                        }),
+                        Err(e) => self.skip(path, e),
                     }
                 }
                 names.sort();
@@ -174,10 +173,7 @@ impl Walk<'_> {
                 match fs::read_link(path) {
                     Ok(t) => node.symlink_target = Some(t.as_os_str().as_bytes().to_vec()),
                     Err(e) => {
-                        self.skipped.push(SkippedEntry {
-                            path: path.to_path_buf(),
-                            error: e.to_string(),
-                        });
+                        self.skip(path, e);
                         return Ok(None);
                     }
                 }

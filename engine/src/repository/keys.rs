@@ -110,18 +110,21 @@ mod tests {
         assert!(msg.contains("65 passes"), "{msg}");
     }
 
-    #[test]
-    fn add_key_with_out_of_bounds_kdf_params_writes_nothing() {
-        let backend = Arc::new(MemoryBackend::new());
-        let repo = Repository::init(
+    fn init_with(backend: &Arc<MemoryBackend>, kdf: KdfParams) -> Result<Repository, RepositoryError> {
+        Repository::init(
             backend.clone(),
             b"pw",
             InitOptions {
-                kdf: CHEAP,
+                kdf,
                 ..Default::default()
             },
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn add_key_with_out_of_bounds_kdf_params_writes_nothing() {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = init_with(&backend, CHEAP).unwrap();
         let before = backend.list(ObjectKind::Key).unwrap();
         let e = repo.add_key(b"second", TOO_MANY_PASSES).unwrap_err();
         assert!(is_out_of_bounds(&e), "{e}");
@@ -139,15 +142,7 @@ mod tests {
     #[test]
     fn init_with_out_of_bounds_kdf_params_writes_no_key_and_no_config() {
         let backend = Arc::new(MemoryBackend::new());
-        let e = Repository::init(
-            backend.clone(),
-            b"pw",
-            InitOptions {
-                kdf: TOO_MANY_PASSES,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = init_with(&backend, TOO_MANY_PASSES).unwrap_err();
         assert!(is_out_of_bounds(&e), "{e}");
         assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
         assert!(backend.list(ObjectKind::Config).unwrap().is_empty());

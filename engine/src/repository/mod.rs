@@ -187,6 +187,35 @@ impl Repository {
     }
 }
 
+impl RepositoryError {
+    /// Damage found in object `name` of `kind`.
+    pub(crate) fn corrupt(kind: ObjectKind, name: &str, detail: impl Into<String>) -> Self {
+        RepositoryError::Corrupt {
+            kind,
+            name: name.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The bytes of a content-named object, checked against their name: a
+/// damaged or truncated object is refused before anything decodes it.
+pub(crate) fn read_content_named(
+    backend: &dyn Backend,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<Vec<u8>, RepositoryError> {
+    let bytes = backend.read(kind, name)?;
+    if crate::id::ObjectId::of_bytes(&bytes).to_hex() != name {
+        return Err(RepositoryError::corrupt(
+            kind,
+            name,
+            "content does not match its name (damaged or truncated)",
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The object kind of packs holding blobs of `t`.
 pub fn pack_kind(t: BlobType) -> ObjectKind {
     match t {

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{config, Config, Repository, RepositoryError, CONFIG_KIND};
+use super::{config, read_content_named, Config, Repository, RepositoryError, CONFIG_KIND};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
 use crate::encoding;
@@ -73,15 +73,8 @@ impl Repository {
 
     /// Reads, verifies and decodes a content-named object.
     pub(crate) fn load_file<T: RepoFile>(&self, name: &str) -> Result<T, RepositoryError> {
-        let bytes = self.backend.read(T::KIND, name)?;
-        let corrupt = |detail: String| RepositoryError::Corrupt {
-            kind: T::KIND,
-            name: name.to_string(),
-            detail,
-        };
-        if ObjectId::of_bytes(&bytes).to_hex() != name {
-            return Err(corrupt("content does not match its name (damaged or truncated)".into()));
-        }
+        let bytes = read_content_named(self.backend.as_ref(), T::KIND, name)?;
+        let corrupt = |detail: String| RepositoryError::corrupt(T::KIND, name, detail);
         let plain = blob::open(&self.keys, Aad::Object(T::AAD), &bytes).map_err(|e| corrupt(e.to_string()))?;
         let (_, v) = encoding::decode(T::AAD, T::VERSION, &plain).map_err(|e| corrupt(e.to_string()))?;
         Ok(v)

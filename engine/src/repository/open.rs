@@ -25,6 +25,17 @@ fn host_and_user() -> (String, String) {
     (host, user)
 }
 
+/// The sealed config object; its absence means there is no repository.
+fn read_sealed_config(backend: &dyn Backend) -> Result<Vec<u8>, RepositoryError> {
+    match backend.read(ObjectKind::Config, "config") {
+        Ok(c) => Ok(c),
+        Err(BackendError::NotFound { .. }) => Err(RepositoryError::NotARepository {
+            location: backend.location(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Repository {
     /// Creates a repository at an empty location, protected by `password`.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Self, RepositoryError> {
@@ -88,15 +99,7 @@ impl Repository {
 
     /// Opens a repository with a password.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self, RepositoryError> {
-        let sealed_config = match backend.read(ObjectKind::Config, "config") {
-            Ok(c) => c,
-            Err(BackendError::NotFound { .. }) => {
-                return Err(RepositoryError::NotARepository {
-                    location: backend.location(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let sealed_config = read_sealed_config(backend.as_ref())?;
         let key_objects = backend.list(ObjectKind::Key)?;
         if key_objects.is_empty() {
             return Err(RepositoryError::NoKeys {
@@ -159,15 +162,7 @@ impl Repository {
         backend: Arc<dyn Backend>,
         master: MasterKey,
     ) -> Result<Self, RepositoryError> {
-        let sealed_config = match backend.read(ObjectKind::Config, "config") {
-            Ok(c) => c,
-            Err(BackendError::NotFound { .. }) => {
-                return Err(RepositoryError::NotARepository {
-                    location: backend.location(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let sealed_config = read_sealed_config(backend.as_ref())?;
         // Only a failure to decrypt means the key is wrong; anything after
         // that is damage and is reported as such.
         if blob::open(&master.derive(), Aad::Object(CONFIG_KIND), &sealed_config).is_err() {
@@ -207,16 +202,9 @@ impl Repository {
     }
 
     fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile, RepositoryError> {
-        let bytes = backend.read(ObjectKind::Key, name)?;
-        let corrupt = |detail: String| RepositoryError::Corrupt {
-            kind: ObjectKind::Key,
-            name: name.to_string(),
-            detail,
-        };
-        if ObjectId::of_bytes(&bytes).to_hex() != name {
-            return Err(corrupt("content does not match its name".into()));
-        }
-        let (_, kf) = encoding::decode("key", keys::KEY_VERSION, &bytes).map_err(|e| corrupt(e.to_string()))?;
+        let bytes = super::read_content_named(backend, ObjectKind::Key, name)?;
+        let (_, kf) = encoding::decode("key", keys::KEY_VERSION, &bytes)
+            .map_err(|e| RepositoryError::corrupt(ObjectKind::Key, name, e.to_string()))?;
         Ok(kf)
     }
 

@@ -59,7 +59,7 @@ use tokio::sync::Semaphore;
 pub use credentials::S3Credentials;
 pub use options::{DataStorageClass, S3Location, S3Options, S3OptionsError};
 
-use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
+use super::{config_listing, ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 use connect::{block_on, RuntimeOwner};
 use error::{classify, error_chain};
 
@@ -277,13 +277,7 @@ impl Backend for S3Backend {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         if kind == ObjectKind::Config {
-            return Ok(match self.stat(kind, "config")? {
-                Some(size) => vec![ObjectInfo {
-                    name: "config".into(),
-                    size,
-                }],
-                None => vec![],
-            });
+            return Ok(config_listing(self.stat(kind, "config")?));
         }
         let list_prefix = format!("{}{}/", self.prefix, kind.prefix());
         self.run(async {

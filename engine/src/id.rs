@@ -211,3 +211,36 @@ pub(crate) fn find_by_prefix<T>(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 3] = ["ab12ff", "ab34ee", "cd56dd"];
+
+    fn find(prefix: &str) -> Result<&'static str, PrefixError> {
+        find_by_prefix(NAMES, |n| n.to_string(), prefix, "key")
+    }
+
+    #[test]
+    fn one_resolver_for_every_id_prefix() {
+        assert_eq!(find("ab1").unwrap(), "ab12ff");
+        // Any case, and surrounding blanks from a copy and paste.
+        assert_eq!(find("AB34").unwrap(), "ab34ee");
+        assert_eq!(find(" cd56DD ").unwrap(), "cd56dd");
+        assert!(matches!(find("ab"), Err(PrefixError::Ambiguous { count: 2, .. })));
+        assert!(matches!(find("ef"), Err(PrefixError::NotFound { .. })));
+        // An empty prefix names nothing, not everything.
+        assert!(matches!(find(""), Err(PrefixError::NotFound { .. })));
+        assert!(find("ab").unwrap_err().to_string().contains("give more digits"));
+    }
+
+    #[test]
+    fn tree_ids_and_blob_ids_name_the_same_bytes_but_are_different_types() {
+        let b = BlobId::from_bytes([7; ID_LEN]);
+        let t = TreeId::of_stored_tree(b);
+        assert_eq!(t.blob(), b);
+        assert_eq!(t.to_hex(), b.to_hex());
+        assert_eq!(TreeId::from_hex(&t.to_hex()).unwrap(), t);
+    }
+}

@@ -28,7 +28,8 @@ pub const PREFIX_LEN: usize = 16;
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// A pack has more entries than a 32-bit pack number allows.
+    /// The index names more packs than a 32-bit pack number can count
+    /// (the in-memory index stores a pack number, not the pack id, per blob).
     #[error("too many packs in the index")]
     TooManyPacks,
 }

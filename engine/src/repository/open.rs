@@ -282,3 +282,75 @@ impl Repository {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    const CHEAP: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn keys(backend: &MemoryBackend) -> Vec<String> {
+        backend
+            .list(ObjectKind::Key)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect()
+    }
+
+    /// `key passwd` used to remove the key in use by going around
+    /// `remove_key`'s guard; now it is one engine call that keeps the guard.
+    #[test]
+    fn change_password_replaces_the_key_in_use_and_keeps_the_others() {
+        let backend = Arc::new(MemoryBackend::new());
+        let opts = InitOptions {
+            kdf: CHEAP,
+            ..Default::default()
+        };
+        let first = Repository::init(backend.clone(), b"old", opts).unwrap();
+        let other = first.add_key(b"other", CHEAP).unwrap();
+        let mut repo = Repository::open(backend.clone(), b"old").unwrap();
+        let old = repo.key_name().unwrap().to_string();
+        let new = repo.change_password(b"new").unwrap();
+        assert_eq!(repo.key_name(), Some(new.as_str()));
+        let mut now = keys(&backend);
+        now.sort();
+        let mut want = vec![new.clone(), other];
+        want.sort();
+        assert_eq!(now, want, "the old key {old} goes, the others stay");
+        assert_eq!(
+            repo.key_file(&new).unwrap().kdf,
+            CHEAP,
+            "the new key costs what the old one did"
+        );
+        assert!(matches!(
+            Repository::open(backend.clone(), b"old"),
+            Err(RepositoryError::WrongPassword { .. })
+        ));
+        assert!(Repository::open(backend.clone(), b"new").is_ok());
+        // The guard still holds for the key now in use.
+        assert!(matches!(repo.remove_key(&new), Err(RepositoryError::KeyRefused(_))));
+    }
+
+    #[test]
+    fn change_password_needs_a_key_in_use() {
+        let backend = Arc::new(MemoryBackend::new());
+        let opts = InitOptions {
+            kdf: CHEAP,
+            ..Default::default()
+        };
+        let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
+        let sheet = repo.recovery_sheet_lines().join("\n");
+        let mut recovered = Repository::open_with_recovery_sheet(backend.clone(), &sheet).unwrap();
+        assert!(matches!(
+            recovered.change_password(b"new"),
+            Err(RepositoryError::KeyRefused(_))
+        ));
+        assert_eq!(keys(&backend).len(), 1);
+    }
+}

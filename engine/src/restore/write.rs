@@ -270,8 +270,11 @@ fn restore_pack(
                     detail: "short range read".into(),
                 })
             })?;
-            // Overlapping blobs cannot occur (offsets come from one pack
-            // header), so each is decrypted where it lies in the range.
+            // Each blob is decrypted where it lies in the range. Offsets come
+            // from the index, which a damaged or hostile repository could
+            // make overlap; that is still safe: a blob whose bytes an earlier
+            // one overwrote fails authentication and is reported as damage,
+            // never restored wrong.
             let data = repo.open_blob_in_place(BlobType::Data, &b.id, &pj.pack, sealed)?;
             if data.len() != b.raw_length as usize {
                 // Only a writer bug or a key holder could cause this; without

@@ -144,3 +144,131 @@ pub(crate) fn resolve_path(
     }
     Ok(Some(node))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backup::{backup, BackupOptions, BackupSource};
+    use crate::crypto::KdfParams;
+    use crate::repository::InitOptions;
+    use crate::snapshot::SourceKind;
+    use crate::sources::Stream;
+
+    fn repo() -> Repository {
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        Repository::init(Arc::new(MemoryBackend::new()), b"pw", opts).unwrap()
+    }
+
+    /// Records what the walk does, and stops descending at `skip`.
+    #[derive(Default)]
+    struct Log {
+        events: Vec<String>,
+        skip: Option<PathBuf>,
+        depth: usize,
+    }
+
+    impl Visitor for Log {
+        type Error = RepositoryError;
+        fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, RepositoryError> {
+            self.events.push(format!("> {}", path.display()));
+            self.depth = self.depth.max(path.components().count());
+            let skip = self.skip.as_deref() == Some(path) || node.kind != NodeKind::Dir;
+            Ok(if skip { Descend::No } else { Descend::Yes })
+        }
+        fn leave(&mut self, path: &Path, _: &Node) -> Result<(), RepositoryError> {
+            self.events.push(format!("< {}", path.display()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn visits_in_tree_order_parents_first_and_leaves_after_children() {
+        let src = tempfile::tempdir().unwrap();
+        for d in ["a/y", "b"] {
+            std::fs::create_dir_all(src.path().join(d)).unwrap();
+        }
+        for f in ["a/x", "a/y/z", "c"] {
+            std::fs::write(src.path().join(f), f).unwrap();
+        }
+        let repo = repo();
+        let source = BackupSource::Paths(vec![src.path().to_path_buf()]);
+        let snap = backup(&repo, source, &BackupOptions::default()).unwrap().snapshot;
+        let index = repo.load_index().unwrap();
+        let root = resolve_path(&repo, &index, &snap.tree, &src.path().to_string_lossy())
+            .unwrap()
+            .unwrap();
+        let base = src.path().to_path_buf();
+        let sub = root.subtree.unwrap();
+
+        let mut all = Log::default();
+        walk(&repo, &index, &sub, &base, &mut all).unwrap();
+        let rel: Vec<String> = all
+            .events
+            .iter()
+            .map(|e| e.replace(&format!("{}/", base.display()), ""))
+            .collect();
+        assert_eq!(
+            rel,
+            ["> a", "> a/x", "> a/y", "> a/y/z", "< a/y", "< a", "> b", "< b", "> c"]
+        );
+
+        let mut pruned = Log {
+            skip: Some(base.join("a/y")),
+            ..Default::default()
+        };
+        walk(&repo, &index, &sub, &base, &mut pruned).unwrap();
+        assert!(pruned.events.contains(&format!("> {}", base.join("a/y").display())));
+        assert!(!pruned
+            .events
+            .iter()
+            .any(|e| e.contains("a/y/z") || e.starts_with("< ") && e.ends_with("a/y")));
+    }
+
+    /// A hostile repository may nest trees as deep as it likes; the walk
+    /// keeps its own stack, so a thread with a small stack walks them.
+    #[test]
+    fn walks_trees_nested_far_deeper_than_a_small_stack_would_recurse() {
+        const DEPTH: usize = 3000;
+        let repo = repo();
+        let name = format!("{}f", "d/".repeat(DEPTH));
+        let building = repo.clone();
+        // Building the nested folders recurses (the backup's tree writer), so
+        // it gets a big stack; the walk below gets a small one.
+        let snap = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(move || {
+                let source = BackupSource::Stream {
+                    stream: Stream::from_reader(Box::new(&b"deep"[..])),
+                    filename: name.clone(),
+                    kind: SourceKind::Stdin { filename: name },
+                };
+                backup(&building, source, &BackupOptions::default()).unwrap().snapshot
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let index = repo.load_index().unwrap();
+        let depth = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let mut log = Log::default();
+                walk(&repo, &index, &snap.tree, Path::new("/"), &mut log).unwrap();
+                log.depth
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // "/" plus DEPTH folders plus the file.
+        assert_eq!(depth, DEPTH + 2);
+    }
+}

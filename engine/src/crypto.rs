@@ -216,7 +216,7 @@ impl KdfParams {
     /// writing and reading: a writer that stored parameters outside them would
     /// make a key no reader opens, and a reader that accepted any would let a
     /// forged key object (key objects are not authenticated) exhaust memory or
-    /// run for hours. [`derive_kek`] applies them, so every caller gets them;
+    /// run for hours. `derive_kek` applies them, so every caller gets them;
     /// the repository's reader applies them first to report such a key object
     /// as damaged.
     pub fn check_bounds(&self) -> Result<(), String> {
@@ -243,7 +243,7 @@ impl KdfParams {
 }
 
 /// Derives a key-encryption key from a password. Parameters outside
-/// [`KdfParams::check_bounds`] fail with [`CryptoError::KdfOutOfBounds`]
+/// [`KdfParams::check_bounds`] fail with `CryptoError::KdfOutOfBounds`
 /// before any memory is allocated.
 pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     params.check_bounds().map_err(CryptoError::KdfOutOfBounds)?;

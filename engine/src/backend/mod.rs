@@ -212,7 +212,7 @@ impl BackendError {
 ///   never replaced: the write fails with [`BackendError::AlreadyExists`].
 ///   Of several writers racing for one name exactly one succeeds and the
 ///   others get `AlreadyExists` (S3 servers that ignore `If-None-Match` are
-///   the one exception; see [`s3`]).
+///   the one exception; see `s3`).
 /// - **Exact reads.** [`read`](Backend::read) and
 ///   [`read_range`](Backend::read_range) return exactly the stored bytes or
 ///   an error: [`BackendError::NotFound`] for a missing object,
@@ -225,7 +225,7 @@ impl BackendError {
 ///   once.
 /// - **Errors say whether to retry** ([`BackendError::is_retryable`]): only
 ///   `Transient` errors may go away by trying again. Implementations do not
-///   retry by themselves; [`retry::RetryBackend`] does, and reads the
+///   retry by themselves; `retry::RetryBackend` does, and reads the
 ///   answers of a retried call with its history in mind (see `remove`).
 ///
 /// The trait has no default methods, so a wrapper has to say for each method
@@ -261,7 +261,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Removes an object; removing a missing object is `NotFound`. A caller
     /// that retries a `remove` whose earlier attempt failed transiently may
     /// take `NotFound` as done (that attempt may have removed it);
-    /// [`retry::RetryBackend`] does exactly that.
+    /// `retry::RetryBackend` does exactly that.
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError>;
 
     /// The object's size, or `None` when it does not exist. Works on archived
@@ -512,8 +512,8 @@ pub fn open_location(location: &str) -> Result<std::sync::Arc<dyn Backend>, Back
 
 /// Opens a repository location: a folder path, `local:PATH`,
 /// `s3://BUCKET[/PREFIX]` (AWS) or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`.
-/// S3 backends come wrapped in retries ([`retry::RetryBackend`]); speed
-/// limits ([`limiter::LimitBackend`]) wrap any backend when set.
+/// S3 backends come wrapped in retries (`retry::RetryBackend`); speed
+/// limits (`limiter::LimitBackend`) wrap any backend when set.
 pub fn open_location_with(location: &str, opts: &BackendOptions) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
     use std::sync::Arc;
     if location.starts_with("s3:") {

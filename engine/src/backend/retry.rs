@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
-/// How a [`RetryBackend`] retries.
+/// How a `RetryBackend` retries.
 #[derive(Debug, Clone)]
 pub struct RetryOptions {
     /// Attempts per call, the first included (default 8; 1 = no retries).

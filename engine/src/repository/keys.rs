@@ -29,8 +29,8 @@ pub struct KeyFile {
 
 impl KeyFile {
     /// Wraps `master` under `password`. Parameters outside
-    /// [`KdfParams::check_bounds`] fail with [`CryptoError::KdfOutOfBounds`]
-    /// (checked by [`crypto::derive_kek`]), so no key object that readers would
+    /// [`KdfParams::check_bounds`] fail with `CryptoError::KdfOutOfBounds`
+    /// (checked by `crypto::derive_kek`), so no key object that readers would
     /// refuse is ever made.
     pub fn wrap(
         master: &MasterKey,

@@ -131,7 +131,7 @@ impl S3Options {
     /// threshold below which objects go up whole.
     pub const MAX_MULTIPART_THRESHOLD: u64 = 5 * GIB;
 
-    /// Checks the numbers against the limits above. [`super::S3Backend::open`]
+    /// Checks the numbers against the limits above. `super::S3Backend::open`
     /// calls this and refuses options that fail it, rather than quietly
     /// using other numbers than the ones asked for.
     pub fn validate(&self) -> Result<(), S3OptionsError> {

@@ -1,12 +1,12 @@
 //! Shared machinery: finding (and building) the `cairn` binary, running it
-//! with a clean environment and a time limit, test repositories, and file
-//! trees with a manifest (content hash + metadata) to compare them by.
+//! with a clean environment and a time limit, test repositories, and sample
+//! file trees. Manifests of trees (content hash + metadata) to compare them
+//! by come from `cairn_test_support::tree`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub use cairn_test_support::tree::{assert_same_tree, entry, hash_file, manifest, regular_files, under, Entry};
 
 /// The password of every test repository (unless a test says otherwise).
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -484,127 +486,6 @@ pub fn sample_tree(root: &Path, big: bool) {
     if big {
         write(&root.join("data/big.bin"), Rng::new(42).bytes(BIG_FILE_SIZE));
     }
-}
-
-/// What is compared between a source tree and its restored copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    File {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        size: u64,
-        mtime_ns: i128,
-        blake3: String,
-    },
-    Dir {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        mtime_ns: i128,
-    },
-    Symlink {
-        target: PathBuf,
-        mtime_ns: i128,
-    },
-    /// FIFOs, sockets, devices: the whole st_mode (type and permissions).
-    Other {
-        mode: u32,
-        mtime_ns: i128,
-    },
-}
-
-pub fn hash_file(path: &Path) -> String {
-    let mut h = blake3::Hasher::new();
-    let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    std::io::copy(&mut f, &mut h).expect("hashing");
-    h.finalize().to_hex().to_string()
-}
-
-fn mtime_ns(m: &fs::Metadata) -> i128 {
-    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-}
-
-pub fn entry(path: &Path) -> Entry {
-    let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        Entry::Symlink {
-            target: fs::read_link(path).expect("readlink"),
-            mtime_ns: mtime_ns(&m),
-        }
-    } else if ft.is_dir() {
-        Entry::Dir {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            mtime_ns: mtime_ns(&m),
-        }
-    } else if ft.is_file() {
-        Entry::File {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: m.len(),
-            mtime_ns: mtime_ns(&m),
-            blake3: hash_file(path),
-        }
-    } else {
-        Entry::Other {
-            mode: m.mode(),
-            mtime_ns: mtime_ns(&m),
-        }
-    }
-}
-
-/// Every entry under `root` (root itself as ""), by relative path.
-pub fn manifest(root: &Path) -> BTreeMap<PathBuf, Entry> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let e = entry(&abs);
-        if matches!(e, Entry::Dir { .. }) {
-            for d in fs::read_dir(&abs).expect("read_dir") {
-                stack.push(rel.join(d.expect("dir entry").file_name()));
-            }
-        }
-        out.insert(rel, e);
-    }
-    out
-}
-
-/// Asserts two manifests are equal, naming the first difference.
-pub fn assert_same_tree(expected: &BTreeMap<PathBuf, Entry>, actual: &BTreeMap<PathBuf, Entry>) {
-    for (p, e) in expected {
-        match actual.get(p) {
-            None => panic!("{} is missing from the restored tree", p.display()),
-            Some(a) => assert_eq!(a, e, "{} differs after restore (left: restored)", p.display()),
-        }
-    }
-    for p in actual.keys() {
-        assert!(
-            expected.contains_key(p),
-            "{} was restored but is not in the source",
-            p.display()
-        );
-    }
-}
-
-/// Where restore puts the snapshot path `abs` under `target`.
-pub fn under(target: &Path, abs: &Path) -> PathBuf {
-    target.join(abs.strip_prefix("/").expect("an absolute path"))
-}
-
-/// Regular files under `root`: (relative path, size).
-pub fn regular_files(root: &Path) -> BTreeMap<PathBuf, u64> {
-    manifest(root)
-        .into_iter()
-        .filter_map(|(p, e)| match e {
-            Entry::File { size, .. } => Some((p, size)),
-            _ => None,
-        })
-        .collect()
 }
 
 pub fn is_root() -> bool {

@@ -23,20 +23,17 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// No single cairn run in this suite should come near this.
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// The `cairn` binary under test.
 ///
-/// `CAIRN_BIN` names it explicitly (and nothing is built). Otherwise it is
-/// `<target dir>/debug/cairn`, and `cargo build -p cairn-cli` runs once per
-/// test process first: that builds it when missing, and also when cli/ or
-/// engine/ changed since the last build, so the suite never tests a stale
-/// binary (when it is up to date, cargo returns at once).
+/// `CAIRN_BIN` names it explicitly (and nothing is built). Otherwise cargo
+/// runs, once per test process, the build that `scripts/test-all.sh` runs
+/// before the tests (`cargo build --workspace --all-targets`, in the profile
+/// this test was built in) and says where it put `cairn`. Right after that
+/// build it only checks that everything is fresh (a second or so), so the
+/// tests wait for no compiling; when cli/ or engine/ changed since, it
+/// rebuilds them, so the suite never tests a stale binary. A narrower build
+/// (`-p cairn-cli`) would resolve dependency features differently from the
+/// workspace build and compile the AWS and TLS stack a second time.
 pub fn cairn_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -45,33 +42,95 @@ pub fn cairn_bin() -> &'static Path {
             assert!(p.is_file(), "CAIRN_BIN={} is not a file", p.display());
             return p;
         }
-        let root = workspace_root();
-        let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-            Some(t) if t.is_absolute() => t,
-            Some(t) => root.join(t),
-            None => root.join("target"),
-        };
-        let bin = target.join("debug").join("cairn");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "cairn-cli", "--bin", "cairn"])
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running cargo build -p cairn-cli");
-        assert!(
-            out.status.success(),
-            "cargo build -p cairn-cli failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            bin.is_file(),
-            "cargo build succeeded but {} does not exist",
-            bin.display()
-        );
-        bin
+        build_workspace()
     })
+}
+
+/// `cargo build --workspace --all-targets` in this test's profile; returns
+/// the `cairn` executable cargo reports.
+fn build_workspace() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // What cargo set for this test (CARGO_PKG_NAME=cairn-tests, ...) must not
+    // reach the build: build scripts such as ring's rerun when those change,
+    // so the build would redo ring, rustls and all above them, and the next
+    // build from a shell would redo them again.
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(set_by_cargo_for_this_test) {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args([
+        "build",
+        "--workspace",
+        "--all-targets",
+        "--message-format=json-render-diagnostics",
+    ]);
+    cmd.args(profile_args());
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "cairn"
+                && m["target"]["kind"] == serde_json::json!(["bin"])
+                && m["profile"]["test"] == false
+        })
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("{what} reported no cairn executable"));
+    assert!(bin.is_file(), "{what} reported {}, which does not exist", bin.display());
+    bin
+}
+
+/// Whether cargo sets `name` for the crate it runs (here: this test), as
+/// opposed to the user setting it for cargo (CARGO_TARGET_DIR, CARGO_HOME).
+fn set_by_cargo_for_this_test(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_", "CARGO_FEATURE_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
+}
+
+/// The cargo flags for the profile this test binary was built in: it is
+/// `<target>/<profile folder>/deps/e2e-HASH`, and the tests of the `dev`
+/// and `test` profiles run binaries of `dev` (folder `debug`).
+fn profile_args() -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let folder = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|f| f.to_str());
+    match folder {
+        None | Some("debug") => vec![],
+        Some("release") => vec!["--release".into()],
+        Some(other) => vec!["--profile".into(), other.into()],
+    }
 }
 
 /// One finished run of the binary.

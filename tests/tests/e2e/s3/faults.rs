@@ -34,7 +34,6 @@ fn s3_faults_backup_and_restore_through_a_failing_proxy_retry_and_stay_bit_ident
     ];
     let backup_log = root.path().join("backup-proxy.log");
     let restore_log = root.path().join("restore-proxy.log");
-    let log = |p: &Path| fs::read_to_string(p).unwrap_or_default();
     let backup_proxy = Proxy::start(&sw.endpoint, &[&["--seed", "3"][..], &faults[..]].concat(), &backup_log);
     let restore_proxy = Proxy::start(
         &sw.endpoint,
@@ -64,21 +63,7 @@ fn s3_faults_backup_and_restore_through_a_failing_proxy_retry_and_stay_bit_ident
         .cairn()
         .args(["-r", "flaky-backup", "--json", "backup", &s(&src)])
         .run();
-    assert_eq!(
-        r.code(),
-        Some(0),
-        "backup through the proxy failed\n{r}\n{}",
-        log(&backup_log)
-    );
-    let out = r.json();
-    let stats = backup_proxy.stats();
-    eprintln!("backup through the proxy: {stats}, retries {}", out["retries"]);
-    assert!(u64_at(&stats, "/faults") > 0, "{stats}");
-    assert!(
-        u64_at(&out, "/retries") > 0,
-        "the faults caused no retries: {out:#}\n{stats}\n{}",
-        log(&backup_log)
-    );
+    let out = survived_faults("backup", &r, &backup_proxy, &backup_log);
     assert_eq!(u64_at(&out, "/summary/errors"), 0, "{out:#}");
 
     // What the faulty backup stored is whole (read directly).
@@ -99,21 +84,7 @@ fn s3_faults_backup_and_restore_through_a_failing_proxy_retry_and_stay_bit_ident
         ])
         .arg(&target)
         .run();
-    assert_eq!(
-        r.code(),
-        Some(0),
-        "restore through the proxy failed\n{r}\n{}",
-        log(&restore_log)
-    );
-    let out = r.json();
-    let stats = restore_proxy.stats();
-    eprintln!("restore through the proxy: {stats}, retries {}", out["retries"]);
-    assert!(u64_at(&stats, "/faults") > 0, "{stats}");
-    assert!(
-        u64_at(&out, "/retries") > 0,
-        "the faults caused no retries: {out:#}\n{stats}\n{}",
-        log(&restore_log)
-    );
+    survived_faults("restore", &r, &restore_proxy, &restore_log);
     assert_same_tree(&expected, &manifest(&under(&target, &src)));
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -181,4 +152,21 @@ fn s3_faults_a_lost_answer_to_a_multipart_completion_is_retried_into_the_stored_
         .args(["-r", "direct", "restore", "latest", "--target", &s(&target)])
         .json();
     assert_same_tree(&expected, &manifest(&under(&target, &src)));
+}
+
+/// Asserts that `r`, a command through `proxy`, succeeded although the proxy
+/// injected faults, and that cairn retried; returns its JSON output.
+fn survived_faults(what: &str, r: &Run, proxy: &Proxy, log: &Path) -> Value {
+    let log = || fs::read_to_string(log).unwrap_or_default();
+    assert_eq!(r.code(), Some(0), "{what} through the proxy failed\n{r}\n{}", log());
+    let out = r.json();
+    let stats = proxy.stats();
+    eprintln!("{what} through the proxy: {stats}, retries {}", out["retries"]);
+    assert!(u64_at(&stats, "/faults") > 0, "{stats}");
+    assert!(
+        u64_at(&out, "/retries") > 0,
+        "the faults caused no retries: {out:#}\n{stats}\n{}",
+        log()
+    );
+    out
 }

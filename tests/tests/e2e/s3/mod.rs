@@ -110,6 +110,18 @@ fn mb_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
 }
 
+/// Asserts that a command stopped with 14 ("retrieval pending") and did
+/// not take archived data for damage; returns the run.
+fn assert_pending(r: &Run) -> &Run {
+    assert_eq!(
+        r.code(),
+        Some(14),
+        "expected 14 (retrieval pending), not a failure\n{r}"
+    );
+    assert_no_damage_reported(r);
+    r
+}
+
 /// Asserts that a failed or pending command never took archived data for
 /// damaged data.
 fn assert_no_damage_reported(r: &Run) {

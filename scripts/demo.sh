@@ -10,8 +10,14 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 echo "==> building cairn (release)"
-cargo build --release -q -p cairn-cli
-CAIRN="$PWD/target/release/cairn"
+# Cargo says where it put the binary: CARGO_TARGET_DIR, a target-dir or a
+# default target in a cargo config all move it away from ./target/release.
+BUILD=$(cargo build --release -q -p cairn-cli --bin cairn --message-format=json-render-diagnostics)
+CAIRN=$(sed -n 's/.*"executable":"\([^"]*\/cairn\)".*/\1/p' <<<"$BUILD" | tail -n 1)
+if [[ ! -x $CAIRN ]]; then
+    echo "cargo build did not say where it put the cairn binary" >&2
+    exit 1
+fi
 
 WORK="$(mktemp -d -t cairn-demo.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT

@@ -24,4 +24,8 @@ else
 fi
 
 echo "==> tests"
+# The end-to-end tests run the `cairn` that the build above made (they ask
+# cargo for the same build, which finds nothing to do). target/ holds the
+# servers' settings and this log even when CARGO_TARGET_DIR is elsewhere.
+mkdir -p target
 cargo test --workspace -q 2>&1 | tee target/test-output.txt

@@ -5,16 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
-use cairn_engine::crypto::KdfParams;
 use cairn_engine::ChunkerParams;
-use cairn_engine::{
-    backup, restore, BackupOptions, BackupSource, InitOptions, MemoryBackend, Repository, RestoreOptions,
-};
+use cairn_engine::{backup, restore, BackupOptions, BackupSource, MemoryBackend, Repository, RestoreOptions};
 use cairn_engine::{RestoreError, RetrievalOptions};
+use cairn_test_support::engine::cheap_init;
+use cairn_test_support::tree::{assert_same_tree, manifest, under};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Glacier {
@@ -54,11 +54,12 @@ impl ArchiveBackend {
 }
 
 impl Backend for ArchiveBackend {
-    fn location(&self) -> String {
-        "archive-test".into()
-    }
     fn create(&self) -> Result<(), BackendError> {
         self.inner.create()
+    }
+
+    fn location(&self) -> String {
+        "archive-test".into()
     }
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         self.inner.list(kind)
@@ -123,21 +124,12 @@ fn setup(
     let repo = Repository::init(
         backend.clone(),
         b"pw",
-        InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            chunker: Some(ChunkerParams {
-                seed: 1,
-                min_size: 16 * 1024,
-                avg_size: 64 * 1024,
-                max_size: 256 * 1024,
-            }),
-            pack_size: 1 << 20,
-            ..Default::default()
-        },
+        cheap_init(ChunkerParams {
+            seed: 1,
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 256 * 1024,
+        }),
     )
     .unwrap();
     let src = tempfile::tempdir().unwrap();
@@ -158,12 +150,9 @@ fn setup(
     (backend, repo, src, snap)
 }
 
-fn same_tree(src: &std::path::Path, target: &std::path::Path) {
-    for i in 0..4 {
-        let rel = src.join(format!("f{i}"));
-        let restored = target.join(rel.strip_prefix("/").unwrap());
-        assert_eq!(std::fs::read(&rel).unwrap(), std::fs::read(&restored).unwrap());
-    }
+/// The restore under `target` is the backed-up tree `src`, entry by entry.
+fn same_tree(src: &Path, target: &Path) {
+    assert_same_tree(&manifest(src), &manifest(&under(target, src)));
 }
 
 #[test]

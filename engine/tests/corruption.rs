@@ -4,9 +4,7 @@
 //! restore that succeeds must produce exactly the original files.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,63 +17,23 @@ use cairn_engine::{
     RestoreOptions, Snapshot, SnapshotId,
 };
 use cairn_engine::{check, CheckOptions, CheckReport};
+use cairn_test_support::engine as support;
+use cairn_test_support::pseudo_random;
+use cairn_test_support::tree::{copy_dir, manifest, Manifest};
 use tempfile::TempDir;
 
 const PASSWORD: &[u8] = b"corruption-test-password";
 
 fn cheap_init() -> InitOptions {
     InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: Some(ChunkerParams {
+        compression_level: 1,
+        ..support::cheap_init(ChunkerParams {
             seed: 7,
             min_size: 4096,
             avg_size: 16384,
             max_size: 65536,
-        }),
-        compression_level: 1,
-        pack_size: 1024 * 1024,
-    }
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
         })
-        .collect()
-}
-
-/// What a restore must reproduce: relative path -> (kind, content or target).
-type Expected = BTreeMap<Vec<u8>, (&'static str, Vec<u8>)>;
-
-fn describe(root: &Path) -> Expected {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
-            let v = if m.file_type().is_symlink() {
-                ("symlink", fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec())
-            } else if m.is_dir() {
-                stack.push(p.clone());
-                ("dir", Vec::new())
-            } else {
-                ("file", fs::read(&p).unwrap())
-            };
-            out.insert(rel, v);
-        }
     }
-    out
 }
 
 /// A small repository with one snapshot, made fresh for each test.
@@ -83,7 +41,7 @@ struct Fixture {
     _src_parent: TempDir,
     repo_dir: TempDir,
     src: PathBuf,
-    expected: Expected,
+    expected: Manifest,
     snapshot_id: SnapshotId,
     master: MasterKey,
 }
@@ -117,7 +75,7 @@ impl Fixture {
         )
         .unwrap();
         assert!(out.skipped.is_empty());
-        let expected = describe(&src);
+        let expected = manifest(&src);
         Self {
             _src_parent: src_parent,
             repo_dir,
@@ -155,19 +113,6 @@ impl Fixture {
         }
         out.sort();
         out
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            fs::copy(e.path(), &dst).unwrap();
-        }
     }
 }
 
@@ -280,7 +225,7 @@ fn observe(fx: &Fixture, dir: &Path, master: Option<&MasterKey>, what: &str) -> 
             );
             out.restore = Some(match r {
                 Ok(_) => {
-                    let got = describe(&target.path().join("src"));
+                    let got = manifest(&target.path().join("src"));
                     assert!(
                         got == fx.expected,
                         "{what}: restore succeeded but produced different files (wrong data returned)"

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use cairn_engine::blob::{self, Aad, BlobType, Compression};
 use cairn_engine::chunker::ChunkBuffer;
-use cairn_engine::crypto::{KdfParams, MasterKey};
+use cairn_engine::crypto::MasterKey;
 use cairn_engine::index::{Index, IndexBlob, IndexFile, IndexPack};
 use cairn_engine::pack::{self, Packer};
 use cairn_engine::ChunkerParams;
 use cairn_engine::Stream;
 use cairn_engine::{
-    backup, restore, BackupOptions, BackupSource, InitOptions, MemoryBackend, Repository, RestoreOptions, SourceKind,
+    backup, restore, BackupOptions, BackupSource, MemoryBackend, Repository, RestoreOptions, SourceKind,
 };
+use cairn_test_support::engine::cheap_init;
 use proptest::prelude::*;
 
 fn params(seed: u64) -> ChunkerParams {
@@ -70,12 +71,7 @@ proptest! {
 
     #[test]
     fn stream_backup_restores_identically(data in proptest::collection::vec(any::<u8>(), 0..300_000), seed: u64) {
-        let repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", InitOptions {
-            kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-            chunker: Some(params(seed)),
-            pack_size: 1 << 20,
-            ..Default::default()
-        }).unwrap();
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", cheap_init(params(seed))).unwrap();
         let src = BackupSource::Stream {
             stream: Stream::from_reader(Box::new(std::io::Cursor::new(data.clone()))),
             filename: "dump.sql".into(),

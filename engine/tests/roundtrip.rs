@@ -1,111 +1,16 @@
 //! Backup and restore of a tree full of edge cases, compared entry by entry.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::sync::Arc;
 
-use cairn_engine::crypto::KdfParams;
-use cairn_engine::ChunkerParams;
-use cairn_engine::{
-    backup, restore, BackupOptions, BackupSource, InitOptions, LocalBackend, Repository, RestoreOptions,
-};
-
-const CHUNK: ChunkerParams = ChunkerParams {
-    seed: 42,
-    min_size: 64 * 1024,
-    avg_size: 256 * 1024,
-    max_size: 1024 * 1024,
-};
-
-fn cheap_init() -> InitOptions {
-    InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: Some(CHUNK),
-        ..Default::default()
-    }
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Everything about an entry that a restore must reproduce.
-#[derive(Debug, PartialEq)]
-struct Seen {
-    kind: &'static str,
-    mode: u32,
-    mtime: i64,
-    content: Option<[u8; 32]>,
-    link: Option<Vec<u8>>,
-    inode_group: Option<usize>,
-}
-
-fn describe(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
-    let mut out = BTreeMap::new();
-    let mut inodes: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let mut names: Vec<_> = fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
-        names.sort();
-        for p in names {
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
-            let ft = m.file_type();
-            let (kind, content, link) = if ft.is_symlink() {
-                (
-                    "symlink",
-                    None,
-                    Some(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
-                )
-            } else if ft.is_dir() {
-                stack.push(p.clone());
-                ("dir", None, None)
-            } else {
-                ("file", Some(*blake3::hash(&fs::read(&p).unwrap()).as_bytes()), None)
-            };
-            let inode_group = if ft.is_file() && m.nlink() > 1 {
-                let n = inodes.len();
-                Some(*inodes.entry(m.ino()).or_insert(n))
-            } else {
-                None
-            };
-            let mtime = if ft.is_dir() {
-                0
-            } else {
-                m.mtime() * 1_000_000_000 + m.mtime_nsec()
-            };
-            out.insert(
-                rel,
-                Seen {
-                    kind,
-                    mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
-                    mtime,
-                    content,
-                    link,
-                    inode_group,
-                },
-            );
-        }
-    }
-    out
-}
+use cairn_engine::{backup, restore, BackupOptions, BackupSource, LocalBackend, Repository, RestoreOptions};
+use cairn_test_support::engine::{cheap_init, CHUNKER as CHUNK};
+use cairn_test_support::pseudo_random;
+use cairn_test_support::tree::{assert_same_tree, manifest};
 
 #[test]
 fn restore_reproduces_edge_cases_exactly() {
@@ -150,7 +55,7 @@ fn restore_reproduces_edge_cases_exactly() {
     fs::set_permissions(src.join("empty-dir"), fs::Permissions::from_mode(0o700)).unwrap();
 
     let repo_dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init(CHUNK)).unwrap();
     let out = backup(&repo, BackupSource::Paths(vec![src.clone()]), &BackupOptions::default()).unwrap();
     assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     let snap = repo.load_snapshot(&out.id.unwrap()).unwrap();
@@ -170,7 +75,7 @@ fn restore_reproduces_edge_cases_exactly() {
     .unwrap();
     assert!(summary.files_verified > 0);
     let restored = target.path().join("src");
-    assert_eq!(describe(&src), describe(&restored));
+    assert_same_tree(&manifest(&src), &manifest(&restored));
     // The sparse file came back sparse: far fewer blocks than its size.
     let m = fs::metadata(restored.join("sparse.img")).unwrap();
     assert_eq!(m.len(), 2 * 1024 * 1024 * 1024);
@@ -202,7 +107,7 @@ fn second_backup_reads_nothing_unchanged_and_follows_hard_links_across_paths() {
     };
     snapdir("night-1");
     let repo_dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init(CHUNK)).unwrap();
     let paths = vec![src.path().join("snapshots")];
     let first = backup(&repo, BackupSource::Paths(paths.clone()), &BackupOptions::default()).unwrap();
     assert_eq!(first.snapshot.summary.files_new, 2);
@@ -227,7 +132,7 @@ fn dry_run_writes_nothing() {
     let src = tempfile::tempdir().unwrap();
     fs::write(src.path().join("f"), pseudo_random(500_000, 9)).unwrap();
     let repo_dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init()).unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init(CHUNK)).unwrap();
     let opts = BackupOptions {
         dry_run: true,
         ..Default::default()

@@ -15,8 +15,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,118 +25,12 @@ use cairn_engine::backend::{
     open_location_with, suite, ArchiveState, Backend, BackendError, BackendOptions, ObjectKind, RetrievalRequest,
     RetrievalTier,
 };
-use cairn_engine::crypto::KdfParams;
-use cairn_engine::ChunkerParams;
-use cairn_engine::{backup, restore, BackupOptions, BackupSource, InitOptions, Repository, RestoreOptions};
+use cairn_engine::{backup, restore, BackupOptions, BackupSource, Repository, RestoreOptions};
+use cairn_test_support::engine::{cheap_init, CHUNKER, MIB};
+use cairn_test_support::pseudo_random;
+use cairn_test_support::s3::{creds_file, moto, moto_restores, seaweed, skipped, unique, Server};
+use cairn_test_support::tree::{assert_same_tree, manifest};
 use rayon::prelude::*;
-
-const MIB: usize = 1024 * 1024;
-
-/// One server's settings, from the environment that `scripts/s3-servers.sh` writes.
-struct Server {
-    endpoint: String,
-    bucket: String,
-    key: String,
-    secret: String,
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: the S3 tests need their servers. Run `scripts/s3-servers.sh start`, then \
-             `set -a; . target/s3-servers.env; set +a` before `cargo test` (scripts/test-all.sh does both), or set \
-             CAIRN_SKIP_S3=1 to skip these tests"
-        )
-    })
-}
-
-fn skipped() -> bool {
-    static NOTICE: std::sync::Once = std::sync::Once::new();
-    if std::env::var("CAIRN_SKIP_S3").is_ok_and(|v| v == "1") {
-        // Straight to the process's standard error: the test harness
-        // captures eprintln! of passing tests, and this must be seen.
-        NOTICE.call_once(|| {
-            let _ = std::io::stderr().write_all(
-                b"\n**********************************************************************\n\
-                  SKIPPED: S3 tests need a server (CAIRN_SKIP_S3=1); nothing was tested\n\
-                  **********************************************************************\n",
-            );
-        });
-        return true;
-    }
-    false
-}
-
-/// SeaweedFS, or `None` when the S3 tests are skipped.
-fn seaweed() -> Option<Server> {
-    if skipped() {
-        return None;
-    }
-    Some(Server {
-        endpoint: env("CAIRN_TEST_S3_ENDPOINT"),
-        bucket: env("CAIRN_TEST_S3_BUCKET"),
-        key: env("CAIRN_TEST_S3_KEY"),
-        secret: env("CAIRN_TEST_S3_SECRET"),
-    })
-}
-
-/// moto (accepts any credentials), or `None` when the S3 tests are skipped.
-fn moto() -> Option<Server> {
-    if skipped() {
-        return None;
-    }
-    Some(Server {
-        endpoint: env("CAIRN_TEST_MOTO_ENDPOINT"),
-        bucket: std::env::var("CAIRN_TEST_MOTO_BUCKET").unwrap_or_else(|_| env("CAIRN_TEST_S3_BUCKET")),
-        key: "test".into(),
-        secret: "test".into(),
-    })
-}
-
-/// A fresh prefix per test run, so tests share a bucket without meeting.
-fn unique(test: &str) -> String {
-    let mut r = [0u8; 6];
-    cairn_engine::crypto::random_bytes(&mut r).unwrap();
-    format!("tests/{test}-{}", hex::encode(r))
-}
-
-/// A credentials file in the `key=value` format; kept alive by the caller.
-fn creds_file(key: &str, secret: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(f, "aws_access_key_id={key}\naws_secret_access_key={secret}").unwrap();
-    f
-}
-
-impl Server {
-    fn location(&self, prefix: &str) -> String {
-        format!("s3:{}/{}/{}", self.endpoint, self.bucket, prefix)
-    }
-
-    /// Options with this server's credentials (from a file, as a user would
-    /// give them) and `tune` applied.
-    fn options(&self, tune: impl FnOnce(&mut S3Options)) -> (S3Options, tempfile::NamedTempFile) {
-        let f = creds_file(&self.key, &self.secret);
-        let mut o = S3Options {
-            credentials: S3Credentials::File(f.path().to_path_buf()),
-            ..Default::default()
-        };
-        tune(&mut o);
-        (o, f)
-    }
-
-    fn backend(&self, prefix: &str, tune: impl FnOnce(&mut S3Options)) -> S3Backend {
-        let (o, _f) = self.options(tune);
-        S3Backend::open(&self.location(prefix), &o).unwrap()
-    }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut h = blake3::Hasher::new();
-    h.update(&seed.to_le_bytes());
-    h.finalize_xof().fill(&mut out);
-    out
-}
 
 fn pack_name(i: u32) -> String {
     hex::encode(blake3::hash(&i.to_le_bytes()).as_bytes())
@@ -320,7 +212,7 @@ fn a_missing_bucket_is_denied_and_named() {
         }
     }
     // Repository::init fails the same way, before writing anything.
-    let e = Repository::init(Arc::new(b), b"pw", cheap_init()).err().unwrap();
+    let e = Repository::init(Arc::new(b), b"pw", cheap_init(CHUNKER)).err().unwrap();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
 
@@ -413,45 +305,6 @@ fn an_unreachable_server_is_transient_and_retries_are_counted() {
     assert_eq!(opts.retry.counter.load(Ordering::Relaxed), 2);
 }
 
-const CHUNK: ChunkerParams = ChunkerParams {
-    seed: 42,
-    min_size: 64 * 1024,
-    avg_size: 256 * 1024,
-    max_size: 1024 * 1024,
-};
-
-fn cheap_init() -> InitOptions {
-    InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        chunker: Some(CHUNK),
-        pack_size: 1024 * 1024,
-        ..Default::default()
-    }
-}
-
-/// Every regular file under `root` by relative path, with its content.
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.push((rel, fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_repository_round_trips_through_s3() {
     let Some(s) = seaweed() else { return };
@@ -469,7 +322,12 @@ fn a_repository_round_trips_through_s3() {
         ..Default::default()
     };
     let location = s.location(&unique("repo"));
-    let repo = Repository::init(open_location_with(&location, &opts).unwrap(), b"pw", cheap_init()).unwrap();
+    let repo = Repository::init(
+        open_location_with(&location, &opts).unwrap(),
+        b"pw",
+        cheap_init(CHUNKER),
+    )
+    .unwrap();
     let out = backup(
         &repo,
         BackupSource::Paths(vec![tree.clone()]),
@@ -498,13 +356,14 @@ fn a_repository_round_trips_through_s3() {
     )
     .unwrap();
     assert!(summary.files_verified >= 4);
-    assert_eq!(files(&tree), files(&target.path().join("tree")));
+    assert_same_tree(&manifest(&tree), &manifest(&target.path().join("tree")));
     assert_eq!(opts.retries(), 0);
 }
 
 #[test]
 fn archived_data_packs_on_moto_are_retrieved_before_reading() {
     let Some(m) = moto() else { return };
+    let restores = moto_restores(&m);
     let b = m.backend(&unique("glacier"), |o| o.data_storage_class = DataStorageClass::Glacier);
     let pack = pack_name(3);
     let data = pseudo_random(100_000, 5);
@@ -586,8 +445,7 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
     // looked at): Retrieving, still refused, then Readable.
     let slow = pack_name(4);
     b.write(ObjectKind::DataPack, &slow, &data).unwrap();
-    moto_restore_progression(&m, r#"{"progression":"manual","times":3}"#).unwrap();
-    let _reset = ImmediateRestoresAgain(&m);
+    restores.manual(3);
     b.request_retrieval(
         ObjectKind::DataPack,
         &slow,
@@ -619,38 +477,6 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
         assert!(polls < 20, "the retrieval never finished");
     }
     assert_eq!(b.read(ObjectKind::DataPack, &slow).unwrap(), data);
-}
-
-/// Puts moto back to finishing restores at once, even when a test fails.
-struct ImmediateRestoresAgain<'a>(&'a Server);
-
-impl Drop for ImmediateRestoresAgain<'_> {
-    fn drop(&mut self) {
-        let _ = moto_restore_progression(self.0, r#"{"progression":"immediate"}"#);
-    }
-}
-
-/// Sets how moto advances restores (its state-manager API), by a plain HTTP
-/// request.
-fn moto_restore_progression(m: &Server, transition: &str) -> Result<(), String> {
-    use std::io::Read;
-    let host = m.endpoint.trim_start_matches("http://");
-    let body = format!(r#"{{"model_name":"s3::keyrestore","transition":{transition}}}"#);
-    let mut c = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
-    write!(
-        c,
-        "POST /moto-api/state-manager/set-transition HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    c.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-    if answer.starts_with("HTTP/1.1 20") || answer.starts_with("HTTP/1.0 20") {
-        Ok(())
-    } else {
-        Err(answer)
-    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -156,13 +157,7 @@ fn ls_lists_every_entry_with_its_metadata() {
 
     // The long listing: mode string, size and path on one line.
     let long = f.cairn().args(["ls", "-l", "latest"]).ok().stdout();
-    let line_of = |rel: &str| {
-        let p = s(&src.join(rel));
-        long.lines()
-            .find(|l| l.ends_with(&format!(" {p}")))
-            .unwrap_or_else(|| panic!("no line for {p} in:\n{long}"))
-            .to_string()
-    };
+    let line_of = |rel: &str| line_for(&long, &src.join(rel));
     let run = line_of("bin/run.sh");
     assert!(run.starts_with("-rwxr-xr-x"), "{run}");
     let size = fs::metadata(src.join("bin/run.sh")).unwrap().len().to_string();
@@ -198,17 +193,20 @@ fn ls_long_shows_setgid_and_sticky_bits() {
     sample_tree(&src, false);
     f.backup(&[&s(&src)]);
     let long = f.cairn().args(["ls", "-l", "latest"]).ok().stdout();
-    let line_of = |rel: &str| {
-        let p = s(&src.join(rel));
-        long.lines()
-            .find(|l| l.ends_with(&format!(" {p}")))
-            .unwrap_or_else(|| panic!("no line for {p} in:\n{long}"))
-            .to_string()
-    };
+    let line_of = |rel: &str| line_for(&long, &src.join(rel));
     let tool = line_of("shared/setgid-tool");
     assert!(tool.starts_with("-rwxr-sr-x"), "mode 2755 is -rwxr-sr-x: {tool}");
     let drop = line_of("shared/drop");
     assert!(drop.starts_with("drwxrwxrwt"), "mode 1777 is drwxrwxrwt: {drop}");
     let pipe = line_of("pipe");
     assert!(pipe.starts_with("prw-r-----"), "{pipe}");
+}
+
+/// The line of `ls -l` output that ends with `path`.
+fn line_for(long: &str, path: &Path) -> String {
+    let p = s(path);
+    long.lines()
+        .find(|l| l.ends_with(&format!(" {p}")))
+        .unwrap_or_else(|| panic!("no line for {p} in:\n{long}"))
+        .to_string()
 }

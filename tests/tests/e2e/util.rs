@@ -1,12 +1,12 @@
 //! Shared machinery: finding (and building) the `cairn` binary, running it
-//! with a clean environment and a time limit, test repositories, and file
-//! trees with a manifest (content hash + metadata) to compare them by.
+//! with a clean environment and a time limit, test repositories, and sample
+//! file trees. Manifests of trees (content hash + metadata) to compare them
+//! by come from `cairn_test_support::tree`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -15,26 +15,25 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub use cairn_test_support::tree::{assert_same_tree, entry, hash_file, manifest, regular_files, under, Entry};
+
 /// The password of every test repository (unless a test says otherwise).
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// No single cairn run in this suite should come near this.
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// The `cairn` binary under test.
 ///
-/// `CAIRN_BIN` names it explicitly (and nothing is built). Otherwise it is
-/// `<target dir>/debug/cairn`, and `cargo build -p cairn-cli` runs once per
-/// test process first: that builds it when missing, and also when cli/ or
-/// engine/ changed since the last build, so the suite never tests a stale
-/// binary (when it is up to date, cargo returns at once).
+/// `CAIRN_BIN` names it explicitly (and nothing is built). Otherwise cargo
+/// runs, once per test process, the build that `scripts/test-all.sh` runs
+/// before the tests (`cargo build --workspace --all-targets`, in the profile
+/// this test was built in) and says where it put `cairn`. Right after that
+/// build it only checks that everything is fresh (a second or so), so the
+/// tests wait for no compiling; when cli/ or engine/ changed since, it
+/// rebuilds them, so the suite never tests a stale binary. A narrower build
+/// (`-p cairn-cli`) would resolve dependency features differently from the
+/// workspace build and compile the AWS and TLS stack a second time.
 pub fn cairn_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -43,33 +42,95 @@ pub fn cairn_bin() -> &'static Path {
             assert!(p.is_file(), "CAIRN_BIN={} is not a file", p.display());
             return p;
         }
-        let root = workspace_root();
-        let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-            Some(t) if t.is_absolute() => t,
-            Some(t) => root.join(t),
-            None => root.join("target"),
-        };
-        let bin = target.join("debug").join("cairn");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "cairn-cli", "--bin", "cairn"])
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running cargo build -p cairn-cli");
-        assert!(
-            out.status.success(),
-            "cargo build -p cairn-cli failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            bin.is_file(),
-            "cargo build succeeded but {} does not exist",
-            bin.display()
-        );
-        bin
+        build_workspace()
     })
+}
+
+/// `cargo build --workspace --all-targets` in this test's profile; returns
+/// the `cairn` executable cargo reports.
+fn build_workspace() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // What cargo set for this test (CARGO_PKG_NAME=cairn-tests, ...) must not
+    // reach the build: build scripts such as ring's rerun when those change,
+    // so the build would redo ring, rustls and all above them, and the next
+    // build from a shell would redo them again.
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(set_by_cargo_for_this_test) {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args([
+        "build",
+        "--workspace",
+        "--all-targets",
+        "--message-format=json-render-diagnostics",
+    ]);
+    cmd.args(profile_args());
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "cairn"
+                && m["target"]["kind"] == serde_json::json!(["bin"])
+                && m["profile"]["test"] == false
+        })
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("{what} reported no cairn executable"));
+    assert!(bin.is_file(), "{what} reported {}, which does not exist", bin.display());
+    bin
+}
+
+/// Whether cargo sets `name` for the crate it runs (here: this test), as
+/// opposed to the user setting it for cargo (CARGO_TARGET_DIR, CARGO_HOME).
+fn set_by_cargo_for_this_test(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_", "CARGO_FEATURE_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
+}
+
+/// The cargo flags for the profile this test binary was built in: it is
+/// `<target>/<profile folder>/deps/e2e-HASH`, and the tests of the `dev`
+/// and `test` profiles run binaries of `dev` (folder `debug`).
+fn profile_args() -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let folder = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|f| f.to_str());
+    match folder {
+        None | Some("debug") => vec![],
+        Some("release") => vec!["--release".into()],
+        Some(other) => vec!["--profile".into(), other.into()],
+    }
 }
 
 /// One finished run of the binary.
@@ -484,127 +545,6 @@ pub fn sample_tree(root: &Path, big: bool) {
     if big {
         write(&root.join("data/big.bin"), Rng::new(42).bytes(BIG_FILE_SIZE));
     }
-}
-
-/// What is compared between a source tree and its restored copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    File {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        size: u64,
-        mtime_ns: i128,
-        blake3: String,
-    },
-    Dir {
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        mtime_ns: i128,
-    },
-    Symlink {
-        target: PathBuf,
-        mtime_ns: i128,
-    },
-    /// FIFOs, sockets, devices: the whole st_mode (type and permissions).
-    Other {
-        mode: u32,
-        mtime_ns: i128,
-    },
-}
-
-pub fn hash_file(path: &Path) -> String {
-    let mut h = blake3::Hasher::new();
-    let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    std::io::copy(&mut f, &mut h).expect("hashing");
-    h.finalize().to_hex().to_string()
-}
-
-fn mtime_ns(m: &fs::Metadata) -> i128 {
-    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-}
-
-pub fn entry(path: &Path) -> Entry {
-    let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        Entry::Symlink {
-            target: fs::read_link(path).expect("readlink"),
-            mtime_ns: mtime_ns(&m),
-        }
-    } else if ft.is_dir() {
-        Entry::Dir {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            mtime_ns: mtime_ns(&m),
-        }
-    } else if ft.is_file() {
-        Entry::File {
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: m.len(),
-            mtime_ns: mtime_ns(&m),
-            blake3: hash_file(path),
-        }
-    } else {
-        Entry::Other {
-            mode: m.mode(),
-            mtime_ns: mtime_ns(&m),
-        }
-    }
-}
-
-/// Every entry under `root` (root itself as ""), by relative path.
-pub fn manifest(root: &Path) -> BTreeMap<PathBuf, Entry> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let e = entry(&abs);
-        if matches!(e, Entry::Dir { .. }) {
-            for d in fs::read_dir(&abs).expect("read_dir") {
-                stack.push(rel.join(d.expect("dir entry").file_name()));
-            }
-        }
-        out.insert(rel, e);
-    }
-    out
-}
-
-/// Asserts two manifests are equal, naming the first difference.
-pub fn assert_same_tree(expected: &BTreeMap<PathBuf, Entry>, actual: &BTreeMap<PathBuf, Entry>) {
-    for (p, e) in expected {
-        match actual.get(p) {
-            None => panic!("{} is missing from the restored tree", p.display()),
-            Some(a) => assert_eq!(a, e, "{} differs after restore (left: restored)", p.display()),
-        }
-    }
-    for p in actual.keys() {
-        assert!(
-            expected.contains_key(p),
-            "{} was restored but is not in the source",
-            p.display()
-        );
-    }
-}
-
-/// Where restore puts the snapshot path `abs` under `target`.
-pub fn under(target: &Path, abs: &Path) -> PathBuf {
-    target.join(abs.strip_prefix("/").expect("an absolute path"))
-}
-
-/// Regular files under `root`: (relative path, size).
-pub fn regular_files(root: &Path) -> BTreeMap<PathBuf, u64> {
-    manifest(root)
-        .into_iter()
-        .filter_map(|(p, e)| match e {
-            Entry::File { size, .. } => Some((p, size)),
-            _ => None,
-        })
-        .collect()
 }
 
 pub fn is_root() -> bool {

@@ -1,0 +1,352 @@
+//! moto: archive storage classes. Data packs in GLACIER are browsed
+//! without a retrieval, retrieved once when a restore or `check
+//! --read-data` needs them, and never taken for damage. moto's restore
+//! progression is global: each test holds `moto_restores` for its run.
+
+use std::time::{Duration, Instant};
+
+use cairn_test_support::s3::{moto, moto_restores};
+use serde_json::Value;
+
+use super::*;
+
+#[test]
+fn s3_moto_glacier_packs_browse_without_retrieval_and_restore_once_retrieved() {
+    let Some(m) = moto() else { return };
+    let restores = moto_restores(&m);
+    let (f, prefix) = archive_fixture(&m, "glacier");
+    let src = f.path("src");
+    s3_tree(&src);
+    let first = f.backup(&[&s(&src)]);
+
+    // Data packs went to GLACIER, everything else stayed STANDARD.
+    let objects = moto_objects(&m, &format!("{prefix}/"));
+    let data_prefix = format!("{prefix}/data/");
+    assert!(objects.keys().any(|k| k.starts_with(&data_prefix)), "{objects:#?}");
+    for (key, class) in &objects {
+        let want = if key.starts_with(&data_prefix) {
+            "GLACIER"
+        } else {
+            "STANDARD"
+        };
+        assert_eq!(class, want, "{key}");
+    }
+
+    // Browsing, a second backup and check need no file data.
+    let snaps = f.snapshots();
+    assert_eq!(snaps.len(), 1);
+    let ls = f.cairn().args(["ls", "latest"]).json();
+    let paths: Vec<String> = ls["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| str_at(e, "/path").to_string())
+        .collect();
+    assert!(paths.contains(&s(&src.join("data/random.bin"))), "{paths:?}");
+    let found = f.cairn().args(["find", "*.bin"]).json();
+    assert_eq!(
+        found.as_array().map(Vec::len),
+        Some(1),
+        "one file matches, in one snapshot: {found:#}"
+    );
+    assert_eq!(str_at(&found, "/0/path"), s(&src.join("data/random.bin")));
+
+    write(&src.join("hello.txt"), "hello again, cairn\n");
+    write(&src.join("data/added.bin"), Rng::new(6).bytes(300_000));
+    let second = f.backup(&[&s(&src)]);
+    assert_eq!(u64_at(&second, "/summary/files_changed"), 1, "{second:#}");
+    assert_eq!(u64_at(&second, "/summary/files_new"), 1, "{second:#}");
+    let diff = f
+        .cairn()
+        .args(["diff", str_at(&first, "/snapshot_id"), str_at(&second, "/snapshot_id")])
+        .json();
+    let changes: Vec<(String, String)> = diff["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["dir"] != Value::Bool(true))
+        .map(|c| (str_at(c, "/change").to_string(), str_at(c, "/path").to_string()))
+        .collect();
+    assert!(
+        changes.contains(&("modified".into(), s(&src.join("hello.txt")))),
+        "{diff:#}"
+    );
+    assert!(
+        changes.contains(&("added".into(), s(&src.join("data/added.bin")))),
+        "{diff:#}"
+    );
+    let check = f.cairn().arg("check").json();
+    assert_eq!(check["ok"], Value::Bool(true), "{check:#}");
+    assert_nothing_retrieved(&m, &prefix);
+    let packs = moto_data_packs(&m, &prefix).len() as u64;
+    let expected = manifest(&src);
+
+    // Retrievals that take a few looks to finish.
+    restores.manual(3);
+    let target = f.path("restored");
+    let restore = |json: bool| {
+        let mut c = f.cairn();
+        c.args(["restore", "latest", "--target", &s(&target)]);
+        if json {
+            c.arg("--json");
+        }
+        c.run()
+    };
+
+    // First run: requests every pack, says how many and how big, exits 14.
+    let j = assert_pending(&restore(true)).json();
+    assert_eq!(j["retrieval_pending"], Value::Bool(true), "{j:#}");
+    assert_eq!(u64_at(&j, "/objects"), packs, "{j:#}");
+    assert!(u64_at(&j, "/bytes") >= BIG as u64, "{j:#}");
+    assert_eq!(u64_at(&j, "/report/packs_needed"), packs, "{j:#}");
+    assert_eq!(u64_at(&j, "/report/archived"), packs, "{j:#}");
+    assert_eq!(u64_at(&j, "/report/requested_now"), packs, "{j:#}");
+    assert_eq!(u64_at(&j, "/report/already_in_progress"), 0, "{j:#}");
+    assert_eq!(strings_at(&j, "/report/classes"), vec!["GLACIER".to_string()], "{j:#}");
+    assert!(
+        !j["report"]["estimates"].as_array().expect("estimates").is_empty(),
+        "{j:#}"
+    );
+
+    // Second run, for people: asks for nothing again and says so.
+    let r = restore(false);
+    let e = assert_pending(&r).stderr();
+    assert!(
+        e.contains(&format!("0 retrieval(s) requested now, {packs} already in progress")),
+        "{r}"
+    );
+    assert!(
+        e.contains(&format!("{packs} pack(s)")) && e.contains("retrieved from archive storage"),
+        "{r}"
+    );
+
+    // Further runs request nothing either, until moto has finished.
+    let mut runs = 2;
+    let out = loop {
+        let r = restore(true);
+        runs += 1;
+        assert_no_damage_reported(&r);
+        match r.code() {
+            Some(0) => break r.json(),
+            Some(14) => {
+                let j = r.json();
+                assert_eq!(u64_at(&j, "/report/requested_now"), 0, "asked twice: {j:#}");
+                assert!(u64_at(&j, "/report/already_in_progress") > 0, "{j:#}");
+            }
+            _ => panic!("expected 0 or 14\n{r}"),
+        }
+        assert!(runs < 10, "the retrievals never finished");
+    };
+    assert_same_tree(&expected, &manifest(&under(&target, &src)));
+    assert!(u64_at(&out, "/summary/packs_read") > 0, "{out:#}");
+    assert!(!target.join(IN_PROGRESS_MARKER).exists());
+    for key in moto_data_packs(&m, &prefix).keys() {
+        let (_, restore) = moto_head(&m, key);
+        assert!(
+            restore.is_some_and(|r| r.contains("ongoing-request=\"false\"")),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn s3_moto_restore_wait_and_a_restore_killed_while_pending_then_run_again() {
+    let Some(m) = moto() else { return };
+    let _restores = moto_restores(&m);
+    let (f, prefix) = archive_fixture(&m, "wait");
+    let src = f.path("src");
+    s3_tree(&src);
+    f.backup(&[&s(&src)]);
+    assert_nothing_retrieved(&m, &prefix);
+
+    // --wait requests, polls and restores, in one run (the first poll comes
+    // after 30 s).
+    let target = f.path("waited");
+    let t = Instant::now();
+    let out = f
+        .cairn()
+        .args(["restore", "latest", "--wait", "--target", &s(&target)])
+        .json();
+    eprintln!(
+        "restore --wait from GLACIER on moto took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_same_tree(&manifest(&src), &manifest(&under(&target, &src)));
+    assert!(u64_at(&out, "/summary/packs_read") > 0, "{out:#}");
+
+    // New data in new, archived packs.
+    write(&src.join("data/second.bin"), Rng::new(8).bytes(3_000_000));
+    f.backup(&[&s(&src)]);
+    let expected = manifest(&src);
+
+    // A restore --wait stopped (SIGKILL) once it has requested the
+    // retrievals and printed the estimate.
+    let target = f.path("killed");
+    let mut child = f
+        .cairn()
+        .args(["restore", "latest", "--wait", "--target", &s(&target)])
+        .spawn();
+    let lines = stderr_lines(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("requested now")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("restore --wait printed no retrieval estimate: {seen:#?}");
+            }
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("1 of") && l.contains("1 retrieval(s) requested now")),
+        "only the new pack is archived: {seen:#?}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "it should be waiting");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Run again (without --wait): moto finished the retrieval meanwhile.
+    let out = f.cairn().args(["restore", "latest", "--target", &s(&target)]).json();
+    assert_same_tree(&expected, &manifest(&under(&target, &src)));
+    assert!(!target.join(IN_PROGRESS_MARKER).exists(), "{out:#}");
+}
+
+#[test]
+fn s3_moto_packs_moved_to_glacier_after_the_backup_become_a_retrieval_not_damage() {
+    let Some(m) = moto() else { return };
+    let _restores = moto_restores(&m);
+    let root = tempfile::tempdir().unwrap();
+    // In front of moto, hiding the archive class from the first look at each
+    // object: the restore plans the pack as readable and meets
+    // InvalidObjectState on the read, as when a lifecycle rule moves packs
+    // between the plan and the read.
+    let proxy = Proxy::start(
+        &m.endpoint,
+        &["--faults", "none", "--hide-archive-once"],
+        &root.path().join("proxy.log"),
+    );
+    let (f, prefix) = s3_fixture(
+        &m,
+        "lifecycle",
+        &[
+            profile("standard", &m.endpoint, ""),
+            profile("late-look", &proxy.endpoint, ""),
+        ],
+    );
+    f.init_repo(&[]);
+    let src = f.path("src");
+    s3_tree(&src);
+    f.backup(&[&s(&src)]);
+    let packs = moto_data_packs(&m, &prefix);
+    assert!(packs.values().all(|c| c == "STANDARD"), "{packs:#?}");
+
+    // The lifecycle rule: every data pack to GLACIER.
+    for key in packs.keys() {
+        moto_move_to_glacier(&m, key);
+    }
+    assert!(
+        moto_data_packs(&m, &prefix).values().all(|c| c == "GLACIER"),
+        "the packs did not move"
+    );
+    let check = f.cairn().arg("check").json();
+    assert_eq!(check["ok"], Value::Bool(true), "{check:#}");
+    assert_nothing_retrieved(&m, &prefix);
+
+    // Found archived while reading: retrieval requested, exit 14.
+    let target = f.path("restored");
+    let r = f
+        .cairn()
+        .args([
+            "-r",
+            "late-look",
+            "restore",
+            "latest",
+            "--json",
+            "--target",
+            &s(&target),
+        ])
+        .run();
+    let j = assert_pending(&r).json();
+    let n = packs.len() as u64;
+    assert_eq!(u64_at(&j, "/objects"), n, "{j:#}");
+    assert_eq!(u64_at(&j, "/report/requested_now"), n, "{j:#}");
+    let stats = proxy.stats();
+    assert_eq!(
+        u64_at(&stats, "/hidden_archive"),
+        n,
+        "every pack was first seen as readable: {stats}"
+    );
+
+    // moto finished at once: the same command completes the restore.
+    let out = f
+        .cairn()
+        .args(["-r", "late-look", "restore", "latest", "--target", &s(&target)])
+        .json();
+    assert_same_tree(&manifest(&src), &manifest(&under(&target, &src)));
+    assert!(u64_at(&out, "/summary/packs_read") >= n, "{out:#}");
+
+    // Moved before the restore looks (the plan sees the class up front):
+    // only the newly moved pack is requested.
+    write(&src.join("data/later.bin"), Rng::new(10).bytes(2_000_000));
+    f.backup(&[&s(&src)]);
+    let expected = manifest(&src);
+    let fresh: Vec<String> = moto_data_packs(&m, &prefix)
+        .into_iter()
+        .filter(|(_, c)| c == "STANDARD")
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!fresh.is_empty());
+    for key in &fresh {
+        moto_move_to_glacier(&m, key);
+    }
+    let target = f.path("restored-again");
+    let r = f
+        .cairn()
+        .args(["restore", "latest", "--json", "--target", &s(&target)])
+        .run();
+    let j = assert_pending(&r).json();
+    assert_eq!(u64_at(&j, "/report/requested_now"), fresh.len() as u64, "{j:#}");
+    assert_eq!(u64_at(&j, "/objects"), fresh.len() as u64, "{j:#}");
+    f.cairn().args(["restore", "latest", "--target", &s(&target)]).json();
+    assert_same_tree(&expected, &manifest(&under(&target, &src)));
+}
+
+#[test]
+fn s3_moto_check_read_data_of_archived_packs_does_not_call_the_repository_damaged() {
+    let Some(m) = moto() else { return };
+    let _restores = moto_restores(&m);
+    let (f, prefix) = archive_fixture(&m, "check-archived");
+    let src = f.path("src");
+    sample_tree(&src, false);
+    write(&src.join("data/some.bin"), Rng::new(13).bytes(500_000));
+    f.backup(&[&s(&src)]);
+
+    // Archived packs cannot be read without a retrieval: check --read-data
+    // must request it (as restore does), say so, exit 14 ("retrieval
+    // pending"), and never call the repository damaged.
+    let r = f.cairn().args(["check", "--read-data"]).run();
+    assert_no_panic(&r);
+    let text = format!("{}\n{}", r.stdout(), r.stderr());
+    assert_eq!(
+        r.code(),
+        Some(14),
+        "check --read-data on archived packs should stop with 14\n{r}"
+    );
+    assert!(
+        text.contains("archive storage"),
+        "check --read-data does not say the packs are in archive storage\n{r}"
+    );
+    assert!(
+        !text.to_lowercase().contains("damaged"),
+        "check --read-data calls packs in archive storage damage\n{r}"
+    );
+    // moto finishes retrievals at once here: the same check now reads and
+    // verifies every pack.
+    let r = f.cairn().args(["check", "--read-data"]).run();
+    assert_no_panic(&r);
+    assert_eq!(r.code(), Some(0), "check --read-data after the retrieval\n{r}");
+    let _ = &prefix;
+}

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "==> formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# Alone, the CLI is built without the engine's `testing` feature: this proves
+# it compiles against the crate root's public API and nothing else.
+cargo check -p cairn-cli -q
 
 echo "==> building"
 cargo build --workspace --all-targets -q

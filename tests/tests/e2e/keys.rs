@@ -124,3 +124,63 @@ fn empty_new_password_is_refused() {
     );
     assert_eq!(keys(&mut f.cairn()).len(), 1);
 }
+
+/// Regression: `init` used to accept Argon2 settings that every later
+/// command then refused as a damaged key, so the repository could never be
+/// opened. The same bounds apply when writing as when reading.
+#[test]
+fn init_refuses_argon2_settings_that_open_would_refuse() {
+    let f = Fixture::empty();
+    let r = f
+        .cairn()
+        .args(["init", "--kdf-memory-kib", "64", "--kdf-iterations", "65"])
+        .fails();
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(
+        r.stderr().contains("invalid option") && r.stderr().contains("65 passes"),
+        "{r}"
+    );
+    assert!(!f.repo.join("config").exists(), "nothing is created");
+    assert!(!f.repo.join("keys").exists(), "nothing is created");
+
+    f.cairn()
+        .args(["init", "--kdf-memory-kib", "64", "--kdf-iterations", "64"])
+        .ok();
+    f.cairn().arg("snapshots").ok();
+}
+
+/// Regression: `restore`, `key remove` and `cat` each resolved id prefixes
+/// their own way (one case-sensitive, one not). Now one resolver serves them
+/// all: any case, a unique prefix, and the same words when it is not.
+#[test]
+fn id_prefixes_mean_the_same_to_every_command() {
+    let f = Fixture::init();
+    f.backup(&["--stdin", "--stdin-filename", "x"]);
+    let snap = str_at(&f.snapshots()[0], "/id").to_string();
+    let upper = snap[..10].to_ascii_uppercase();
+    let target = f.path("out");
+    f.cairn().args(["restore", &upper, "--target"]).arg(&target).ok();
+    assert!(target.join("x").is_file());
+    let cat = f.cairn().args(["cat", "snapshot", &upper]).json();
+    assert_eq!(str_at(&cat, "/id"), snap);
+
+    let second = "second password";
+    let added = f
+        .cairn()
+        .args(["key", "add"])
+        .env("CAIRN_NEW_PASSWORD_FILE", f.password_file_for(second))
+        .json();
+    let added_id = str_at(&added, "/key").to_string();
+    let prefix = added_id[..12].to_ascii_uppercase();
+    let cat = f.cairn().args(["cat", "key", &prefix]).json();
+    assert_eq!(str_at(&cat, "/id"), added_id);
+    f.cairn().args(["key", "remove", &prefix]).ok();
+    assert_eq!(keys(&mut f.cairn()).len(), 1);
+
+    for args in [["cat", "key", "zz"], ["key", "remove", "zz"]] {
+        let r = f.cairn().args(args).fails();
+        assert!(r.stderr().contains("no key matches `zz`"), "{r}");
+    }
+    let r = f.cairn().args(["restore", "zz", "--target"]).arg(&target).fails();
+    assert!(r.stderr().contains("no snapshot matches `zz`"), "{r}");
+}

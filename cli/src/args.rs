@@ -90,6 +90,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Write one file of a snapshot to standard output.
     Dump(DumpArgs),
+    /// Remove snapshots, named or by keep rules (restic's meaning); their data goes in a later prune.
+    Forget(ForgetArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// Print a decoded repository object (for debugging).
@@ -353,4 +355,73 @@ pub enum KeyAction {
 pub struct CompletionsArgs {
     /// Shell.
     pub shell: clap_complete::Shell,
+}
+
+/// A keep count: a number, or `unlimited` (-1).
+fn keep_count(s: &str) -> Result<i32, String> {
+    if s == "unlimited" {
+        return Ok(-1);
+    }
+    s.parse::<u16>()
+        .map(i32::from)
+        .map_err(|_| format!("`{s}` is not a count: give a number or `unlimited`"))
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Rules keep a snapshot when any of them wants it, counted within each group \
+(--group-by). Days, weeks (ISO), months and years are those of the local time zone; DURATION is \
+like 1y6m, 90d, 36h, measured back from the newest snapshot. While a count is left, the oldest \
+snapshot is kept too. Removing a snapshot removes only the snapshot: its data stays until a prune."
+)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (id prefixes). Without them, the keep rules decide.
+    pub snapshots: Vec<String>,
+    /// Keep the newest N snapshots.
+    #[arg(short = 'l', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_last: i32,
+    /// Keep the newest snapshot of each of the newest N hours that have one.
+    #[arg(short = 'H', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_hourly: i32,
+    /// ... of N days.
+    #[arg(short = 'd', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_daily: i32,
+    /// ... of N ISO weeks.
+    #[arg(short = 'w', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_weekly: i32,
+    /// ... of N months.
+    #[arg(short = 'm', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_monthly: i32,
+    /// ... of N years.
+    #[arg(short = 'y', long, value_name = "N", value_parser = keep_count, default_value = "0")]
+    pub keep_yearly: i32,
+    /// Keep every snapshot newer than the newest minus DURATION.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within DURATION of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// ... of each day.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// ... of each ISO week.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// ... of each month.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// ... of each year.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep every snapshot with all of these tags (`a,b`; repeat for either).
+    #[arg(long, value_name = "TAGS")]
+    pub keep_tag: Vec<String>,
+    /// Count the rules within groups of these: host, paths, tags ("" for one group).
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print what would be removed and why; remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }

@@ -48,7 +48,7 @@ macro_rules! define_id {
 
         impl $name {
             /// Lower-case hexadecimal form, as used in object names.
-            pub fn to_hex(&self) -> String {
+            pub fn to_hex(self) -> String {
                 hex::encode(self.0)
             }
 
@@ -62,7 +62,7 @@ macro_rules! define_id {
             }
 
             /// The first eight hex digits, for display.
-            pub fn short(&self) -> String {
+            pub fn short(self) -> String {
                 hex::encode(&self.0[..4])
             }
 

@@ -40,6 +40,7 @@ mod backup;
 mod browse;
 mod check;
 mod error;
+mod forget;
 mod inspect;
 mod recovery;
 mod repository;
@@ -73,6 +74,10 @@ pub use check::{CheckError, CheckOptions, CheckReport};
 pub use chunker::ChunkerParams;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
+pub use forget::{
+    forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy, GroupKey,
+    KeepReason, KeepRules, RetentionDuration,
+};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};

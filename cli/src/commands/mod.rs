@@ -5,6 +5,7 @@ mod backup;
 mod browse;
 mod cat;
 mod check;
+mod forget;
 mod init;
 mod key;
 mod restore;
@@ -108,6 +109,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Find(a) => browse::find(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Dump(a) => restore::dump(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),

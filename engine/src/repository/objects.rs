@@ -110,6 +110,15 @@ impl Repository {
         Ok(SnapshotId::from(id))
     }
 
+    /// Removes one snapshot object (what it alone referenced stays until a
+    /// prune). Removing one that is already gone succeeds.
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<(), RepositoryError> {
+        match self.backend.remove(ObjectKind::Snapshot, &id.to_hex()) {
+            Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot, RepositoryError> {
         self.load_file(&id.to_hex())

@@ -13,6 +13,7 @@ mod browse;
 mod check;
 mod config;
 mod errors;
+mod forget;
 mod keys;
 mod misc;
 mod recovery;

@@ -1,0 +1,137 @@
+use anyhow::{bail, Context, Result};
+use cairn_engine::{
+    filter_snapshots, find_snapshot, forget_snapshots, plan_forget, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy,
+    KeepRules, RetentionDuration,
+};
+
+use super::{filter, Ctx};
+use crate::args::ForgetArgs;
+use crate::output::{self, local_time};
+
+fn duration(flag: &str, v: &Option<String>) -> Result<RetentionDuration> {
+    match v {
+        Some(text) => RetentionDuration::parse(text).with_context(|| format!("--{flag}")),
+        None => Ok(RetentionDuration::default()),
+    }
+}
+
+fn rules(a: &ForgetArgs) -> Result<KeepRules> {
+    Ok(KeepRules {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: duration("keep-within", &a.keep_within)?,
+        within_hourly: duration("keep-within-hourly", &a.keep_within_hourly)?,
+        within_daily: duration("keep-within-daily", &a.keep_within_daily)?,
+        within_weekly: duration("keep-within-weekly", &a.keep_within_weekly)?,
+        within_monthly: duration("keep-within-monthly", &a.keep_within_monthly)?,
+        within_yearly: duration("keep-within-yearly", &a.keep_within_yearly)?,
+        tags: a
+            .keep_tag
+            .iter()
+            .map(|l| l.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect())
+            .collect(),
+    })
+}
+
+pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
+    let repo = ctx.open()?;
+    let rules = rules(&a)?;
+    let group_by = GroupBy::parse(&a.group_by).map_err(anyhow::Error::msg)?;
+    let ids = if a.snapshots.is_empty() {
+        if rules.is_empty() {
+            bail!("no keep rule given, so nothing would be kept: give --keep-* rules, or the snapshots to remove");
+        }
+        let plan = plan_forget(&filter_snapshots(&repo, &filter(&a.filter))?, group_by, &rules);
+        print_plan(ctx, &plan, a.dry_run)?;
+        plan.to_remove()
+    } else {
+        if !rules.is_empty() {
+            bail!("give snapshots to remove or keep rules, not both");
+        }
+        let mut ids = Vec::new();
+        for spec in &a.snapshots {
+            ids.push(find_snapshot(&repo, spec, &filter(&a.filter))?.0);
+        }
+        ids.sort();
+        ids.dedup();
+        if ctx.json {
+            let v: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+            output::json(&serde_json::json!({"dry_run": a.dry_run, "remove": v}))?;
+        }
+        ids
+    };
+    if a.dry_run {
+        ctx.say(format!(
+            "would remove {} snapshot(s) (dry run: nothing was removed)",
+            ids.len()
+        ));
+        return Ok(0);
+    }
+    let n = forget_snapshots(&repo, &ids)?;
+    ctx.say(format!(
+        "removed {n} snapshot(s); the data only they referenced stays in the repository until a prune"
+    ));
+    Ok(0)
+}
+
+fn print_plan(ctx: &Ctx, plan: &ForgetPlan, dry_run: bool) -> Result<()> {
+    if ctx.json {
+        // restic's `forget --json` shape: one entry per group.
+        let v: Vec<_> = plan.groups.iter().map(group_json).collect();
+        return output::json(&serde_json::json!({"dry_run": dry_run, "groups": v}));
+    }
+    for g in &plan.groups {
+        let key = &g.group_key;
+        let mut what = Vec::new();
+        if let Some(h) = &key.host {
+            what.push(format!("host {h}"));
+        }
+        if let Some(p) = &key.paths {
+            what.push(format!("paths [{}]", p.join(", ")));
+        }
+        if let Some(t) = &key.tags {
+            what.push(format!("tags [{}]", t.join(", ")));
+        }
+        ctx.say(format!(
+            "snapshots of {}:",
+            if what.is_empty() { "all".into() } else { what.join(", ") }
+        ));
+        let rows: Vec<Vec<String>> = g
+            .keep
+            .iter()
+            .zip(&g.reasons)
+            .map(|(s, r)| row(s, "keep", &r.matches.join(", ")))
+            .chain(g.remove.iter().map(|s| row(s, "remove", "")))
+            .collect();
+        if !ctx.quiet {
+            output::table(&["ID", "Time", "Host", "Tags", "", "Reasons"], &rows)?;
+        }
+        ctx.say(format!("{} kept, {} to remove", g.keep.len(), g.remove.len()));
+    }
+    Ok(())
+}
+
+fn row(s: &ForgetSnapshot, what: &str, why: &str) -> Vec<String> {
+    vec![
+        s.id.short(),
+        local_time(s.time_ns),
+        s.host.clone(),
+        s.tags.join(","),
+        what.into(),
+        why.into(),
+    ]
+}
+
+fn group_json(g: &ForgetGroup) -> serde_json::Value {
+    let snap = |s: &ForgetSnapshot| serde_json::json!({"id": s.id.to_hex(), "short_id": s.id.short(), "time": s.time, "host": s.host, "tags": s.tags, "paths": s.paths});
+    serde_json::json!({
+        "group_key": g.group_key,
+        "keep": g.keep.iter().map(snap).collect::<Vec<_>>(),
+        "remove": g.remove.iter().map(snap).collect::<Vec<_>>(),
+        "reasons": g.keep.iter().zip(&g.reasons).map(|(s, r)| serde_json::json!({"snapshot": snap(s), "matches": r.matches})).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,217 @@
+//! Forget: which snapshots to keep, by restic's `--keep-*` rules within
+//! groups of snapshots, and removing the others' snapshot objects. Only the
+//! snapshot objects go; the data they alone referenced stays until a prune.
+
+mod duration;
+mod policy;
+
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+pub use duration::{DurationError, RetentionDuration};
+pub use policy::KeepRules;
+
+use crate::error::Result;
+use crate::id::SnapshotId;
+use crate::repository::Repository;
+use crate::snapshot::Snapshot;
+use policy::Candidate;
+
+/// What makes snapshots one group: the rules count within each group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupBy {
+    /// By host name.
+    pub host: bool,
+    /// By the set of backed-up paths.
+    pub paths: bool,
+    /// By the set of tags.
+    pub tags: bool,
+}
+
+impl Default for GroupBy {
+    /// restic's default: host and paths.
+    fn default() -> Self {
+        Self {
+            host: true,
+            paths: true,
+            tags: false,
+        }
+    }
+}
+
+impl GroupBy {
+    /// Parses `host,paths,tags` (any subset; empty: one group of all).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut g = GroupBy {
+            host: false,
+            paths: false,
+            tags: false,
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "host" => g.host = true,
+                "paths" => g.paths = true,
+                "tags" => g.tags = true,
+                other => return Err(format!("cannot group by `{other}`: use host, paths and/or tags")),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The values a group shares (only those grouped by are set).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct GroupKey {
+    /// The host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The paths, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// The tags, sorted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+impl GroupKey {
+    fn of(s: &Snapshot, by: GroupBy) -> Self {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        GroupKey {
+            host: by.host.then(|| s.host.clone()),
+            paths: by.paths.then(|| sorted(&s.paths)),
+            tags: by.tags.then(|| sorted(&s.tags)),
+        }
+    }
+}
+
+/// A snapshot as a forget report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetSnapshot {
+    /// Its id.
+    pub id: SnapshotId,
+    /// Its time, Unix ns.
+    #[serde(skip)]
+    pub time_ns: i64,
+    /// Its time, RFC 3339.
+    pub time: String,
+    /// Host.
+    pub host: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Paths.
+    pub paths: Vec<String>,
+}
+
+/// Why a snapshot is kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepReason {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The rules that want it (`daily snapshot`, `within 30d`, ...).
+    pub matches: Vec<String>,
+}
+
+/// One group's decisions, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetGroup {
+    /// What the group's snapshots share.
+    pub group_key: GroupKey,
+    /// Snapshots kept.
+    pub keep: Vec<ForgetSnapshot>,
+    /// Snapshots to remove.
+    pub remove: Vec<ForgetSnapshot>,
+    /// Why each kept snapshot is kept (same order as `keep`).
+    pub reasons: Vec<KeepReason>,
+}
+
+/// Every group's decisions, decided before anything is removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForgetPlan {
+    /// Groups, by key.
+    pub groups: Vec<ForgetGroup>,
+}
+
+impl ForgetPlan {
+    /// Every snapshot the plan removes.
+    pub fn to_remove(&self) -> Vec<SnapshotId> {
+        self.groups.iter().flat_map(|g| g.remove.iter().map(|s| s.id)).collect()
+    }
+}
+
+fn shown(id: SnapshotId, s: &Snapshot) -> ForgetSnapshot {
+    ForgetSnapshot {
+        id,
+        time_ns: s.time_ns,
+        time: crate::time::format_ns(s.time_ns),
+        host: s.host.clone(),
+        tags: s.tags.clone(),
+        paths: s.paths.clone(),
+    }
+}
+
+/// Decides, group by group, which of `snapshots` `rules` keep, with day,
+/// week, month and year boundaries in this machine's time zone (restic's
+/// meaning) and "the newest snapshot" never in the future.
+pub fn plan_forget(snapshots: &[(SnapshotId, Snapshot)], group_by: GroupBy, rules: &KeepRules) -> ForgetPlan {
+    plan_forget_at(snapshots, group_by, rules, &TimeZone::system(), crate::time::now_ns())
+}
+
+/// [`plan_forget`] in time zone `tz` at time `now_ns`.
+pub(crate) fn plan_forget_at(
+    snapshots: &[(SnapshotId, Snapshot)],
+    group_by: GroupBy,
+    rules: &KeepRules,
+    tz: &TimeZone,
+    now_ns: i64,
+) -> ForgetPlan {
+    let mut groups: std::collections::BTreeMap<GroupKey, Vec<usize>> = Default::default();
+    for (i, (_, s)) in snapshots.iter().enumerate() {
+        groups.entry(GroupKey::of(s, group_by)).or_default().push(i);
+    }
+    let mut plan = ForgetPlan::default();
+    for (key, members) in groups {
+        let candidates: Vec<Candidate<'_>> = members
+            .iter()
+            .map(|&i| Candidate {
+                time_ns: snapshots[i].1.time_ns,
+                tags: &snapshots[i].1.tags,
+            })
+            .collect();
+        let mut g = ForgetGroup {
+            group_key: key,
+            keep: Vec::new(),
+            remove: Vec::new(),
+            reasons: Vec::new(),
+        };
+        for v in policy::apply(&candidates, rules, tz, now_ns) {
+            let (id, s) = &snapshots[members[v.position]];
+            if v.keep {
+                g.reasons.push(KeepReason {
+                    snapshot: *id,
+                    matches: v.matches,
+                });
+                g.keep.push(shown(*id, s));
+            } else {
+                g.remove.push(shown(*id, s));
+            }
+        }
+        plan.groups.push(g);
+    }
+    plan
+}
+
+/// Removes the snapshot objects of `ids` (their data stays until a prune);
+/// returns how many were removed. A snapshot already gone counts as removed.
+pub fn forget_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<usize> {
+    for id in ids {
+        repo.remove_snapshot(id)?;
+    }
+    Ok(ids.len())
+}
+
+#[cfg(test)]
+mod tests;

@@ -421,6 +421,9 @@ pub struct ForgetArgs {
     pub group_by: String,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Apply the retention table of cairn.toml ([[retention]]) instead of keep flags.
+    #[arg(long)]
+    pub policy: bool,
     /// Print what would be removed and why; remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,

@@ -17,6 +17,9 @@ pub struct FileConfig {
     pub repositories: BTreeMap<String, Profile>,
     #[serde(default)]
     pub backup: BackupDefaults,
+    /// `[[retention]]`: the retention table `forget --policy` applies.
+    #[serde(default)]
+    pub retention: Vec<crate::retention::RetentionEntry>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@ mod config;
 mod output;
 mod password;
 mod progress;
+mod retention;
 
 use std::process::ExitCode;
 

@@ -78,6 +78,7 @@ pub use forget::{
     forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy, GroupKey,
     KeepReason, KeepRules, RetentionDuration,
 };
+pub use forget::{plan_retention, RetentionRule, RuleMatch};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};

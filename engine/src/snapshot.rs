@@ -33,6 +33,9 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// Every [`SourceKind::label`], for checking what a user wrote.
+    pub const LABELS: [&'static str; 5] = ["files", "stdin", "command", "redis", "cassandra"];
+
     /// A short name for tables.
     pub fn label(&self) -> &'static str {
         match self {

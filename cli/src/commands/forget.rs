@@ -1,47 +1,53 @@
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cairn_engine::{
-    filter_snapshots, find_snapshot, forget_snapshots, plan_forget, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy,
-    KeepRules, RetentionDuration,
+    filter_snapshots, find_snapshot, forget_snapshots, plan_forget, plan_retention, ForgetGroup, ForgetPlan,
+    ForgetSnapshot, GroupBy, KeepRules,
 };
 
 use super::{filter, Ctx};
 use crate::args::ForgetArgs;
 use crate::output::{self, local_time};
-
-fn duration(flag: &str, v: &Option<String>) -> Result<RetentionDuration> {
-    match v {
-        Some(text) => RetentionDuration::parse(text).with_context(|| format!("--{flag}")),
-        None => Ok(RetentionDuration::default()),
-    }
-}
+use crate::retention::KeepSpec;
 
 fn rules(a: &ForgetArgs) -> Result<KeepRules> {
-    Ok(KeepRules {
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-        yearly: a.keep_yearly,
-        within: duration("keep-within", &a.keep_within)?,
-        within_hourly: duration("keep-within-hourly", &a.keep_within_hourly)?,
-        within_daily: duration("keep-within-daily", &a.keep_within_daily)?,
-        within_weekly: duration("keep-within-weekly", &a.keep_within_weekly)?,
-        within_monthly: duration("keep-within-monthly", &a.keep_within_monthly)?,
-        within_yearly: duration("keep-within-yearly", &a.keep_within_yearly)?,
-        tags: a
-            .keep_tag
-            .iter()
-            .map(|l| l.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect())
-            .collect(),
-    })
+    KeepSpec {
+        counts: [
+            a.keep_last,
+            a.keep_hourly,
+            a.keep_daily,
+            a.keep_weekly,
+            a.keep_monthly,
+            a.keep_yearly,
+        ],
+        within: [
+            a.keep_within.as_deref(),
+            a.keep_within_hourly.as_deref(),
+            a.keep_within_daily.as_deref(),
+            a.keep_within_weekly.as_deref(),
+            a.keep_within_monthly.as_deref(),
+            a.keep_within_yearly.as_deref(),
+        ],
+        tags: &a.keep_tag,
+    }
+    .rules("forget")
 }
 
 pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let rules = rules(&a)?;
     let group_by = GroupBy::parse(&a.group_by).map_err(anyhow::Error::msg)?;
-    let ids = if a.snapshots.is_empty() {
+    let ids = if a.policy {
+        if !rules.is_empty() || !a.snapshots.is_empty() {
+            bail!("--policy applies the configuration's retention table; give no keep rules or snapshots with it");
+        }
+        let table = crate::retention::table(&ctx.config.retention)?;
+        if table.is_empty() {
+            bail!("--policy needs a retention table: [[retention]] rules in cairn.toml");
+        }
+        let plan = plan_retention(&filter_snapshots(&repo, &filter(&a.filter))?, &table, group_by);
+        print_plan(ctx, &plan, a.dry_run)?;
+        plan.to_remove()
+    } else if a.snapshots.is_empty() {
         if rules.is_empty() {
             bail!("no keep rule given, so nothing would be kept: give --keep-* rules, or the snapshots to remove");
         }
@@ -128,10 +134,14 @@ fn row(s: &ForgetSnapshot, what: &str, why: &str) -> Vec<String> {
 
 fn group_json(g: &ForgetGroup) -> serde_json::Value {
     let snap = |s: &ForgetSnapshot| serde_json::json!({"id": s.id.to_hex(), "short_id": s.id.short(), "time": s.time, "host": s.host, "tags": s.tags, "paths": s.paths});
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "group_key": g.group_key,
         "keep": g.keep.iter().map(snap).collect::<Vec<_>>(),
         "remove": g.remove.iter().map(snap).collect::<Vec<_>>(),
         "reasons": g.keep.iter().zip(&g.reasons).map(|(s, r)| serde_json::json!({"snapshot": snap(s), "matches": r.matches})).collect::<Vec<_>>(),
-    })
+    });
+    if let (Some(rule), Some(o)) = (&g.rule, v.as_object_mut()) {
+        o.insert("rule".into(), rule.clone().into());
+    }
+    v
 }

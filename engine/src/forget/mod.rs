@@ -4,12 +4,14 @@
 
 mod duration;
 mod policy;
+mod table;
 
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
 pub use duration::{DurationError, RetentionDuration};
 pub use policy::KeepRules;
+pub use table::{plan_retention, RetentionRule, RuleMatch};
 
 use crate::error::Result;
 use crate::id::SnapshotId;
@@ -118,6 +120,10 @@ pub struct KeepReason {
 /// One group's decisions, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgetGroup {
+    /// The retention-table rule that decided (`none`: no rule matched);
+    /// absent for plain keep rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// What the group's snapshots share.
     pub group_key: GroupKey,
     /// Snapshots kept.
@@ -182,6 +188,7 @@ pub(crate) fn plan_forget_at(
             })
             .collect();
         let mut g = ForgetGroup {
+            rule: None,
             group_key: key,
             keep: Vec::new(),
             remove: Vec::new(),

@@ -6,6 +6,7 @@ use jiff::tz::{self, TimeZone};
 use jiff::Timestamp;
 
 use super::policy::{apply, Candidate};
+use super::table::{self, RetentionRule, RuleMatch};
 use super::*;
 
 fn ns(t: &str) -> i64 {
@@ -317,4 +318,71 @@ fn test_snapshot() -> Snapshot {
         program_version: String::new(),
         summary: Default::default(),
     }
+}
+
+/// The platform's retention table: audit logs 5 years, databases 90 days
+/// (one a day), media a year, application logs 30 days.
+#[test]
+fn the_retention_table_lets_the_first_matching_rule_decide() {
+    let rule = |name: &str, tag: &str, age: &str, daily: i32| RetentionRule {
+        name: name.into(),
+        matcher: {
+            let mut m = RuleMatch::default();
+            m.tag = Some(tag.into());
+            m
+        },
+        max_age: Some(d(age)),
+        keep: KeepRules {
+            daily,
+            ..Default::default()
+        },
+    };
+    let table = [
+        rule("audit", "audit", "5y", 0),
+        rule("db", "db", "90d", 90),
+        rule("media", "media", "365d", 0),
+        rule("logs", "logs", "30d", 0),
+    ];
+    let snapshots: Vec<(SnapshotId, Snapshot)> = [
+        ("audit", "2025-06-01T00:00:00Z"),
+        ("audit", "2024-12-01T00:00:00Z"),
+        ("db", "2029-12-31T22:00:00Z"),
+        ("db", "2029-12-31T10:00:00Z"),
+        ("db", "2029-10-01T00:00:00Z"),
+        ("media", "2029-02-01T00:00:00Z"),
+        ("media", "2028-12-01T00:00:00Z"),
+        ("logs", "2029-12-15T00:00:00Z"),
+        ("logs", "2029-11-15T00:00:00Z"),
+        ("audit,logs", "2029-11-15T00:00:00Z"),
+        ("", "2000-01-01T00:00:00Z"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, (tags, t))| {
+        let s = Snapshot {
+            time_ns: ns(t),
+            tags: tags.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
+            ..test_snapshot()
+        };
+        (SnapshotId::from_bytes([n as u8; 32]), s)
+    })
+    .collect();
+    let plan = table::plan_retention_at(&snapshots, &table, GroupBy::default(), &TimeZone::UTC, ns(NOW));
+    let kept = |rule: &str| -> Vec<u8> {
+        let g = plan.groups.iter().find(|g| g.rule.as_deref() == Some(rule)).unwrap();
+        g.keep.iter().map(|s| s.id.as_bytes()[0]).collect()
+    };
+    let removed: Vec<u8> = plan.to_remove().iter().map(|id| id.as_bytes()[0]).collect();
+    assert_eq!(kept("audit"), [9, 0], "the audit+logs snapshot is audit's: 5 years");
+    assert_eq!(kept("db"), [2], "one a day, and nothing older than 90 days");
+    assert_eq!(kept("media"), [5]);
+    assert_eq!(kept("logs"), [7]);
+    assert_eq!(kept("none"), [10], "matched by no rule: kept");
+    let mut removed = removed;
+    removed.sort();
+    assert_eq!(removed, [1, 3, 4, 6, 8]);
+    let none = plan.groups.iter().find(|g| g.rule.as_deref() == Some("none")).unwrap();
+    assert_eq!(none.reasons[0].matches, ["no retention rule matches: kept"]);
+    let db = plan.groups.iter().find(|g| g.rule.as_deref() == Some("db")).unwrap();
+    assert_eq!(db.reasons[0].matches, ["daily snapshot", "younger than 90d"]);
 }

@@ -95,3 +95,92 @@ fn forget_by_id_and_refusals() {
     f.cairn().args(["forget", "--keep-daily", "unlimited"]).ok();
     assert_eq!(ids(&f), [b]);
 }
+
+/// `forget --policy`: the retention table of cairn.toml, first matching rule
+/// deciding, unmatched snapshots kept and said to be.
+#[test]
+fn the_retention_table_in_cairn_toml_decides_by_the_first_matching_rule() {
+    let f = Fixture::init();
+    let tagged = |tag: &str, time: &str| {
+        let v = f
+            .cairn()
+            .args([
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                tag,
+                "--tag",
+                tag,
+                "--time",
+                time,
+            ])
+            .stdin(format!("{tag} {time}\n"))
+            .json();
+        str_at(&v, "/snapshot_id").to_string()
+    };
+    // Dated back from now, so the test means the same every day it runs.
+    let days_ago = |n: i64| {
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(n as u64 * 86_400);
+        format!("@{}", t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+    };
+    let audit_old = tagged("audit", &days_ago(4 * 365));
+    let db_new = tagged("db", &days_ago(10));
+    let db_old = tagged("db", &days_ago(100));
+    let logs_old = tagged("logs", &days_ago(40));
+    let misc = tagged("misc", &days_ago(3000));
+    write(
+        &f.root.join("cairn.toml"),
+        r#"
+[[retention]]
+match = { tag = "audit" }
+max-age = "5y"
+
+[[retention]]
+match = { tag = "db" }
+max-age = "90d"
+keep-daily = 90
+
+[[retention]]
+match = { tag = "logs" }
+max-age = "30d"
+"#,
+    );
+    let dry = f.cairn().args(["forget", "--policy", "--dry-run"]).json();
+    let groups = dry["groups"].as_array().unwrap();
+    let rule_of = |id: &str| -> (String, bool) {
+        for g in groups {
+            for (list, keep) in [("keep", true), ("remove", false)] {
+                if g[list].as_array().unwrap().iter().any(|s| str_at(s, "/id") == id) {
+                    return (g["rule"].as_str().unwrap().to_string(), keep);
+                }
+            }
+        }
+        panic!("{id} is in no group: {dry:#}");
+    };
+    assert_eq!(rule_of(&audit_old), ("1 (tag=audit)".into(), true));
+    assert_eq!(rule_of(&db_new), ("2 (tag=db)".into(), true));
+    assert_eq!(rule_of(&db_old), ("2 (tag=db)".into(), false));
+    assert_eq!(rule_of(&logs_old), ("3 (tag=logs)".into(), false));
+    assert_eq!(rule_of(&misc), ("none".into(), true));
+    assert_eq!(ids(&f).len(), 5, "a dry run removes nothing");
+
+    f.cairn().args(["forget", "--policy"]).ok();
+    let mut left = ids(&f);
+    left.sort();
+    let mut want = vec![audit_old, db_new, misc];
+    want.sort();
+    assert_eq!(left, want);
+
+    // A rule that would remove everything it matches is refused.
+    write(&f.root.join("cairn.toml"), "[[retention]]\nmatch = { tag = \"db\" }\n");
+    let r = f.cairn().args(["forget", "--policy"]).fails();
+    assert!(r.stderr().contains("needs max-age or keep-*"), "{r}");
+    write(
+        &f.root.join("cairn.toml"),
+        "[[retention]]\nmax-age = \"1y\"\nkeep-dialy = 3\n",
+    );
+    let r = f.cairn().args(["forget", "--policy"]).fails();
+    assert!(r.stderr().contains("keep-dialy"), "unknown keys are named\n{r}");
+    std::fs::remove_file(f.root.join("cairn.toml")).unwrap();
+    assert_eq!(ids(&f).len(), 3);
+}

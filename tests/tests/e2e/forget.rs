@@ -90,7 +90,7 @@ fn forget_by_id_and_refusals() {
     assert_eq!(ids(&f).len(), 2, "refusals remove nothing");
 
     f.cairn().args(["forget", &a[..8].to_ascii_uppercase()]).ok();
-    assert_eq!(ids(&f), [b.clone()]);
+    assert_eq!(ids(&f), std::slice::from_ref(&b));
     // `unlimited` keeps every day's newest.
     f.cairn().args(["forget", "--keep-daily", "unlimited"]).ok();
     assert_eq!(ids(&f), [b]);

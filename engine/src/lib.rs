@@ -52,6 +52,9 @@ mod sources;
 mod time;
 mod tree;
 
+#[cfg(test)]
+mod testing;
+
 use std::path::Path;
 
 pub use backend::cache::CacheOptions;

@@ -21,6 +21,7 @@
 //! (and a change-log entry added to format-spec/README.md).
 #![allow(clippy::unwrap_used)]
 
+use cairn_test_support::pseudo_random;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -91,18 +92,6 @@ fn words(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn set_mtime(p: &Path) {

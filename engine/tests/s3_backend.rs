@@ -446,15 +446,11 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
     let slow = pack_name(4);
     b.write(ObjectKind::DataPack, &slow, &data).unwrap();
     restores.manual(3);
-    b.request_retrieval(
-        ObjectKind::DataPack,
-        &slow,
-        RetrievalRequest {
-            tier: RetrievalTier::Standard,
-            days: 1,
-        },
-    )
-    .unwrap();
+    let standard = RetrievalRequest {
+        tier: RetrievalTier::Standard,
+        days: 1,
+    };
+    b.request_retrieval(ObjectKind::DataPack, &slow, standard).unwrap();
     assert_eq!(
         b.archive_state(ObjectKind::DataPack, &slow).unwrap(),
         ArchiveState::Retrieving {
@@ -462,15 +458,7 @@ fn archived_data_packs_on_moto_are_retrieved_before_reading() {
         }
     );
     // Asking again while it runs is fine too.
-    b.request_retrieval(
-        ObjectKind::DataPack,
-        &slow,
-        RetrievalRequest {
-            tier: RetrievalTier::Standard,
-            days: 1,
-        },
-    )
-    .unwrap();
+    b.request_retrieval(ObjectKind::DataPack, &slow, standard).unwrap();
     let mut polls = 0;
     while b.archive_state(ObjectKind::DataPack, &slow).unwrap() != ArchiveState::Readable {
         polls += 1;

@@ -148,6 +148,17 @@ impl ForgetPlan {
     }
 }
 
+/// The rules' view of the snapshots at `members`.
+fn candidates<'a>(snapshots: &'a [(SnapshotId, Snapshot)], members: &[usize]) -> Vec<Candidate<'a>> {
+    members
+        .iter()
+        .map(|&i| Candidate {
+            time_ns: snapshots[i].1.time_ns,
+            tags: &snapshots[i].1.tags,
+        })
+        .collect()
+}
+
 fn shown(id: SnapshotId, s: &Snapshot) -> ForgetSnapshot {
     ForgetSnapshot {
         id,
@@ -180,13 +191,7 @@ pub(crate) fn plan_forget_at(
     }
     let mut plan = ForgetPlan::default();
     for (key, members) in groups {
-        let candidates: Vec<Candidate<'_>> = members
-            .iter()
-            .map(|&i| Candidate {
-                time_ns: snapshots[i].1.time_ns,
-                tags: &snapshots[i].1.tags,
-            })
-            .collect();
+        let candidates = candidates(snapshots, &members);
         let mut g = ForgetGroup {
             rule: None,
             group_key: key,

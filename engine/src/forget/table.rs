@@ -12,8 +12,8 @@ use globset::{Glob, GlobMatcher};
 use jiff::tz::TimeZone;
 
 use super::duration::RetentionDuration;
-use super::policy::{self, Candidate, KeepRules};
-use super::{shown, ForgetGroup, ForgetPlan, GroupBy, GroupKey, KeepReason};
+use super::policy::{self, KeepRules};
+use super::{candidates, shown, ForgetGroup, ForgetPlan, GroupBy, GroupKey, KeepReason};
 use crate::id::SnapshotId;
 use crate::snapshot::Snapshot;
 
@@ -101,14 +101,7 @@ pub(crate) fn plan_retention_at(
                 let by_rules: Vec<(usize, Vec<String>)> = if r.keep.is_empty() {
                     order.iter().map(|&i| (i, Vec::new())).collect()
                 } else {
-                    let candidates: Vec<Candidate<'_>> = members
-                        .iter()
-                        .map(|&i| Candidate {
-                            time_ns: snapshots[i].1.time_ns,
-                            tags: &snapshots[i].1.tags,
-                        })
-                        .collect();
-                    policy::apply(&candidates, &r.keep, tz, now_ns)
+                    policy::apply(&candidates(snapshots, &members), &r.keep, tz, now_ns)
                         .into_iter()
                         .filter(|v| v.keep)
                         .map(|v| (members[v.position], v.matches))

@@ -36,6 +36,17 @@ fn kept_in(times: &[&str], tags: &[&[&str]], rules: &KeepRules, zone: &TimeZone)
         .collect()
 }
 
+/// `times` without tags, for [`apply`].
+fn untagged<'a>(times: &[&str]) -> Vec<Candidate<'a>> {
+    times
+        .iter()
+        .map(|t| Candidate {
+            time_ns: ns(t),
+            tags: &[],
+        })
+        .collect()
+}
+
 fn kept(times: &[&str], rules: &KeepRules) -> Vec<String> {
     kept_in(times, &[], rules, &TimeZone::UTC)
 }
@@ -87,13 +98,7 @@ fn the_oldest_snapshot_is_kept_while_a_rule_has_counts_left() {
         daily: 5,
         ..Default::default()
     };
-    let list: Vec<Candidate<'_>> = times
-        .iter()
-        .map(|t| Candidate {
-            time_ns: ns(t),
-            tags: &[],
-        })
-        .collect();
+    let list = untagged(&times);
     let verdicts = apply(&list, &rules, &TimeZone::UTC, ns(NOW));
     assert!(verdicts.iter().all(|v| v.keep), "{verdicts:?}");
     let oldest = verdicts.last().unwrap();
@@ -156,13 +161,7 @@ fn day_boundaries_are_in_the_local_time_zone() {
 #[test]
 fn of_snapshots_with_equal_times_the_first_given_counts() {
     let times = ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z"];
-    let list: Vec<Candidate<'_>> = times
-        .iter()
-        .map(|t| Candidate {
-            time_ns: ns(t),
-            tags: &[],
-        })
-        .collect();
+    let list = untagged(&times);
     let rules = KeepRules {
         last: 1,
         ..Default::default()
@@ -256,13 +255,7 @@ fn unlimited_keeps_one_per_bucket_forever() {
 #[test]
 fn reasons_name_every_rule_that_wants_a_snapshot() {
     let times = ["2024-01-02T00:00:00Z", "2024-01-01T00:00:00Z"];
-    let list: Vec<Candidate<'_>> = times
-        .iter()
-        .map(|t| Candidate {
-            time_ns: ns(t),
-            tags: &[],
-        })
-        .collect();
+    let list = untagged(&times);
     let rules = KeepRules {
         last: 1,
         daily: 1,

@@ -70,13 +70,10 @@ mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
     use crate::backend::{Backend, ObjectKind};
-    use crate::repository::{InitOptions, Repository, RepositoryError};
+    use crate::repository::{Repository, RepositoryError};
 
-    const CHEAP: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    use crate::testing::{init_with, CHEAP_KDF as CHEAP};
+
     /// Accepted by Argon2 itself, refused by every reader (more than 64 passes).
     const TOO_MANY_PASSES: KdfParams = KdfParams {
         memory_kib: 64,
@@ -110,21 +107,10 @@ mod tests {
         assert!(msg.contains("65 passes"), "{msg}");
     }
 
-    fn init_with(backend: &Arc<MemoryBackend>, kdf: KdfParams) -> Result<Repository, RepositoryError> {
-        Repository::init(
-            backend.clone(),
-            b"pw",
-            InitOptions {
-                kdf,
-                ..Default::default()
-            },
-        )
-    }
-
     #[test]
     fn add_key_with_out_of_bounds_kdf_params_writes_nothing() {
         let backend = Arc::new(MemoryBackend::new());
-        let repo = init_with(&backend, CHEAP).unwrap();
+        let repo = init_with(&backend, b"pw", CHEAP).unwrap();
         let before = backend.list(ObjectKind::Key).unwrap();
         let e = repo.add_key(b"second", TOO_MANY_PASSES).unwrap_err();
         assert!(is_out_of_bounds(&e), "{e}");
@@ -142,7 +128,7 @@ mod tests {
     #[test]
     fn init_with_out_of_bounds_kdf_params_writes_no_key_and_no_config() {
         let backend = Arc::new(MemoryBackend::new());
-        let e = init_with(&backend, TOO_MANY_PASSES).unwrap_err();
+        let e = init_with(&backend, b"pw", TOO_MANY_PASSES).unwrap_err();
         assert!(is_out_of_bounds(&e), "{e}");
         assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
         assert!(backend.list(ObjectKind::Config).unwrap().is_empty());

@@ -288,11 +288,7 @@ mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
 
-    const CHEAP: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    use crate::testing::{init_with, CHEAP_KDF as CHEAP};
 
     fn keys(backend: &MemoryBackend) -> Vec<String> {
         backend
@@ -308,11 +304,7 @@ mod tests {
     #[test]
     fn change_password_replaces_the_key_in_use_and_keeps_the_others() {
         let backend = Arc::new(MemoryBackend::new());
-        let opts = InitOptions {
-            kdf: CHEAP,
-            ..Default::default()
-        };
-        let first = Repository::init(backend.clone(), b"old", opts).unwrap();
+        let first = init_with(&backend, b"old", CHEAP).unwrap();
         let other = first.add_key(b"other", CHEAP).unwrap();
         let mut repo = Repository::open(backend.clone(), b"old").unwrap();
         let old = repo.key_name().unwrap().to_string();
@@ -340,11 +332,7 @@ mod tests {
     #[test]
     fn change_password_needs_a_key_in_use() {
         let backend = Arc::new(MemoryBackend::new());
-        let opts = InitOptions {
-            kdf: CHEAP,
-            ..Default::default()
-        };
-        let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
+        let repo = init_with(&backend, b"pw", CHEAP).unwrap();
         let sheet = repo.recovery_sheet_lines().join("\n");
         let mut recovered = Repository::open_with_recovery_sheet(backend.clone(), &sheet).unwrap();
         assert!(matches!(

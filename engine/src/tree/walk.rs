@@ -147,27 +147,12 @@ pub(crate) fn resolve_path(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::backend::memory::MemoryBackend;
     use crate::backup::{backup, BackupOptions, BackupSource};
-    use crate::crypto::KdfParams;
-    use crate::repository::InitOptions;
     use crate::snapshot::SourceKind;
     use crate::sources::Stream;
 
-    fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
-        Repository::init(Arc::new(MemoryBackend::new()), b"pw", opts).unwrap()
-    }
+    use crate::testing::memory_repo as repo;
 
     /// Records what the walk does, and stops descending at `skip`.
     #[derive(Default)]

@@ -14,6 +14,16 @@ fn current(keys: &[Value]) -> String {
     str_at(cur[0], "/id").to_string()
 }
 
+/// `key add` with `password`; returns the new key's id.
+fn add_key(f: &Fixture, password: &str) -> String {
+    let added = f
+        .cairn()
+        .args(["key", "add"])
+        .env("CAIRN_NEW_PASSWORD_FILE", f.password_file_for(password))
+        .json();
+    str_at(&added, "/key").to_string()
+}
+
 #[test]
 fn key_add_then_the_new_password_opens() {
     let f = Fixture::init();
@@ -21,12 +31,7 @@ fn key_add_then_the_new_password_opens() {
     let original = current(&keys(&mut f.cairn()));
 
     let second = "second password, for the colleague";
-    let added = f
-        .cairn()
-        .args(["key", "add"])
-        .env("CAIRN_NEW_PASSWORD_FILE", f.password_file_for(second))
-        .json();
-    let added_id = str_at(&added, "/key").to_string();
+    let added_id = add_key(&f, second);
     assert_ne!(added_id, original);
 
     let with_new = keys(&mut f.with_password(second));
@@ -164,13 +169,7 @@ fn id_prefixes_mean_the_same_to_every_command() {
     let cat = f.cairn().args(["cat", "snapshot", &upper]).json();
     assert_eq!(str_at(&cat, "/id"), snap);
 
-    let second = "second password";
-    let added = f
-        .cairn()
-        .args(["key", "add"])
-        .env("CAIRN_NEW_PASSWORD_FILE", f.password_file_for(second))
-        .json();
-    let added_id = str_at(&added, "/key").to_string();
+    let added_id = add_key(&f, "second password");
     let prefix = added_id[..12].to_ascii_uppercase();
     let cat = f.cairn().args(["cat", "key", &prefix]).json();
     assert_eq!(str_at(&cat, "/id"), added_id);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fetch restic 0.18 from Debian 13 (trixie) without touching the system's apt
-# configuration: a private sources.list, state and cache under the work dir,
-# `apt-get download`, then `dpkg-deb -x`.
+# Fetch restic 0.18 from Debian 13 (trixie), or with RESTIC_SUITE=sid restic
+# 0.19 from Debian unstable, without touching the system's apt configuration:
+# a private sources.list, state and cache under the work dir, `apt-get
+# download`, then `dpkg-deb -x`.
 #
-# Usage: benches/fetch-restic.sh [WORK_DIR]     (default: <repo>/bench-work)
+# Usage: [RESTIC_SUITE=sid] benches/fetch-restic.sh [WORK_DIR]     (default: <repo>/bench-work)
 # Prints the path of the restic binary on its last line of stdout.
 set -euo pipefail
 
@@ -11,9 +12,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 work="${1:-$here/../bench-work}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
-dest="$work/restic"
+suite="${RESTIC_SUITE:-trixie}"
+case "$suite" in
+    trixie) want_re='^restic 0\.18\.' ;;
+    sid) want_re='^restic 0\.19\.' ;;
+    *) echo "fetch-restic: RESTIC_SUITE must be trixie or sid, not $suite" >&2; exit 2 ;;
+esac
+# trixie keeps the path the other benchmark scripts use.
+if [[ $suite == sid ]]; then dest="$work/restic-sid"; else dest="$work/restic"; fi
 bin="$dest/usr/bin/restic"
-want_re='^restic 0\.18\.'
 
 log() { echo "fetch-restic: $*" >&2; }
 
@@ -42,14 +49,14 @@ if [[ -z "$mirror" ]]; then
     mirror="http://deb.debian.org/debian"
     log "no Debian mirror found in /etc/apt, falling back to $mirror"
 fi
-log "using mirror $mirror (suite trixie)"
+log "using mirror $mirror (suite $suite)"
 
-apt_dir="$work/apt"
+apt_dir="$work/apt-$suite"
 rm -rf "$apt_dir"
 mkdir -p "$apt_dir/etc/preferences.d" "$apt_dir/state/lists/partial" \
     "$apt_dir/cache/archives/partial" "$apt_dir/dl"
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-echo "deb [signed-by=$keyring] $mirror trixie main" >"$apt_dir/etc/sources.list"
+echo "deb [signed-by=$keyring] $mirror $suite main" >"$apt_dir/etc/sources.list"
 : >"$apt_dir/state/status"
 
 apt_opts=(

@@ -26,6 +26,15 @@ else
     set +a
 fi
 
+echo "==> restic 0.19 (forget is compared with it)"
+if [[ ${CAIRN_SKIP_RESTIC:-} == 1 ]]; then
+    echo "SKIPPED: the comparison with restic (CAIRN_SKIP_RESTIC=1); the test will say so"
+else
+    mkdir -p target
+    CAIRN_RESTIC="$(RESTIC_SUITE=sid bash benches/fetch-restic.sh target/restic-work | tail -n 1)"
+    export CAIRN_RESTIC
+fi
+
 echo "==> tests"
 # The end-to-end tests run the `cairn` that the build above made (they ask
 # cargo for the same build, which finds nothing to do). target/ holds the

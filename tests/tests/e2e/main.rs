@@ -14,6 +14,7 @@ mod check;
 mod config;
 mod errors;
 mod forget;
+mod forget_restic;
 mod keys;
 mod misc;
 mod recovery;

@@ -5,8 +5,9 @@
 //! XChaCha20-Poly1305) → `pack` → `backend`, with `index` recording where
 //! each blob went, and `tree` / `snapshot` describing what was backed up.
 //! `backup` and `restore` drive it, `check` verifies it, `browse` reads
-//! snapshots without restoring them, and `retrieve` brings packs back from
-//! archive storage classes for any of them.
+//! snapshots without restoring them, `forget` decides which snapshots a
+//! retention policy keeps, and `retrieve` brings packs back from archive
+//! storage classes for any of them.
 //!
 //! The modules are private: everything a program may use is re-exported
 //! here, in one place. The operations ([`backup()`], [`restore()`],

@@ -45,14 +45,14 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             bail!("--policy needs a retention table: [[retention]] rules in cairn.toml");
         }
         let plan = plan_retention(&filter_snapshots(&repo, &filter(&a.filter))?, &table, group_by);
-        print_plan(ctx, &plan, a.dry_run)?;
+        print_plan(ctx, &plan)?;
         plan.to_remove()
     } else if a.snapshots.is_empty() {
         if rules.is_empty() {
             bail!("no keep rule given, so nothing would be kept: give --keep-* rules, or the snapshots to remove");
         }
         let plan = plan_forget(&filter_snapshots(&repo, &filter(&a.filter))?, group_by, &rules);
-        print_plan(ctx, &plan, a.dry_run)?;
+        print_plan(ctx, &plan)?;
         plan.to_remove()
     } else {
         if !rules.is_empty() {
@@ -84,11 +84,11 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn print_plan(ctx: &Ctx, plan: &ForgetPlan, dry_run: bool) -> Result<()> {
+fn print_plan(ctx: &Ctx, plan: &ForgetPlan) -> Result<()> {
     if ctx.json {
-        // restic's `forget --json` shape: one entry per group.
+        // restic's `forget --json` shape: a list with one entry per group.
         let v: Vec<_> = plan.groups.iter().map(group_json).collect();
-        return output::json(&serde_json::json!({"dry_run": dry_run, "groups": v}));
+        return output::json(&v);
     }
     for g in &plan.groups {
         let key = &g.group_key;

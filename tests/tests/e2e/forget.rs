@@ -1,7 +1,5 @@
 //! `forget`: by keep rules (restic's meaning), by id, dry runs and JSON.
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// Backs up `content` as `/x` dated `time` (UTC); returns the snapshot id.
@@ -36,8 +34,7 @@ fn keep_rules_remove_what_no_rule_wants_and_the_rest_still_restores() {
         .env("TZ", "UTC")
         .args(["forget", "--keep-daily", "2", "--keep-weekly", "3", "--dry-run"])
         .json();
-    assert_eq!(dry["dry_run"], Value::Bool(true));
-    let groups = dry["groups"].as_array().unwrap();
+    let groups = dry.as_array().unwrap();
     assert_eq!(groups.len(), 1, "{dry:#}");
     let keep: Vec<&str> = groups[0]["keep"]
         .as_array()
@@ -146,7 +143,7 @@ max-age = "30d"
 "#,
     );
     let dry = f.cairn().args(["forget", "--policy", "--dry-run"]).json();
-    let groups = dry["groups"].as_array().unwrap();
+    let groups = dry.as_array().unwrap();
     let rule_of = |id: &str| -> (String, bool) {
         for g in groups {
             for (list, keep) in [("keep", true), ("remove", false)] {

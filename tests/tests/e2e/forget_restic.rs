@@ -156,6 +156,6 @@ fn forget_keeps_the_same_snapshots_as_restic() {
             "{p:?}: restic kept {}",
             want.len()
         );
-        assert_eq!(kept_times(&ours["groups"]), want, "{p:?}");
+        assert_eq!(kept_times(&ours), want, "{p:?}");
     }
 }

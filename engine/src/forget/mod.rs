@@ -134,6 +134,29 @@ pub struct ForgetGroup {
     pub reasons: Vec<KeepReason>,
 }
 
+impl ForgetGroup {
+    fn new(rule: Option<String>, group_key: GroupKey) -> Self {
+        ForgetGroup {
+            rule,
+            group_key,
+            keep: Vec::new(),
+            remove: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    /// Adds `snapshot`, kept for `why` or (`None`) removed.
+    fn record(&mut self, (id, s): &(SnapshotId, Snapshot), why: Option<Vec<String>>) {
+        match why {
+            Some(matches) => {
+                self.reasons.push(KeepReason { snapshot: *id, matches });
+                self.keep.push(shown(*id, s));
+            }
+            None => self.remove.push(shown(*id, s)),
+        }
+    }
+}
+
 /// Every group's decisions, decided before anything is removed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ForgetPlan {
@@ -192,24 +215,9 @@ pub(crate) fn plan_forget_at(
     let mut plan = ForgetPlan::default();
     for (key, members) in groups {
         let candidates = candidates(snapshots, &members);
-        let mut g = ForgetGroup {
-            rule: None,
-            group_key: key,
-            keep: Vec::new(),
-            remove: Vec::new(),
-            reasons: Vec::new(),
-        };
+        let mut g = ForgetGroup::new(None, key);
         for v in policy::apply(&candidates, rules, tz, now_ns) {
-            let (id, s) = &snapshots[members[v.position]];
-            if v.keep {
-                g.reasons.push(KeepReason {
-                    snapshot: *id,
-                    matches: v.matches,
-                });
-                g.keep.push(shown(*id, s));
-            } else {
-                g.remove.push(shown(*id, s));
-            }
+            g.record(&snapshots[members[v.position]], v.keep.then_some(v.matches));
         }
         plan.groups.push(g);
     }

@@ -13,7 +13,7 @@ use jiff::tz::TimeZone;
 
 use super::duration::RetentionDuration;
 use super::policy::{self, KeepRules};
-use super::{candidates, shown, ForgetGroup, ForgetPlan, GroupBy, GroupKey, KeepReason};
+use super::{candidates, ForgetGroup, ForgetPlan, GroupBy, GroupKey};
 use crate::id::SnapshotId;
 use crate::snapshot::Snapshot;
 
@@ -82,60 +82,39 @@ pub(crate) fn plan_retention_at(
     let now = jiff::Timestamp::from_nanosecond(i128::from(now_ns)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let mut plan = ForgetPlan::default();
     for ((rule, key), members) in groups {
-        let mut g = ForgetGroup {
-            rule: Some(rule.map(|r| table[r].name.clone()).unwrap_or_else(|| "none".into())),
-            group_key: key,
-            keep: Vec::new(),
-            remove: Vec::new(),
-            reasons: Vec::new(),
+        let name = rule.map(|r| table[r].name.clone()).unwrap_or_else(|| "none".into());
+        let mut g = ForgetGroup::new(Some(name), key);
+        // Newest first, each with why it is kept (`None`: removed).
+        let newest_first = |why: Vec<String>| -> Vec<(usize, Option<Vec<String>>)> {
+            let mut order = members.clone();
+            order.sort_by(|&a, &b| snapshots[b].1.time_ns.cmp(&snapshots[a].1.time_ns));
+            order.into_iter().map(|i| (i, Some(why.clone()))).collect()
         };
-        let mut order = members.clone();
-        order.sort_by(|&a, &b| snapshots[b].1.time_ns.cmp(&snapshots[a].1.time_ns));
-        let verdicts: Vec<(usize, Vec<String>)> = match rule.map(|r| &table[r]) {
-            None => order
-                .iter()
-                .map(|&i| (i, vec!["no retention rule matches: kept".to_string()]))
-                .collect(),
+        let decided = match rule.map(|r| &table[r]) {
+            None => newest_first(vec!["no retention rule matches: kept".into()]),
             Some(r) => {
-                let oldest_kept = r.max_age.and_then(|a| a.before(now, tz)).map(|t| t.as_nanosecond());
-                let by_rules: Vec<(usize, Vec<String>)> = if r.keep.is_empty() {
-                    order.iter().map(|&i| (i, Vec::new())).collect()
+                let mut d = if r.keep.is_empty() {
+                    newest_first(Vec::new())
                 } else {
                     policy::apply(&candidates(snapshots, &members), &r.keep, tz, now_ns)
                         .into_iter()
-                        .filter(|v| v.keep)
-                        .map(|v| (members[v.position], v.matches))
+                        .map(|v| (members[v.position], v.keep.then_some(v.matches)))
                         .collect()
                 };
-                let wanted: std::collections::HashMap<usize, Vec<String>> = by_rules.into_iter().collect();
-                order
-                    .iter()
-                    .filter_map(|&i| {
-                        let mut why = wanted.get(&i)?.clone();
-                        if let (Some(limit), Some(age)) = (oldest_kept, r.max_age) {
-                            if i128::from(snapshots[i].1.time_ns) < limit {
-                                return None;
-                            }
-                            why.push(format!("younger than {age}"));
+                if let (Some(age), Some(limit)) = (r.max_age, r.max_age.and_then(|a| a.before(now, tz))) {
+                    for (i, why) in &mut d {
+                        if i128::from(snapshots[*i].1.time_ns) < limit.as_nanosecond() {
+                            *why = None;
+                        } else if let Some(w) = why {
+                            w.push(format!("younger than {age}"));
                         }
-                        Some((i, why))
-                    })
-                    .collect()
+                    }
+                }
+                d
             }
         };
-        let kept: std::collections::HashMap<usize, Vec<String>> = verdicts.into_iter().collect();
-        for &i in &order {
-            let (id, s) = &snapshots[i];
-            match kept.get(&i) {
-                Some(why) => {
-                    g.reasons.push(KeepReason {
-                        snapshot: *id,
-                        matches: why.clone(),
-                    });
-                    g.keep.push(shown(*id, s));
-                }
-                None => g.remove.push(shown(*id, s)),
-            }
+        for (i, why) in decided {
+            g.record(&snapshots[i], why);
         }
         plan.groups.push(g);
     }

@@ -69,8 +69,14 @@ pub(crate) fn walk<V: Visitor>(
     v: &mut V,
 ) -> Result<(), V::Error> {
     let mut stack: Vec<Frame> = Vec::new();
-    if let Some(f) = open(repo, index, *root, at.to_path_buf(), None, v)? {
-        stack.push(f);
+    if let Some(tree) = load(repo, index, *root, at, v)? {
+        stack.push(Frame {
+            id: *root,
+            tree,
+            next: 0,
+            path: at.to_path_buf(),
+            dir: None,
+        });
     }
     while let Some(top) = stack.last_mut() {
         let Some(node) = top.tree.nodes.get(top.next) else {
@@ -85,34 +91,34 @@ pub(crate) fn walk<V: Visitor>(
         let descend = v.enter(&path, &top.id, node)?;
         if let (Descend::Yes, NodeKind::Dir, Some(sub)) = (descend, node.kind, node.subtree) {
             let node = node.clone();
-            if let Some(f) = open(repo, index, sub, path.clone(), Some(node.clone()), v)? {
-                stack.push(f);
-            } else {
-                v.leave(&path, &node)?;
+            match load(repo, index, sub, &path, v)? {
+                Some(tree) => stack.push(Frame {
+                    id: sub,
+                    tree,
+                    next: 0,
+                    path,
+                    dir: Some(node),
+                }),
+                // An unreadable tree the visitor went past: the folder ends here.
+                None => v.leave(&path, &node)?,
             }
         }
     }
     Ok(())
 }
 
-fn open<V: Visitor>(
+/// Tree `id`, or `None` when it cannot be read and the visitor goes on.
+fn load<V: Visitor>(
     repo: &Repository,
     index: &Index,
     id: TreeId,
-    path: PathBuf,
-    dir: Option<Node>,
+    path: &Path,
     v: &mut V,
-) -> Result<Option<Frame>, V::Error> {
+) -> Result<Option<Tree>, V::Error> {
     match repo.load_tree(index, &id) {
-        Ok(tree) => Ok(Some(Frame {
-            id,
-            tree,
-            next: 0,
-            path,
-            dir,
-        })),
+        Ok(tree) => Ok(Some(tree)),
         Err(e) => {
-            v.tree_error(&path, &id, e)?;
+            v.tree_error(path, &id, e)?;
             Ok(None)
         }
     }

@@ -119,6 +119,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     Ok(check::check(repo, opts)?)
 }
 
+/// Resolves each of `specs` (`latest` or id prefixes) among the snapshots
+/// passing `filter`, listing them once.
+pub fn find_snapshots(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    Ok(select::find_snapshots(repo, specs, filter)?)
+}
+
 /// Every snapshot passing `filter`, oldest first.
 pub fn filter_snapshots(repo: &Repository, filter: &SnapshotFilter) -> Result<Vec<(SnapshotId, Snapshot)>> {
     Ok(select::filter_snapshots(repo, filter)?)

@@ -1,7 +1,7 @@
 //! Choosing snapshots as restic users know it: `latest`, an id prefix,
 //! filtered by host, tag and path, optionally as of a point in time.
 
-use crate::id::SnapshotId;
+use crate::id::{find_by_prefix, PrefixError, SnapshotId};
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
 
@@ -69,20 +69,35 @@ pub fn find_snapshot(
     filter: &SnapshotFilter,
 ) -> Result<(SnapshotId, Snapshot), SelectError> {
     let all = filter_snapshots(repo, filter)?;
+    resolve(&all, spec).cloned()
+}
+
+/// Resolves every spec of `specs` among the snapshots passing `filter`,
+/// listing the repository once; duplicates are dropped.
+pub fn find_snapshots(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilter,
+) -> Result<Vec<(SnapshotId, Snapshot)>, SelectError> {
+    let all = filter_snapshots(repo, filter)?;
+    let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
+    for spec in specs {
+        let hit = resolve(&all, spec)?;
+        if !out.iter().any(|(id, _)| *id == hit.0) {
+            out.push(hit.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// `latest` (the newest of `all`, which is oldest first) or the one id
+/// starting with `spec`, by the one id-prefix resolver.
+fn resolve<'a>(all: &'a [(SnapshotId, Snapshot)], spec: &str) -> Result<&'a (SnapshotId, Snapshot), SelectError> {
     if spec == "latest" {
-        return all
-            .into_iter()
-            .last()
-            .ok_or_else(|| SelectError::NotFound(spec.to_string()));
+        return all.last().ok_or_else(|| SelectError::NotFound(spec.to_string()));
     }
-    let spec_l = spec.to_ascii_lowercase();
-    let mut hits: Vec<(SnapshotId, Snapshot)> = all
-        .into_iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
-        .collect();
-    match hits.len() {
-        0 => Err(SelectError::NotFound(spec.to_string())),
-        1 => Ok(hits.remove(0)),
-        n => Err(SelectError::Ambiguous(spec.to_string(), n)),
-    }
+    find_by_prefix(all, |(id, _)| id.to_hex(), spec, "snapshot").map_err(|e| match e {
+        PrefixError::NotFound { .. } => SelectError::NotFound(spec.to_string()),
+        PrefixError::Ambiguous { count, .. } => SelectError::Ambiguous(spec.to_string(), count),
+    })
 }

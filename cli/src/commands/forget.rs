@@ -1,6 +1,6 @@
 use anyhow::{bail, Result};
 use cairn_engine::{
-    filter_snapshots, find_snapshot, forget_snapshots, plan_forget, plan_retention, ForgetGroup, ForgetPlan,
+    filter_snapshots, find_snapshots, forget_snapshots, plan_forget, plan_retention, ForgetGroup, ForgetPlan,
     ForgetSnapshot, GroupBy, KeepRules,
 };
 
@@ -58,12 +58,10 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         if !rules.is_empty() {
             bail!("give snapshots to remove or keep rules, not both");
         }
-        let mut ids = Vec::new();
-        for spec in &a.snapshots {
-            ids.push(find_snapshot(&repo, spec, &filter(&a.filter))?.0);
-        }
-        ids.sort();
-        ids.dedup();
+        let ids: Vec<_> = find_snapshots(&repo, &a.snapshots, &filter(&a.filter))?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         if ctx.json {
             let v: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
             output::json(&serde_json::json!({"dry_run": a.dry_run, "remove": v}))?;

@@ -295,81 +295,34 @@ macro_rules! forward {
     ($inner:tt: $($method:ident),+ $(,)?) => {
         $( $crate::backend::forward!(@one $inner $method); )+
     };
-    (@one $inner:tt location) => {
+    // Each method's signature, once; `@fn` writes the pass-through.
+    (@one $i:tt location) => { $crate::backend::forward!(@fn $i location() -> String); };
+    (@one $i:tt create) => { $crate::backend::forward!(@fn $i create() -> ()); };
+    (@one $i:tt list) => { $crate::backend::forward!(@fn $i list(kind: $crate::backend::ObjectKind) -> Vec<$crate::backend::ObjectInfo>); };
+    (@one $i:tt read) => { $crate::backend::forward!(@fn $i read(kind: $crate::backend::ObjectKind, name: &str) -> Vec<u8>); };
+    (@one $i:tt read_range) => {
+        $crate::backend::forward!(@fn $i read_range(kind: $crate::backend::ObjectKind, name: &str, offset: u64, len: u64) -> Vec<u8>);
+    };
+    (@one $i:tt write) => { $crate::backend::forward!(@fn $i write(kind: $crate::backend::ObjectKind, name: &str, data: &[u8]) -> ()); };
+    (@one $i:tt remove) => { $crate::backend::forward!(@fn $i remove(kind: $crate::backend::ObjectKind, name: &str) -> ()); };
+    (@one $i:tt stat) => { $crate::backend::forward!(@fn $i stat(kind: $crate::backend::ObjectKind, name: &str) -> Option<u64>); };
+    (@one $i:tt archive_state) => {
+        $crate::backend::forward!(@fn $i archive_state(kind: $crate::backend::ObjectKind, name: &str) -> $crate::backend::ArchiveState);
+    };
+    (@one $i:tt request_retrieval) => {
+        $crate::backend::forward!(
+            @fn $i request_retrieval(kind: $crate::backend::ObjectKind, name: &str, how: $crate::backend::RetrievalRequest) -> ()
+        );
+    };
+    // `location` is the one method that cannot fail.
+    (@fn $i:tt location() -> String) => {
         fn location(&self) -> String {
-            self.$inner.location()
+            self.$i.location()
         }
     };
-    (@one $inner:tt create) => {
-        fn create(&self) -> Result<(), $crate::backend::BackendError> {
-            self.$inner.create()
-        }
-    };
-    (@one $inner:tt list) => {
-        fn list(
-            &self,
-            kind: $crate::backend::ObjectKind,
-        ) -> Result<Vec<$crate::backend::ObjectInfo>, $crate::backend::BackendError> {
-            self.$inner.list(kind)
-        }
-    };
-    (@one $inner:tt read) => {
-        fn read(&self, kind: $crate::backend::ObjectKind, name: &str) -> Result<Vec<u8>, $crate::backend::BackendError> {
-            self.$inner.read(kind, name)
-        }
-    };
-    (@one $inner:tt read_range) => {
-        fn read_range(
-            &self,
-            kind: $crate::backend::ObjectKind,
-            name: &str,
-            offset: u64,
-            len: u64,
-        ) -> Result<Vec<u8>, $crate::backend::BackendError> {
-            self.$inner.read_range(kind, name, offset, len)
-        }
-    };
-    (@one $inner:tt write) => {
-        fn write(
-            &self,
-            kind: $crate::backend::ObjectKind,
-            name: &str,
-            data: &[u8],
-        ) -> Result<(), $crate::backend::BackendError> {
-            self.$inner.write(kind, name, data)
-        }
-    };
-    (@one $inner:tt remove) => {
-        fn remove(&self, kind: $crate::backend::ObjectKind, name: &str) -> Result<(), $crate::backend::BackendError> {
-            self.$inner.remove(kind, name)
-        }
-    };
-    (@one $inner:tt stat) => {
-        fn stat(
-            &self,
-            kind: $crate::backend::ObjectKind,
-            name: &str,
-        ) -> Result<Option<u64>, $crate::backend::BackendError> {
-            self.$inner.stat(kind, name)
-        }
-    };
-    (@one $inner:tt archive_state) => {
-        fn archive_state(
-            &self,
-            kind: $crate::backend::ObjectKind,
-            name: &str,
-        ) -> Result<$crate::backend::ArchiveState, $crate::backend::BackendError> {
-            self.$inner.archive_state(kind, name)
-        }
-    };
-    (@one $inner:tt request_retrieval) => {
-        fn request_retrieval(
-            &self,
-            kind: $crate::backend::ObjectKind,
-            name: &str,
-            how: $crate::backend::RetrievalRequest,
-        ) -> Result<(), $crate::backend::BackendError> {
-            self.$inner.request_retrieval(kind, name, how)
+    (@fn $i:tt $m:ident($($a:ident: $t:ty),*) -> $ok:ty) => {
+        fn $m(&self, $($a: $t),*) -> Result<$ok, $crate::backend::BackendError> {
+            self.$i.$m($($a),*)
         }
     };
 }

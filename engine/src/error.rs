@@ -11,6 +11,7 @@ use crate::check::CheckError;
 use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
 use crate::index::IndexError;
+use crate::lock::LockError;
 use crate::recovery::RecoveryError;
 use crate::repository::RepositoryError;
 use crate::restore::RestoreError;
@@ -47,6 +48,9 @@ pub enum Error {
     /// Recovery sheet.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    /// The maintenance lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// An id that does not parse.
     #[error(transparent)]
     Id(#[from] ParseIdError),
@@ -107,6 +111,7 @@ impl ErrorKind {
             BrowseError,
             SourceError,
             RecoveryError,
+            LockError,
             ParseIdError,
             PrefixError
         );
@@ -127,6 +132,7 @@ impl Error {
             Error::Browse(e) => e.kind(),
             Error::Source(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
+            Error::Lock(e) => e.kind(),
             Error::Id(e) => e.kind(),
         }
     }
@@ -252,6 +258,19 @@ impl RecoveryError {
     /// What kind of failure this is: a mistyped sheet is bad input.
     pub fn kind(&self) -> ErrorKind {
         ErrorKind::InvalidInput
+    }
+}
+
+impl LockError {
+    /// What kind of failure this is: a lock held by another process, or
+    /// lost to one, is `Locked` (try again later).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LockError::Held { .. } | LockError::Lost { .. } => ErrorKind::Locked,
+            LockError::Repository(r) => r.kind(),
+            LockError::Backend(b) => b.kind(),
+            LockError::Thread(_) => ErrorKind::Internal,
+        }
     }
 }
 

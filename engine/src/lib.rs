@@ -6,8 +6,9 @@
 //! each blob went, and `tree` / `snapshot` describing what was backed up.
 //! `backup` and `restore` drive it, `check` verifies it, `browse` reads
 //! snapshots without restoring them, `forget` decides which snapshots a
-//! retention policy keeps, and `retrieve` brings packs back from archive
-//! storage classes for any of them.
+//! retention policy keeps, `lock` is the exclusive maintenance lock that
+//! prune takes, and `retrieve` brings packs back from archive storage
+//! classes for any of them.
 //!
 //! The modules are private: everything a program may use is re-exported
 //! here, in one place. The operations ([`backup()`], [`restore()`],
@@ -43,6 +44,7 @@ mod check;
 mod error;
 mod forget;
 mod inspect;
+mod lock;
 mod recovery;
 mod repository;
 mod restore;
@@ -86,6 +88,9 @@ pub use forget::{plan_retention, RetentionRule, RuleMatch};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};
+#[cfg(feature = "testing")]
+pub use lock::write_lock;
+pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
 pub use pack::PackEntry;
 pub use recovery::RecoveryError;
 pub use repository::{

@@ -24,6 +24,7 @@ pub use crate::chunker::ChunkerParams;
 pub use config::{Config, FORMAT_VERSION};
 pub use keys::KeyFile;
 pub use objects::{IndexObject, RepoFile, SnapshotList};
+pub(crate) use open::host_and_user;
 
 /// Object kind bound into the config's authenticated data.
 pub const CONFIG_KIND: &str = "config";

@@ -12,7 +12,9 @@ use crate::encoding;
 use crate::id::{self, ObjectId};
 use crate::repository::config::{Config, FORMAT_VERSION};
 
-fn host_and_user() -> (String, String) {
+/// This host's name and this process's user name (empty when unknown),
+/// as recorded in key and lock objects.
+pub(crate) fn host_and_user() -> (String, String) {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

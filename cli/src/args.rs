@@ -2,6 +2,7 @@
 //! generated from these same definitions.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -94,6 +95,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
+    /// Remove stale maintenance locks (with --remove-all, every lock).
+    Unlock(UnlockArgs),
     /// Print a decoded repository object (for debugging).
     Cat(CatArgs),
     /// Manage passwords (keys) and the recovery sheet.
@@ -287,6 +290,69 @@ pub struct CheckArgs {
     pub read_data: bool,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Maintenance (prune) holds an exclusive lock in the repository's locks/ folder while \
+it runs and refreshes it every 5 minutes; backups, restores and checks never take or wait for it. A lock \
+is stale when it was not refreshed for 30 minutes, or when its process no longer runs on this host; \
+maintenance removes stale locks by itself, and so does `cairn unlock`. A live lock is left alone unless \
+--remove-all is given: use that only when you know its holder is gone (a crashed host), since a \
+maintenance process whose lock is removed stops at its next step."
+)]
+pub struct UnlockArgs {
+    /// Also remove live and unreadable locks, not only stale ones.
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+/// How a maintenance command (prune) waits for another's lock; flatten it
+/// into the command's arguments.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// When another maintenance process holds the repository's lock, wait up
+    /// to DURATION (`30s`, `5m`, `1h`, `1h30m`) for it to finish instead of
+    /// failing at once (exit code 11).
+    #[arg(long, value_name = "DURATION", value_parser = wait_duration, default_value = "0s")]
+    pub retry_lock: Duration,
+}
+
+/// A wait: numbers with units `s`, `m` (minutes) and `h`, e.g. `90s` or
+/// `1h30m`; `0` waits not at all.
+fn wait_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let err = |why: &str| format!("`{text}` is not a duration: {why} (examples: 30s, 5m, 1h30m)");
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in t.chars() {
+        if let Some(d) = c.to_digit(10) {
+            let n = num
+                .unwrap_or(0)
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(d)));
+            num = Some(n.ok_or_else(|| err("number too large"))?);
+            continue;
+        }
+        let n = num.take().ok_or_else(|| err("a unit needs a number before it"))?;
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(err("units are s, m and h")),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| err("number too large"))?;
+    }
+    if num.is_some() || t.is_empty() {
+        return Err(err("a number needs a unit after it"));
+    }
+    Ok(Duration::from_secs(total))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

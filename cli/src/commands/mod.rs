@@ -9,6 +9,7 @@ mod forget;
 mod init;
 mod key;
 mod restore;
+mod unlock;
 
 use anyhow::{Context, Result};
 use cairn_engine::{BackendOptions, CacheOptions, Repository, SnapshotFilter};
@@ -111,6 +112,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Dump(a) => restore::dump(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Completions(a) => {

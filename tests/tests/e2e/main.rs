@@ -16,6 +16,7 @@ mod errors;
 mod forget;
 mod forget_restic;
 mod keys;
+mod lock;
 mod misc;
 mod recovery;
 mod restore;

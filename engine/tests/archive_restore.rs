@@ -107,6 +107,9 @@ impl Backend for ArchiveBackend {
         }
         Ok(())
     }
+    fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+        self.inner.remove_temporaries(older_than_ns)
+    }
 }
 
 fn setup(

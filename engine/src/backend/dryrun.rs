@@ -49,6 +49,10 @@ impl Backend for DryRunBackend {
     fn request_retrieval(&self, _kind: ObjectKind, _name: &str, _how: RetrievalRequest) -> Result<(), BackendError> {
         Ok(())
     }
+
+    fn remove_temporaries(&self, _older_than_ns: i64) -> Result<usize, BackendError> {
+        Ok(0)
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +85,7 @@ mod tests {
     }
 
     impl Backend for Glacier {
-        forward!(inner: location, stat);
+        forward!(inner: location, stat, remove_temporaries);
 
         fn create(&self) -> Result<(), BackendError> {
             self.change();

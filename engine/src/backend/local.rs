@@ -101,11 +101,16 @@ impl Backend for LocalBackend {
                 if ft.is_dir() && kind == ObjectKind::DataPack && d == dir {
                     dirs.push(ent.path());
                 } else if ft.is_file() && !name.starts_with('.') {
-                    let size = ent
+                    let meta = ent
                         .metadata()
-                        .map_err(|e| BackendError::from_io(&ent.path().to_string_lossy(), e))?
-                        .len();
-                    out.push(ObjectInfo { name, size });
+                        .map_err(|e| BackendError::from_io(&ent.path().to_string_lossy(), e))?;
+                    let modified_ns = meta.modified().ok().map(crate::time::system_time_ns);
+                    out.push(ObjectInfo {
+                        name,
+                        size: meta.len(),
+                        modified_ns,
+                        storage_class: None,
+                    });
                 }
             }
         }
@@ -182,6 +187,33 @@ impl Backend for LocalBackend {
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
         let p = self.full(kind, name);
         fs::remove_file(&p).map_err(|e| BackendError::from_io(&kind.path(name), e))
+    }
+
+    fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+        let dir = self.root.join("tmp");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(BackendError::from_io(&dir.to_string_lossy(), e)),
+        };
+        let mut n = 0;
+        for ent in rd {
+            let ent = ent.map_err(|e| BackendError::from_io(&dir.to_string_lossy(), e))?;
+            let old = ent
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| crate::time::system_time_ns(t) < older_than_ns);
+            // Only our own temporary names: anything else was put there by someone.
+            if old && ent.file_name().to_string_lossy().starts_with(".tmp-") {
+                match fs::remove_file(ent.path()) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(BackendError::from_io(&ent.path().to_string_lossy(), e)),
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn stat(&self, kind: ObjectKind, name: &str) -> Result<Option<u64>, BackendError> {

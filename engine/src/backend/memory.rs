@@ -37,6 +37,11 @@ impl Backend for MemoryBackend {
         "memory".into()
     }
 
+    fn remove_temporaries(&self, _older_than_ns: i64) -> Result<usize, BackendError> {
+        // Writes replace the map entry whole: nothing is ever half-written.
+        Ok(0)
+    }
+
     fn create(&self) -> Result<(), BackendError> {
         // A map needs no preparing.
         Ok(())
@@ -51,6 +56,8 @@ impl Backend for MemoryBackend {
             .map(|((_, n), v)| ObjectInfo {
                 name: n.clone(),
                 size: v.len() as u64,
+                modified_ns: None,
+                storage_class: None,
             })
             .collect())
     }

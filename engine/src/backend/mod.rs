@@ -102,6 +102,12 @@ pub struct ObjectInfo {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was stored (Unix ns), where the storage says: prune dates
+    /// archived packs by it, for their minimum storage duration.
+    pub modified_ns: Option<i64>,
+    /// Its storage class where the storage has classes and it is not the
+    /// standard one (e.g. `GLACIER`, `DEEP_ARCHIVE`), from the listing itself.
+    pub storage_class: Option<String>,
 }
 
 /// Backend failures, classified by what the caller can do about them.
@@ -284,6 +290,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// money: callers ask only for objects that
     /// [`archive_state`](Backend::archive_state) reports as `Archived`.
     fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError>;
+
+    /// Removes what writes cut short left behind, begun before
+    /// `older_than_ns` (Unix ns): the local folder's `tmp/` files, an S3
+    /// bucket's unfinished multipart uploads under the repository's prefix.
+    /// Returns how many went; storage that leaves nothing behind answers 0.
+    /// Only maintenance calls it, with a cut-off older than any running
+    /// write (prune's grace period).
+    fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError>;
 }
 
 /// Writes [`Backend`] methods that pass the call unchanged to the backend in
@@ -309,6 +323,7 @@ macro_rules! forward {
     (@one $i:tt archive_state) => {
         $crate::backend::forward!(@fn $i archive_state(kind: $crate::backend::ObjectKind, name: &str) -> $crate::backend::ArchiveState);
     };
+    (@one $i:tt remove_temporaries) => { $crate::backend::forward!(@fn $i remove_temporaries(older_than_ns: i64) -> usize); };
     (@one $i:tt request_retrieval) => {
         $crate::backend::forward!(
             @fn $i request_retrieval(kind: $crate::backend::ObjectKind, name: &str, how: $crate::backend::RetrievalRequest) -> ()
@@ -381,6 +396,8 @@ pub(crate) fn config_listing(size: Option<u64>) -> Vec<ObjectInfo> {
     size.map(|size| ObjectInfo {
         name: "config".into(),
         size,
+        modified_ns: None,
+        storage_class: None,
     })
     .into_iter()
     .collect()

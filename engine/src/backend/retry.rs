@@ -209,6 +209,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
             self.inner.request_retrieval(kind, name, how)
         })
     }
+
+    fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+        self.with_retries("remove_temporaries", |_| self.inner.remove_temporaries(older_than_ns))
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +287,7 @@ mod tests {
             }
             self.inner.remove(kind, name)
         }
-        crate::backend::forward!(inner: create, stat, archive_state, request_retrieval);
+        crate::backend::forward!(inner: create, stat, archive_state, request_retrieval, remove_temporaries);
     }
 
     fn fast(max_attempts: u32) -> RetryOptions {

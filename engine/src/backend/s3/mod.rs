@@ -313,6 +313,13 @@ impl Backend for S3Backend {
                     out.push(ObjectInfo {
                         name: name.to_string(),
                         size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        modified_ns: o
+                            .last_modified()
+                            .and_then(|t| t.as_nanos().try_into().ok()),
+                        storage_class: o
+                            .storage_class()
+                            .map(|c| c.as_str().to_string())
+                            .filter(|c| c != "STANDARD"),
                     });
                 }
                 if resp.is_truncated() != Some(true) {
@@ -433,6 +440,10 @@ impl Backend for S3Backend {
 
     fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError> {
         self.retrieve(kind, name, how)
+    }
+
+    fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+        self.abort_stale_uploads(older_than_ns)
     }
 }
 

@@ -77,6 +77,59 @@ impl S3Backend {
         result
     }
 
+    /// Aborts the unfinished multipart uploads under the repository's
+    /// prefix begun before `older_than_ns`: what a killed writer leaves
+    /// (its parts are stored and billed, though no object is visible).
+    pub(super) fn abort_stale_uploads(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+        let prefix = self.prefix.clone();
+        self.run(async {
+            let mut stale = Vec::new();
+            let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+            loop {
+                let resp = {
+                    let _p = self.permit(&prefix).await?;
+                    self.client
+                        .list_multipart_uploads()
+                        .bucket(&self.bucket)
+                        .prefix(&prefix)
+                        .set_key_marker(key_marker.take())
+                        .set_upload_id_marker(id_marker.take())
+                        .send()
+                        .await
+                        .map_err(|e| self.fail(&prefix, e))?
+                };
+                for u in resp.uploads() {
+                    let begun = u.initiated().and_then(|t| i64::try_from(t.as_nanos()).ok());
+                    if let (Some(key), Some(id), Some(t)) = (u.key(), u.upload_id(), begun) {
+                        if t < older_than_ns {
+                            stale.push((key.to_string(), id.to_string()));
+                        }
+                    }
+                }
+                if resp.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = resp.next_key_marker().map(str::to_string);
+                id_marker = resp.next_upload_id_marker().map(str::to_string);
+                if key_marker.is_none() {
+                    break;
+                }
+            }
+            for (key, id) in &stale {
+                let _p = self.permit(key).await?;
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(key, e))?;
+            }
+            Ok(stale.len())
+        })
+    }
+
     async fn upload_parts_and_complete(
         &self,
         key: &str,

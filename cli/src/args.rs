@@ -93,6 +93,8 @@ pub enum Command {
     Dump(DumpArgs),
     /// Remove snapshots, named or by keep rules (restic's meaning); their data goes in a later prune.
     Forget(ForgetArgs),
+    /// Remove the data no snapshot uses (safe while backups run: see --help).
+    Prune(PruneArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// Remove stale maintenance locks (with --remove-all, every lock).
@@ -493,4 +495,56 @@ pub struct ForgetArgs {
     /// Print what would be removed and why; remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Run a prune afterwards (with the prune settings below).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_settings: PruneSettings,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Prune marks every blob the snapshots use, then deletes packs holding none and \
+repacks partly used ones. It is safe while backups run: packs are not removed at once but recorded \
+in a deletion record, and removed by a later prune once the grace period (default 24h) has passed \
+and no snapshot written meanwhile needs them. Running prune every night therefore frees the space of \
+the night before. --instant-delete removes at once, for a repository nothing else is writing to. \
+Packs in archive storage classes are never repacked without --repack-cold; deleting them before \
+their class's minimum storage duration is billed, which the report estimates (--cold-min-age waits)."
+)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub settings: PruneSettings,
+    /// Print the plan (packs and bytes to delete, repack, keep); change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// Settings shared by `prune` and `forget --prune`.
+#[derive(Debug, Args)]
+pub struct PruneSettings {
+    /// Unused space to tolerate in partly used packs: a share of the
+    /// repository (`5%`), a size (`2G`) or `unlimited` (only delete wholly unused packs).
+    #[arg(long, value_name = "LIMIT", default_value = "5%", value_parser = crate::units::max_unused)]
+    pub max_unused: cairn_engine::MaxUnused,
+    /// Repack at most this much (`10G`) per run.
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::size)]
+    pub max_repack: Option<u64>,
+    /// How long recorded packs wait before a later prune removes them; longer
+    /// than any backup runs.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::units::duration)]
+    pub grace_period: std::time::Duration,
+    /// Remove unused packs now, without the grace period: only for a
+    /// repository no backup is writing to.
+    #[arg(long)]
+    pub instant_delete: bool,
+    /// Also repack partly used packs in archive classes (retrieving them first, priced as a restore).
+    #[arg(long)]
+    pub repack_cold: bool,
+    /// Wholly unused packs in classes with a minimum storage duration are
+    /// deleted only once this old (avoids early-deletion charges), e.g. `180d`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::duration)]
+    pub cold_min_age: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 }

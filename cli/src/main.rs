@@ -8,6 +8,7 @@ mod output;
 mod password;
 mod progress;
 mod retention;
+mod units;
 
 use std::process::ExitCode;
 

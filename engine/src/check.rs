@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::backend::ObjectKind;
 use crate::blob::BlobType;
 use crate::id::{ObjectId, PackId, TreeId};
-use crate::index::{Index, IndexBlob, IndexFile, IndexPack};
+use crate::index::{Avoid, Index, IndexBlob, IndexFile, IndexPack};
 use crate::pack;
 use crate::repository::{pack_kind, Repository, RepositoryError};
 use crate::retrieve::{self, DriveOptions, PackRef, RetrievalHook, RetrievalOptions, RetrievalReport};
@@ -83,10 +83,13 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     if let Err(e) = repo.list_keys() {
         r.errors.push(e.to_string());
     }
-    let Some(IndexedPacks { index, in_index }) = check_index(repo, &mut r)? else {
+    let deletions = repo.load_deletions()?;
+    r.errors.extend(deletions.damaged.iter().cloned());
+    let doomed = deletions.doomed_packs();
+    let Some(IndexedPacks { index, in_index }) = check_index(repo, &doomed, &mut r)? else {
         return Ok(r);
     };
-    let stored = check_packs(repo, &in_index, &mut r)?;
+    let stored = check_packs(repo, &in_index, &doomed, &mut r)?;
     check_snapshots(repo, &index, &mut r)?;
     if opts.read_data {
         read_data(repo, &stored, &in_index, opts, &mut r)?;
@@ -97,7 +100,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
 
 /// Index objects one by one, so one damaged object is named and the rest
 /// still checked. `None` when no usable index can be built.
-fn check_index(repo: &Repository, r: &mut CheckReport) -> Result<Option<IndexedPacks>, CheckError> {
+fn check_index(
+    repo: &Repository,
+    doomed: &HashSet<PackId>,
+    r: &mut CheckReport,
+) -> Result<Option<IndexedPacks>, CheckError> {
     let mut files: Vec<IndexFile> = Vec::new();
     for o in repo.load_index_files()? {
         match o.file {
@@ -110,7 +117,9 @@ fn check_index(repo: &Repository, r: &mut CheckReport) -> Result<Option<IndexedP
         .flat_map(|f| f.packs.iter())
         .map(|p| (p.id, p.clone()))
         .collect();
-    let index = match Index::from_files(files) {
+    // Trees are read from copies outside recorded packs where there are any,
+    // as every reader does (R1).
+    let index = match Index::from_files_avoiding(&files, doomed, Avoid::PreferOthers) {
         Ok(i) => i,
         Err(e) => {
             r.errors.push(e.to_string());
@@ -139,6 +148,7 @@ struct StoredPack {
 fn check_packs(
     repo: &Repository,
     in_index: &HashMap<PackId, IndexPack>,
+    doomed: &HashSet<PackId>,
     r: &mut CheckReport,
 ) -> Result<HashMap<PackId, StoredPack>, CheckError> {
     let mut stored: HashMap<PackId, StoredPack> = HashMap::new();
@@ -155,6 +165,8 @@ fn check_packs(
     for (id, p) in in_index {
         let want = pack_kind(p.blob_type);
         match stored.get(id) {
+            // A prune removed it, as a deletion record says (R2).
+            None if doomed.contains(id) => {}
             None => r
                 .errors
                 .push(format!("{want} {id} is in the index but missing from storage")),
@@ -166,7 +178,7 @@ fn check_packs(
         }
     }
     for (id, s) in &stored {
-        if !in_index.contains_key(id) {
+        if !in_index.contains_key(id) && !doomed.contains(id) {
             r.warnings.push(format!(
                 "{} {id} is not in any index (left by an interrupted backup; prune will remove it)",
                 s.kind

@@ -12,6 +12,7 @@ use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
 use crate::index::IndexError;
 use crate::lock::LockError;
+use crate::prune::PruneError;
 use crate::recovery::RecoveryError;
 use crate::repository::RepositoryError;
 use crate::restore::RestoreError;
@@ -54,6 +55,9 @@ pub enum Error {
     /// An id that does not parse.
     #[error(transparent)]
     Id(#[from] ParseIdError),
+    /// Prune.
+    #[error(transparent)]
+    Prune(#[from] PruneError),
 }
 
 /// The result type of the engine's public functions.
@@ -113,7 +117,8 @@ impl ErrorKind {
             RecoveryError,
             LockError,
             ParseIdError,
-            PrefixError
+            PrefixError,
+            PruneError
         );
         None
     }
@@ -134,6 +139,7 @@ impl Error {
             Error::Recovery(e) => e.kind(),
             Error::Lock(e) => e.kind(),
             Error::Id(e) => e.kind(),
+            Error::Prune(e) => e.kind(),
         }
     }
 
@@ -191,6 +197,7 @@ impl BackupError {
             BackupError::Blob(b) => blob_kind(b),
             BackupError::Pack(_) | BackupError::Encoding(_) => ErrorKind::Internal,
             BackupError::PipelineStopped | BackupError::Thread(_) | BackupError::ThreadPanicked => ErrorKind::Internal,
+            BackupError::ReusedDataDeleted { .. } => ErrorKind::Storage,
         }
     }
 }

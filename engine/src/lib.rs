@@ -6,9 +6,9 @@
 //! each blob went, and `tree` / `snapshot` describing what was backed up.
 //! `backup` and `restore` drive it, `check` verifies it, `browse` reads
 //! snapshots without restoring them, `forget` decides which snapshots a
-//! retention policy keeps, `lock` is the exclusive maintenance lock that
-//! prune takes, and `retrieve` brings packs back from archive storage
-//! classes for any of them.
+//! retention policy keeps, `prune` removes the data no snapshot uses under
+//! `lock`, the exclusive maintenance lock, and `retrieve` brings packs back
+//! from archive storage classes for any of them.
 //!
 //! The modules are private: everything a program may use is re-exported
 //! here, in one place. The operations ([`backup()`], [`restore()`],
@@ -42,9 +42,11 @@ mod backup;
 mod browse;
 mod check;
 mod error;
+mod failpoint;
 mod forget;
 mod inspect;
 mod lock;
+mod prune;
 mod recovery;
 mod repository;
 mod restore;
@@ -92,6 +94,10 @@ pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, Snaps
 pub use lock::write_lock;
 pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
 pub use pack::PackEntry;
+pub use prune::{
+    prune, ColdPack, DeletionRecord, Deletions, DueReport, MaxUnused, PackCount, PruneError, PruneOptions, PrunePlan,
+    PruneReport, RecordedPack, DEFAULT_GRACE,
+};
 pub use recovery::RecoveryError;
 pub use repository::{
     Config, IndexObject, InitOptions, KeyFile, RepoFile, Repository, RepositoryError, SnapshotList, FORMAT_VERSION,

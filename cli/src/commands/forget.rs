@@ -76,6 +76,11 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         return Ok(0);
     }
     let n = forget_snapshots(&repo, &ids)?;
+    if a.prune {
+        ctx.say(format!("removed {n} snapshot(s); pruning"));
+        let opts = super::prune::options(ctx, &a.prune_settings, false);
+        return super::prune::prune_and_report(ctx, &repo, &opts);
+    }
     ctx.say(format!(
         "removed {n} snapshot(s); the data only they referenced stays in the repository until a prune"
     ));

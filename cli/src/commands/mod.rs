@@ -8,6 +8,7 @@ mod check;
 mod forget;
 mod init;
 mod key;
+mod prune;
 mod restore;
 mod unlock;
 
@@ -111,6 +112,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Dump(a) => restore::dump(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),

@@ -10,6 +10,7 @@ mod dir;
 mod meta;
 mod parent;
 mod saver;
+mod verify;
 mod walk;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use saver::Saver;
 pub use saver::SaverStats;
 
 use crate::backend::BackendError;
@@ -76,6 +78,13 @@ pub enum BackupError {
     /// A worker thread panicked (a bug).
     #[error("a backup worker thread panicked")]
     ThreadPanicked,
+    /// A prune recorded for deletion data this backup reused, while it ran
+    /// (format-spec B4); running the backup again stores that data anew.
+    #[error("a prune that ran meanwhile recorded for deletion {blobs} blob(s) this backup reused; no snapshot was written, run the backup again")]
+    ReusedDataDeleted {
+        /// How many reused blobs (or trees) lost their last live copy.
+        blobs: usize,
+    },
     /// Invalid options.
     #[error("{0}")]
     Invalid(String),
@@ -186,7 +195,7 @@ pub struct BackupOutcome {
     pub skipped: Vec<SkippedEntry>,
 }
 
-fn default_host() -> String {
+pub(crate) fn default_host() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -194,7 +203,27 @@ fn default_host() -> String {
 }
 
 /// Backs up `source` into `repo` and saves a snapshot, unless a dry run.
+///
+/// When a prune records for deletion data the backup reused while it ran
+/// (B4), a backup of paths runs once more, storing that data again; a
+/// stream cannot be read twice, so its backup fails instead.
 pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
+    let again = match &source {
+        BackupSource::Paths(p) => Some(p.clone()),
+        BackupSource::Stream { .. } => None,
+    };
+    match (backup_once(repo, source, opts), again) {
+        (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) => {
+            tracing::warn!(
+                "a prune recorded {blobs} reused blob(s) for deletion while the backup ran; backing up again"
+            );
+            backup_once(repo, BackupSource::Paths(paths), opts)
+        }
+        (r, _) => r,
+    }
+}
+
+fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
     let started = Instant::now();
     // The snapshot is dated when the backup starts, as restic does: that is
     // the moment its data describes, and what --as-of compares against.
@@ -230,7 +259,8 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
             })
             .map(|(id, _)| *id),
     };
-    let index = Arc::new(repo.load_index()?);
+    let (index, deletions) = repo.load_index_for_backup()?;
+    let index = Arc::new(index);
     let saver = saver::Saver::start(&repo, index.clone(), opts.sealers);
     let mut summary = Summary::default();
     let mut skipped = Vec::new();
@@ -299,6 +329,7 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
     let id = if opts.dry_run {
         None
     } else {
+        verify::verify_reuse(&repo, &deletions, started.elapsed(), &snapshot.tree)?;
         Some(repo.save_snapshot(&snapshot)?)
     };
     Ok(BackupOutcome { id, snapshot, skipped })

@@ -33,6 +33,12 @@ impl ParentFiles {
         let snap = repo.load_snapshot(id)?;
         let mut out = ParentFiles::default();
         tree::walk(repo, index, &snap.tree, Path::new("/"), &mut out)?;
+        // A content list is reused only while every blob in it has a copy
+        // the index offers (B3: none whose copies all wait for deletion);
+        // other files are read again.
+        let stored = |f: &PrevFile| f.content.iter().all(|c| index.contains(&c.id));
+        out.by_path.retain(|_, f| stored(f));
+        out.by_inode.retain(|_, f| stored(f));
         Ok(out)
     }
 

@@ -8,7 +8,7 @@
 //! (the pack table and its hash map: 8-10 bytes per blob at 16 blobs a pack),
 //! as [`Index::memory_bytes`] measures — see format-spec "Index".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,16 @@ fn prefix_of(id: &BlobId) -> [u8; PREFIX_LEN] {
     p
 }
 
+/// What [`Index::from_files_avoiding`] does with blobs whose only copies
+/// are in avoided packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Avoid {
+    /// Keep them (readers: such a pack is valid until it is removed, R1).
+    PreferOthers,
+    /// Leave them out (a backup's deduplication, B3).
+    Exclude,
+}
+
 /// Information kept per pack in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackInfo {
@@ -126,10 +136,24 @@ impl Index {
 
     /// Builds the index from decoded index objects, sorting in parallel.
     pub fn from_files(files: Vec<IndexFile>) -> Result<Self, IndexError> {
+        Self::from_files_avoiding(&files, &HashSet::new(), Avoid::PreferOthers)
+    }
+
+    /// Builds the index, keeping for each blob a location outside the packs
+    /// in `avoid` (those a deletion record lists) whenever there is one.
+    /// With [`Avoid::Exclude`], a blob whose every copy is in such a pack is
+    /// left out, as if the repository did not have it: a backup then stores
+    /// it again (format-spec B3).
+    pub fn from_files_avoiding<'a>(
+        files: impl IntoIterator<Item = &'a IndexFile> + Clone,
+        avoid: &HashSet<PackId>,
+        how: Avoid,
+    ) -> Result<Self, IndexError> {
         let mut idx = Index::new();
-        let mut entries = Vec::with_capacity(files.iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum());
+        let blobs = files.clone().into_iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
+        let mut entries = Vec::with_capacity(blobs);
         for f in files {
-            for p in f.packs {
+            for p in &f.packs {
                 let n = idx.pack_number(p.id, p.blob_type, p.size)?;
                 entries.extend(p.blobs.iter().map(|b| Entry {
                     prefix: prefix_of(&b.id),
@@ -139,8 +163,18 @@ impl Index {
                 }));
             }
         }
-        entries.par_sort_unstable();
+        let avoided: Vec<bool> = idx.packs.iter().map(|p| avoid.contains(&p.id)).collect();
+        let bad = |e: &Entry| avoided.get(e.pack as usize).copied().unwrap_or(false);
+        if avoid.is_empty() {
+            entries.par_sort_unstable();
+        } else {
+            // Among a blob's copies the first one wins, so avoided packs sort last.
+            entries.par_sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then(bad(a).cmp(&bad(b))).then(a.cmp(b)));
+        }
         entries.dedup_by(|a, b| a.prefix == b.prefix);
+        if how == Avoid::Exclude && !avoid.is_empty() {
+            entries.retain(|e| !bad(e));
+        }
         idx.sorted = entries;
         idx.rebuild_buckets();
         Ok(idx)

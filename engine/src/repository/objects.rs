@@ -2,6 +2,8 @@
 //! the config: one [`RepoFile`] description per stored type, so the object
 //! kind, the authenticated-data label and the version byte always agree.
 
+use std::collections::HashSet;
+
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,8 +12,8 @@ use super::{config, read_content_named, Config, Repository, RepositoryError, CON
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
 use crate::encoding;
-use crate::id::{self, ObjectId, SnapshotId};
-use crate::index::{Index, IndexFile, INDEX_KIND, INDEX_VERSION};
+use crate::id::{self, ObjectId, PackId, SnapshotId};
+use crate::index::{Avoid, Index, IndexFile, INDEX_KIND, INDEX_VERSION};
 use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
 
 /// A type stored as a sealed object: where it lives, the label bound into
@@ -185,12 +187,14 @@ impl Repository {
         self.save_file(file)
     }
 
-    /// Reads every index object (in parallel) and builds the in-memory index.
+    /// Reads every index object (in parallel) and builds the in-memory
+    /// index, avoiding the packs in `avoid` as [`Index::from_files_avoiding`]
+    /// says.
     ///
     /// A damaged index object is skipped with a warning: its blobs then count
     /// as unknown, so a backup stores them again and a restore that needs
     /// them fails naming the blob; `check` reports the object itself.
-    pub fn load_index(&self) -> Result<Index, RepositoryError> {
+    pub(crate) fn load_index_avoiding(&self, avoid: &HashSet<PackId>, how: Avoid) -> Result<Index, RepositoryError> {
         let mut files = Vec::new();
         for o in self.load_index_files()? {
             match o.file {
@@ -199,6 +203,6 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Index::from_files(files)?)
+        Ok(Index::from_files_avoiding(&files, avoid, how)?)
     }
 }

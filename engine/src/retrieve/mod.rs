@@ -18,6 +18,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 use serde::Serialize;
 
+pub(crate) use price::{minimum_storage, needs_retrieval};
 pub use price::{tier_name, TierEstimate};
 
 use crate::backend::{ArchiveState, BackendError, ObjectKind, RetrievalRequest, RetrievalTier};

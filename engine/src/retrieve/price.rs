@@ -74,3 +74,23 @@ pub(crate) fn estimates(by_class: &ByClass) -> Vec<TierEstimate> {
     }
     out
 }
+
+/// The minimum storage duration (days) of a storage class and its storage
+/// price (US dollars per GB-month): deleting an object earlier is billed as
+/// if it had stayed that long. AWS S3 us-east-1 list prices; `None` for
+/// classes without a minimum (STANDARD, INTELLIGENT_TIERING's frequent tier).
+pub(crate) fn minimum_storage(class: &str) -> Option<(u32, f64)> {
+    match class {
+        "GLACIER" => Some((90, 0.0036)),
+        "DEEP_ARCHIVE" => Some((180, 0.00099)),
+        "GLACIER_IR" => Some((90, 0.004)),
+        "STANDARD_IA" => Some((30, 0.0125)),
+        "ONEZONE_IA" => Some((30, 0.01)),
+        _ => None,
+    }
+}
+
+/// Whether objects of `class` must be retrieved before they can be read.
+pub(crate) fn needs_retrieval(class: &str) -> bool {
+    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
+}

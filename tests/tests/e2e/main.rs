@@ -18,6 +18,7 @@ mod forget_restic;
 mod keys;
 mod lock;
 mod misc;
+mod prune;
 mod recovery;
 mod restore;
 mod s3;

@@ -350,3 +350,147 @@ fn s3_moto_check_read_data_of_archived_packs_does_not_call_the_repository_damage
     assert_eq!(r.code(), Some(0), "check --read-data after the retrieval\n{r}");
     let _ = &prefix;
 }
+
+/// Prune on a repository whose data packs are in DEEP_ARCHIVE: partly used
+/// archived packs are never repacked (that would need a retrieval), nothing
+/// is retrieved, and wholly unused ones are deleted (or wait, with
+/// `--cold-min-age`) with their early-deletion charge reported.
+#[test]
+fn s3_moto_prune_leaves_deep_archive_packs_unread_and_prices_early_deletion() {
+    let Some(m) = moto() else { return };
+    let _restores = moto_restores(&m);
+    let (f, prefix) = s3_fixture(
+        &m,
+        "prune-deep",
+        &[profile("archive", &m.endpoint, "storage-class = \"DEEP_ARCHIVE\"")],
+    );
+    f.init_repo(&["--pack-size", "1"]);
+    let src = f.path("src");
+    // a-half/ comes first in the walk: its two files share the first data
+    // pack with gone.bin's first chunk, so that pack ends up partly used.
+    write(&src.join("a-half/a.bin"), Rng::new(31).bytes(300_000));
+    write(&src.join("a-half/b.bin"), Rng::new(32).bytes(300_000));
+    write(&src.join("gone.bin"), Rng::new(33).bytes(3_000_000));
+    write(&src.join("kept.bin"), Rng::new(34).bytes(1_500_000));
+    let first = f.backup(&[&s(&src)]);
+    fs::remove_file(src.join("gone.bin")).unwrap();
+    fs::remove_file(src.join("a-half/b.bin")).unwrap();
+    f.backup(&[&s(&src)]);
+    f.cairn().args(["forget", str_at(&first, "/snapshot_id")]).ok();
+    let packs_before = moto_data_packs(&m, &prefix);
+    assert!(packs_before.values().all(|c| c == "DEEP_ARCHIVE"), "{packs_before:#?}");
+
+    // Waiting out the 180-day minimum: nothing archived goes or is read.
+    let waited = f
+        .cairn()
+        .args([
+            "prune",
+            "--max-unused",
+            "0%",
+            "--instant-delete",
+            "--cold-min-age",
+            "180d",
+        ])
+        .json();
+    let cold = waited["plan"]["cold"].as_array().expect("cold packs").clone();
+    let actions: Vec<&str> = cold.iter().map(|c| str_at(c, "/action")).collect();
+    assert!(actions.contains(&"wait"), "{waited:#}");
+    assert!(actions.contains(&"keep"), "the partly used pack is kept: {waited:#}");
+    assert!(
+        !actions.contains(&"repack") && !actions.contains(&"delete"),
+        "{waited:#}"
+    );
+    for c in cold.iter().filter(|c| c["action"] == "wait") {
+        assert_eq!(u64_at(c, "/minimum_days"), 180);
+        assert!(
+            c["early_deletion_usd"].as_f64().unwrap() > 0.0,
+            "the avoided charge: {c:#}"
+        );
+    }
+    assert_eq!(
+        moto_data_packs(&m, &prefix),
+        packs_before,
+        "no data pack deleted or added"
+    );
+
+    // Without waiting: the wholly unused ones go, each with its charge.
+    let pruned = f
+        .cairn()
+        .args(["prune", "--max-unused", "0%", "--instant-delete"])
+        .json();
+    let cold = pruned["plan"]["cold"].as_array().expect("cold packs").clone();
+    let deleted: Vec<String> = cold
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .map(|c| str_at(c, "/pack").to_string())
+        .collect();
+    assert!(!deleted.is_empty(), "{pruned:#}");
+    assert!(cold.iter().all(|c| c["action"] != "repack"), "{pruned:#}");
+    for c in cold.iter().filter(|c| c["action"] == "delete") {
+        assert!(c["early_deletion_usd"].as_f64().unwrap() > 0.0, "{c:#}");
+        assert!(c["age_days"].as_f64().unwrap() < 1.0, "moto dates the pack: {c:#}");
+    }
+    let packs_after = moto_data_packs(&m, &prefix);
+    for key in packs_before.keys() {
+        let name = key.rsplit('/').next().unwrap();
+        assert_eq!(
+            packs_after.contains_key(key),
+            !deleted.iter().any(|d| d == name),
+            "{key}: deleted exactly the wholly unused packs"
+        );
+    }
+    for key in packs_after.keys() {
+        assert!(
+            packs_before.contains_key(key),
+            "{key}: no pack was written (nothing repacked)"
+        );
+        let (class, restore) = moto_head(&m, key);
+        assert_eq!(class.as_deref(), Some("DEEP_ARCHIVE"));
+        assert_eq!(restore, None, "a retrieval of {key} was requested");
+    }
+    f.cairn().args(["check"]).ok();
+    let ls = f.cairn().args(["ls", "latest"]).json();
+    assert!(ls["entries"].to_string().contains("kept.bin"));
+}
+
+/// A killed upload leaves an unfinished multipart upload (stored, billed,
+/// invisible); prune aborts those older than the grace period. moto dates
+/// every upload 2010-11-10, so that an upload younger than the grace period
+/// stays is shown on the local backend (engine/tests/prune.rs), whose
+/// temporaries are dated by the same comparison.
+#[test]
+fn s3_moto_prune_aborts_stale_multipart_uploads() {
+    let Some(m) = moto() else { return };
+    let (f, prefix) = s3_fixture(&m, "prune-uploads", &[profile("archive", &m.endpoint, "")]);
+    f.init_repo(&[]);
+    let key = format!("{prefix}/data/ab/ab{}", "0".repeat(62));
+    let started = http(
+        &m.endpoint,
+        "POST",
+        &format!("/{}/{key}?uploads", m.bucket),
+        &[("Authorization", MOTO_AUTH)],
+        b"",
+    );
+    assert_eq!(started.status, 200, "{}", String::from_utf8_lossy(&started.body));
+    let uploads = || {
+        let a = http(
+            &m.endpoint,
+            "GET",
+            &format!("/{}?uploads&prefix={prefix}/", m.bucket),
+            &[("Authorization", MOTO_AUTH)],
+            b"",
+        );
+        String::from_utf8_lossy(&a.body).matches("<Upload>").count()
+    };
+    assert_eq!(uploads(), 1);
+    let dry = f.cairn().args(["prune", "--dry-run"]).json();
+    assert_eq!(
+        u64_at(&dry, "/temporaries_removed"),
+        0,
+        "a dry run aborts nothing: {dry:#}"
+    );
+    assert_eq!(uploads(), 1);
+    let r = f.cairn().args(["prune"]).json();
+    assert_eq!(u64_at(&r, "/temporaries_removed"), 1, "{r:#}");
+    assert_eq!(uploads(), 0);
+}

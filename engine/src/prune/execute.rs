@@ -1,0 +1,214 @@
+//! The second phase of the two-phase delete: carrying out deletion records
+//! whose grace period is over (M3), and removing the records themselves one
+//! grace period later (M4).
+//!
+//! Order, so that a kill at any point is finished by the next prune: the
+//! index of packs kept back is written first, then the executed record
+//! (exactly what goes), then the original record is removed, then the packs,
+//! then the superseded index objects. An executed record is acted on again
+//! by every prune until its own grace period is over, and removing what is
+//! already gone is success.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::mark::{key_of, BlobKey, BlobSet};
+use super::plan::PackCount;
+use super::record::{DeletionRecord, RecordedPack};
+use super::{ensure, PruneError, PruneOptions, State};
+use crate::backend::{BackendError, ObjectKind};
+use crate::id::PackId;
+use crate::index::IndexPack;
+use crate::lock::MaintenanceLock;
+use crate::repository::{pack_kind, Repository};
+
+/// What became of earlier prunes' deletion records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DueReport {
+    /// Records whose grace period was over, carried out now.
+    pub records_due: usize,
+    /// Records still in their grace period.
+    pub records_waiting: usize,
+    /// Packs those records list that are still waiting.
+    pub waiting: PackCount,
+    /// Packs removed.
+    pub removed: PackCount,
+    /// Packs a snapshot written since the record still needs: kept (M3).
+    pub kept_back: usize,
+    /// Superseded index objects removed.
+    pub index_objects_removed: usize,
+    /// Executed records removed after their second grace period (M4).
+    pub records_finished: usize,
+    /// The earliest time (Unix ns) a waiting record becomes due.
+    pub next_due_ns: Option<i64>,
+}
+
+impl DueReport {
+    /// True when anything was removed or written.
+    pub(crate) fn changed(&self) -> bool {
+        self.records_due > 0 || self.records_finished > 0
+    }
+}
+
+/// Carries out every record that is due at `now`.
+pub(crate) fn carry_out_due(
+    repo: &Repository,
+    state: &State,
+    used: &BlobSet,
+    now: i64,
+    opts: &PruneOptions,
+    lock: Option<&MaintenanceLock>,
+) -> Result<DueReport, PruneError> {
+    let mut r = DueReport::default();
+    let mut due = Vec::new();
+    let mut finished = Vec::new();
+    for (name, rec) in &state.deletions.records {
+        // --instant-delete says nothing else writes: no grace is needed.
+        let is_due = rec.due_ns() <= now || opts.instant_delete;
+        match (rec.executed_ns, is_due) {
+            (None, true) => due.push((name, rec)),
+            (Some(_), true) => finished.push((name, rec)),
+            (None, false) => {
+                r.records_waiting += 1;
+                for p in &rec.packs {
+                    r.waiting.add(p.size);
+                }
+                r.next_due_ns = Some(r.next_due_ns.map_or(rec.due_ns(), |n: i64| n.min(rec.due_ns())));
+            }
+            // An executed record in its second grace period: its removals
+            // may have been cut short by a kill, so they are repeated.
+            (Some(_), false) => finished.push((name, rec)),
+        }
+    }
+    r.records_due = due.len();
+    let removal: HashMap<PackId, RecordedPack> = due
+        .iter()
+        .flat_map(|(_, rec)| rec.packs.iter().map(|p| (p.id, *p)))
+        .collect();
+    let kept_back = kept_back(state, &removal, used);
+    r.kept_back = kept_back.len();
+    for (_, rec) in &due {
+        for p in rec.packs.iter().filter(|p| !kept_back.contains(&p.id)) {
+            r.removed.add(p.size);
+        }
+        r.index_objects_removed += rec.indexes.len();
+    }
+    if opts.dry_run {
+        return Ok(r);
+    }
+    if !kept_back.is_empty() {
+        // Their descriptions may live only in index objects about to go.
+        let descs: HashMap<PackId, IndexPack> = state
+            .files
+            .iter()
+            .flat_map(|(_, f)| &f.packs)
+            .filter(|d| kept_back.contains(&d.id))
+            .map(|d| (d.id, d.clone()))
+            .collect();
+        ensure(lock)?;
+        super::repack::write_index(repo, descs.into_values().collect())?;
+        tracing::warn!(
+            "{} recorded pack(s) are kept: snapshots written since the prune that recorded them use their data",
+            kept_back.len()
+        );
+    }
+    for (name, rec) in due {
+        let mut executed = rec.clone();
+        executed.packs.retain(|p| !kept_back.contains(&p.id));
+        executed.executed_ns = Some(now);
+        ensure(lock)?;
+        let (executed_name, _) = repo.save_file(&executed)?;
+        crate::failpoint::hit("prune-after-executed-record");
+        remove(repo, ObjectKind::Deletion, name)?;
+        remove_listed(repo, &executed, lock)?;
+        if opts.instant_delete {
+            // Nothing else writes, so no backup needs to see it (M4).
+            remove(repo, ObjectKind::Deletion, &executed_name.to_hex())?;
+            r.records_finished += 1;
+        }
+    }
+    let index_names: HashSet<&str> = state.files.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, rec) in finished {
+        let leftover = rec.packs.iter().any(|p| state.stored.contains_key(&p.id))
+            || rec.indexes.iter().any(|i| index_names.contains(i.to_hex().as_str()));
+        ensure(lock)?;
+        if leftover {
+            remove_listed(repo, rec, lock)?;
+        }
+        if rec.due_ns() <= now || opts.instant_delete {
+            remove(repo, ObjectKind::Deletion, name)?;
+            r.records_finished += 1;
+        }
+    }
+    Ok(r)
+}
+
+/// Carries out a record this very run wrote (`--instant-delete`): the
+/// snapshots are the ones it was decided with, so nothing is kept back. The
+/// record goes too, once its packs and index objects are gone.
+pub(crate) fn carry_out_now(
+    repo: &Repository,
+    name: &str,
+    rec: &DeletionRecord,
+    lock: Option<&MaintenanceLock>,
+) -> Result<PackCount, PruneError> {
+    ensure(lock)?;
+    remove_listed(repo, rec, lock)?;
+    remove(repo, ObjectKind::Deletion, name)?;
+    let mut n = PackCount::default();
+    for p in &rec.packs {
+        n.add(p.size);
+    }
+    Ok(n)
+}
+
+/// The packs among `removal` holding a used blob that has no copy in any
+/// stored pack outside `removal` (M3: a snapshot the record does not name
+/// needs it).
+fn kept_back(state: &State, removal: &HashMap<PackId, RecordedPack>, used: &BlobSet) -> HashSet<PackId> {
+    if removal.is_empty() {
+        return HashSet::new();
+    }
+    let mut at_risk: HashMap<BlobKey, Vec<PackId>> = HashMap::new();
+    let packs = || state.files.iter().flat_map(|(_, f)| &f.packs);
+    for d in packs().filter(|d| removal.contains_key(&d.id)) {
+        for b in &d.blobs {
+            let k = key_of(&b.id);
+            if used.contains(&k) {
+                at_risk.entry(k).or_default().push(d.id);
+            }
+        }
+    }
+    for d in packs().filter(|d| !removal.contains_key(&d.id) && state.stored.contains_key(&d.id)) {
+        if at_risk.is_empty() {
+            break;
+        }
+        for b in &d.blobs {
+            at_risk.remove(&key_of(&b.id));
+        }
+    }
+    at_risk.into_values().flatten().collect()
+}
+
+/// Removes every pack and index object a record lists (in parallel).
+fn remove_listed(repo: &Repository, rec: &DeletionRecord, lock: Option<&MaintenanceLock>) -> Result<(), PruneError> {
+    rec.packs
+        .par_iter()
+        .try_for_each(|p| remove(repo, pack_kind(p.blob_type), &p.id.to_hex()))?;
+    crate::failpoint::hit("prune-before-index-removal");
+    ensure(lock)?;
+    rec.indexes
+        .par_iter()
+        .try_for_each(|i| remove(repo, ObjectKind::Index, &i.to_hex()))?;
+    Ok(())
+}
+
+/// Removes an object; one already gone counts as removed.
+fn remove(repo: &Repository, kind: ObjectKind, name: &str) -> Result<(), PruneError> {
+    match repo.backend().remove(kind, name) {
+        Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -316,45 +316,8 @@ pub struct LockArgs {
     /// When another maintenance process holds the repository's lock, wait up
     /// to DURATION (`30s`, `5m`, `1h`, `1h30m`) for it to finish instead of
     /// failing at once (exit code 11).
-    #[arg(long, value_name = "DURATION", value_parser = wait_duration, default_value = "0s")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::duration, default_value = "0s")]
     pub retry_lock: Duration,
-}
-
-/// A wait: numbers with units `s`, `m` (minutes) and `h`, e.g. `90s` or
-/// `1h30m`; `0` waits not at all.
-fn wait_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let err = |why: &str| format!("`{text}` is not a duration: {why} (examples: 30s, 5m, 1h30m)");
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total: u64 = 0;
-    let mut num: Option<u64> = None;
-    for c in t.chars() {
-        if let Some(d) = c.to_digit(10) {
-            let n = num
-                .unwrap_or(0)
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(d)));
-            num = Some(n.ok_or_else(|| err("number too large"))?);
-            continue;
-        }
-        let n = num.take().ok_or_else(|| err("a unit needs a number before it"))?;
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return Err(err("units are s, m and h")),
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| err("number too large"))?;
-    }
-    if num.is_some() || t.is_empty() {
-        return Err(err("a number needs a unit after it"));
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -547,4 +510,6 @@ pub struct PruneSettings {
     pub cold_min_age: Option<std::time::Duration>,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }

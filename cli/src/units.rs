@@ -11,6 +11,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let mut total = 0u64;
     let mut digits = String::new();
     let bad = || format!("`{s}` is not a duration (like 90s, 30m, 24h, 7d, 2w)");
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     for c in s.trim().chars() {
         if c.is_ascii_digit() {
             digits.push(c);

@@ -180,9 +180,11 @@ fn engine_reads() {
     let mut bad = sealed_vector(first);
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    backend.remove(ObjectKind::Deletion, first["name"].as_str().unwrap()).unwrap();
     backend
-        .write(ObjectKind::Deletion, &blake3::hash(&bad).to_hex().to_string(), &bad)
+        .remove(ObjectKind::Deletion, first["name"].as_str().unwrap())
+        .unwrap();
+    backend
+        .write(ObjectKind::Deletion, blake3::hash(&bad).to_hex().as_ref(), &bad)
         .unwrap();
     let d = repo.load_deletions().unwrap();
     assert_eq!((d.records.len(), d.damaged.len()), (1, 1), "{:?}", d.damaged);

@@ -17,6 +17,7 @@ pub fn options(ctx: &Ctx, s: &PruneSettings, dry_run: bool) -> PruneOptions {
         cold_min_age: s.cold_min_age,
         retrieval: super::restore::retrieval_options(&s.retrieval),
         on_retrieval: super::restore::retrieval_hook(ctx),
+        lock: s.lock.options(),
         ..PruneOptions::default()
     }
 }

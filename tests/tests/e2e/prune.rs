@@ -240,3 +240,58 @@ fn backups_running_beside_prunes_stay_restorable() {
     assert_checks(&f);
     check_all(&f);
 }
+
+fn open_repo(f: &Fixture) -> cairn_engine::Repository {
+    let backend = std::sync::Arc::new(cairn_engine::LocalBackend::new(&f.repo));
+    cairn_engine::Repository::open(backend, PASSWORD.as_bytes()).unwrap()
+}
+
+#[test]
+fn a_held_lock_blocks_prune_with_exit_11_and_never_a_backup() {
+    let (f, last) = three_nights();
+    let repo = open_repo(&f);
+    let held = cairn_engine::acquire(&repo, "prune", &cairn_engine::LockOptions::default()).unwrap();
+    let r = f.cairn().args(["prune"]).code(11);
+    let holder = held.lock();
+    assert!(
+        r.stderr().contains(&holder.host) && r.stderr().contains(&format!("pid {}", holder.pid)),
+        "the message names the holder\n{r}"
+    );
+    // Backups, restores and checks take no lock.
+    write(&f.path("data/while-locked.txt"), "written while prune holds the lock\n");
+    let during = f.backup(&[&s(&f.path("data"))]);
+    f.cairn().args(["check"]).ok();
+    assert_restores(&f, str_at(&during, "/snapshot_id"));
+    assert_ne!(str_at(&during, "/snapshot_id"), last);
+    held.release().unwrap();
+    f.cairn().args(["prune"]).ok();
+}
+
+#[test]
+fn a_lock_of_a_dead_process_is_broken_by_the_next_prune() {
+    let (f, _) = three_nights();
+    let repo = open_repo(&f);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let host = cairn_engine::acquire(&repo, "probe", &cairn_engine::LockOptions::default())
+        .unwrap()
+        .lock()
+        .host;
+    let now = cairn_engine::now_ns();
+    let dead = cairn_engine::Lock {
+        host,
+        pid,
+        user: "gone".into(),
+        operation: "prune".into(),
+        created_ns: now,
+        refreshed_ns: now,
+    };
+    cairn_engine::write_lock(&repo, &dead).unwrap();
+    f.cairn().args(["prune", "--instant-delete"]).ok();
+    assert_eq!(
+        fs::read_dir(f.repo.join("locks")).unwrap().count(),
+        0,
+        "broken, and ours released"
+    );
+}

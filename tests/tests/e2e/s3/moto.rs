@@ -494,3 +494,74 @@ fn s3_moto_prune_aborts_stale_multipart_uploads() {
     assert_eq!(u64_at(&r, "/temporaries_removed"), 1, "{r:#}");
     assert_eq!(uploads(), 0);
 }
+
+/// `--repack-cold`: the partly used archived pack is retrieved first (priced
+/// as a restore), then repacked; the kept file still restores.
+#[test]
+fn s3_moto_prune_repack_cold_retrieves_then_repacks() {
+    let Some(m) = moto() else { return };
+    let _restores = moto_restores(&m);
+    let (f, prefix) = s3_fixture(
+        &m,
+        "prune-repack-cold",
+        &[profile("archive", &m.endpoint, "storage-class = \"DEEP_ARCHIVE\"")],
+    );
+    f.init_repo(&["--pack-size", "1"]);
+    let src = f.path("src");
+    write(&src.join("a-half/a.bin"), Rng::new(41).bytes(300_000));
+    write(&src.join("a-half/b.bin"), Rng::new(42).bytes(300_000));
+    write(&src.join("gone.bin"), Rng::new(43).bytes(3_000_000));
+    let first = f.backup(&[&s(&src)]);
+    fs::remove_file(src.join("gone.bin")).unwrap();
+    fs::remove_file(src.join("a-half/b.bin")).unwrap();
+    let kept = f.backup(&[&s(&src)]);
+    f.cairn().args(["forget", str_at(&first, "/snapshot_id")]).ok();
+    let before = moto_data_packs(&m, &prefix);
+
+    let r = f
+        .cairn()
+        .args([
+            "prune",
+            "--max-unused",
+            "0%",
+            "--instant-delete",
+            "--repack-cold",
+            "--wait",
+            "--tier",
+            "bulk",
+        ])
+        .json();
+    let retrieval = &r["retrieval"];
+    assert!(
+        u64_at(retrieval, "/archived") >= 1,
+        "the partly used pack was archived: {r:#}"
+    );
+    assert!(
+        !retrieval["estimates"].as_array().unwrap().is_empty(),
+        "priced first: {r:#}"
+    );
+    assert_eq!(u64_at(&r, "/repack_pending"), 0, "{r:#}");
+    assert!(r["plan"]["cold"].to_string().contains("\"repack\""), "{r:#}");
+    let after = moto_data_packs(&m, &prefix);
+    assert!(
+        after.keys().any(|k| !before.contains_key(k)),
+        "a new pack holds the copied blobs"
+    );
+    assert!(
+        after.len() < before.len(),
+        "the repacked and the unused packs went: {after:#?}"
+    );
+
+    let target = f.path("restored");
+    f.cairn()
+        .args([
+            "restore",
+            str_at(&kept, "/snapshot_id"),
+            "--wait",
+            "--target",
+            &s(&target),
+        ])
+        .ok();
+    let restored = fs::read(under(&target, &src).join("a-half/a.bin")).unwrap();
+    assert_eq!(restored, Rng::new(41).bytes(300_000));
+}

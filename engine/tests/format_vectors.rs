@@ -9,6 +9,7 @@
 //!   `format-spec/README.md` alone, with blake3, argon2, chacha20poly1305,
 //!   zstd and a hand-written bincode reader (cross-checked with bincode
 //!   itself): no engine code is used, so it proves the spec matches the bytes.
+//!   Its pieces that `vectors_snapshot.rs` uses too are in `common/mod.rs`.
 //!
 //! - `blobs.json` and `blobs/` hold single sealed blobs under the same master
 //!   key, at the edges of the compression rules: a blob zstd does not make
@@ -21,54 +22,24 @@
 //! (and a change-log entry added to format-spec/README.md).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use cairn_test_support::pseudo_random;
+use common::*;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "cairn-test-vector-password";
 /// 2026-01-01T00:00:00Z.
 const SNAPSHOT_TIME_NS: i64 = 1_767_225_600_000_000_000;
 const HOST: &str = "vector-host";
 /// 2025-12-31T12:00:00Z, the mtime of every source file and folder.
 const SOURCE_MTIME_S: u64 = 1_767_182_400;
-
-const REGENERATE_HINT: &str = "\n\nThe committed format test vectors (format-spec/test-vectors) no longer match \
-what this code reads. If the on-disk format changed on purpose, regenerate them IN THE SAME COMMIT with\n    \
-CAIRN_WRITE_VECTORS=1 cargo test -p cairn-engine --test format_vectors -- --ignored\n\
-and update format-spec/README.md (byte layouts and the change log; bump the format version if old repositories \
-would read differently). If the format did not change on purpose, this is a compatibility break: fix the code.";
-
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../format-spec/test-vectors")
-}
-
-/// Runs `f`; on a panic, panics again with the regeneration hint appended.
-fn with_hint(f: impl FnOnce() + std::panic::UnwindSafe) {
-    if let Err(p) = std::panic::catch_unwind(f) {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!("{msg}{REGENERATE_HINT}");
-    }
-}
-
-fn manifest() -> Value {
-    let path = vectors_dir().join("manifest.json");
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}{REGENERATE_HINT}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 // ---------------------------------------------------------------------------
 // Generator
@@ -351,13 +322,6 @@ struct BlobVector {
     payload: Option<Vec<u8>>,
     expect_ok: bool,
     why: &'static str,
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn zstd_len(data: &[u8]) -> usize {
@@ -761,152 +725,6 @@ fn engine_reads() {
 // Independent decoder, written from format-spec/README.md
 // ---------------------------------------------------------------------------
 
-/// Reader of bincode 2 `config::standard()` values (spec "Metadata encoding").
-struct Bin<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Bin<'a> {
-    /// Checks the leading version byte and returns a reader over the body.
-    fn new(what: &'static str, bytes: &'a [u8], version: u8) -> Self {
-        assert!(!bytes.is_empty(), "{what}: empty");
-        assert_eq!(bytes[0], version, "{what}: version byte");
-        Self {
-            buf: bytes,
-            pos: 1,
-            what,
-        }
-    }
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        assert!(
-            self.pos + n <= self.buf.len(),
-            "{}: truncated at byte {}",
-            self.what,
-            self.pos
-        );
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        s
-    }
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-    /// Unsigned varint: 0..=250 in one byte; 251 + u16 LE; 252 + u32 LE; 253 + u64 LE.
-    fn varint(&mut self) -> u64 {
-        match self.u8() {
-            b @ 0..=250 => u64::from(b),
-            251 => u64::from(u16::from_le_bytes(self.take(2).try_into().unwrap())),
-            252 => u64::from(u32::from_le_bytes(self.take(4).try_into().unwrap())),
-            253 => u64::from_le_bytes(self.take(8).try_into().unwrap()),
-            b => panic!("{}: bad varint tag {b} at byte {}", self.what, self.pos - 1),
-        }
-    }
-    fn u32(&mut self) -> u32 {
-        u32::try_from(self.varint()).unwrap()
-    }
-    fn u64(&mut self) -> u64 {
-        self.varint()
-    }
-    /// Signed: zigzag, then varint.
-    fn i64(&mut self) -> i64 {
-        let z = self.varint();
-        ((z >> 1) as i64) ^ -((z & 1) as i64)
-    }
-    fn i32(&mut self) -> i32 {
-        i32::try_from(self.i64()).unwrap()
-    }
-    fn len(&mut self) -> usize {
-        usize::try_from(self.varint()).unwrap()
-    }
-    fn bytes(&mut self) -> Vec<u8> {
-        let n = self.len();
-        self.take(n).to_vec()
-    }
-    fn string(&mut self) -> String {
-        String::from_utf8(self.bytes()).unwrap()
-    }
-    fn id(&mut self) -> [u8; 32] {
-        self.take(32).try_into().unwrap()
-    }
-    fn option<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
-        match self.u8() {
-            0 => None,
-            1 => Some(f(self)),
-            b => panic!("{}: bad option tag {b}", self.what),
-        }
-    }
-    fn vec<T>(&mut self, mut f: impl FnMut(&mut Self) -> T) -> Vec<T> {
-        let n = self.len();
-        (0..n).map(|_| f(self)).collect()
-    }
-    fn strings(&mut self) -> Vec<String> {
-        self.vec(|b| b.string())
-    }
-    fn finish(self) {
-        assert_eq!(self.pos, self.buf.len(), "{}: trailing bytes", self.what);
-    }
-}
-
-/// nonce (24) || ciphertext || tag (16), XChaCha20-Poly1305.
-fn aead_open(key: &[u8; 32], ad: &[u8], sealed: &[u8], what: &str) -> Vec<u8> {
-    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-    assert!(sealed.len() >= 40, "{what}: shorter than nonce + tag");
-    let cipher = XChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt(
-            XNonce::from_slice(&sealed[..24]),
-            Payload {
-                msg: &sealed[24..],
-                aad: ad,
-            },
-        )
-        .unwrap_or_else(|_| panic!("{what}: does not decrypt with AD {:?}", String::from_utf8_lossy(ad)))
-}
-
-/// Sealed payload: decrypt, then flag 0 = raw, 1 = one zstd frame. Returns
-/// (flag, plaintext); panics on anything else.
-fn open_payload(key: &[u8; 32], ad: &[u8], sealed: &[u8], what: &str) -> (u8, Vec<u8>) {
-    let plain = aead_open(key, ad, sealed, what);
-    decode_payload(&plain).unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-/// `flag || payload` after decryption (spec "Sealed payload"): flag 0 = raw;
-/// flag 1 = exactly one zstd frame (not a skippable one) that records its
-/// content size, nothing after it. Read with zstd's streaming decoder told to
-/// stop after one frame, which then must have consumed every byte.
-fn decode_payload(plain: &[u8]) -> Result<(u8, Vec<u8>), String> {
-    use std::io::Read;
-    let (&flag, body) = plain.split_first().ok_or("empty plaintext")?;
-    match flag {
-        0 => Ok((0, body.to_vec())),
-        1 => {
-            if !body.starts_with(&0xFD2F_B528u32.to_le_bytes()) {
-                return Err("flag 1 but the payload does not start with a zstd frame".into());
-            }
-            let size = zstd::zstd_safe::get_frame_content_size(body)
-                .map_err(|e| format!("zstd frame header: {e:?}"))?
-                .ok_or("zstd frame without content size")?;
-            let mut d = zstd::stream::read::Decoder::with_buffer(body)
-                .map_err(|e| e.to_string())?
-                .single_frame();
-            let mut out = Vec::new();
-            d.read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
-            let rest = d.finish();
-            if !rest.is_empty() {
-                return Err(format!("{} bytes after the zstd frame", rest.len()));
-            }
-            if out.len() as u64 != size {
-                return Err(format!("zstd frame content size {size}, decoded {}", out.len()));
-            }
-            Ok((1, out))
-        }
-        f => Err(format!("unknown flag {f}")),
-    }
-}
-
 #[test]
 fn independent_decoder_reads_blob_vectors() {
     with_hint(independent_decode_blobs);
@@ -965,10 +783,6 @@ fn independent_decode_blobs() {
     );
     let (flag, frame_len, plain) = &outcomes["zstd-one-byte-shorter-stored-compressed"];
     assert_eq!((*flag, *frame_len), (1, plain.len() as u64 - 1));
-}
-
-fn object_ad(kind: &str) -> Vec<u8> {
-    [b"cairn.object.".as_slice(), kind.as_bytes()].concat()
 }
 
 fn blob_ad(blob_type: u8, id: &[u8; 32]) -> Vec<u8> {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use saver::Saver;
 pub use saver::SaverStats;
 
 use crate::backend::BackendError;

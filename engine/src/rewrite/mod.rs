@@ -140,8 +140,9 @@ fn rewrite(
     let index = Arc::new(repo.load_index()?);
     let saver = Saver::start(&repo, index.clone(), SEALERS);
     let mut rebuilt = Vec::with_capacity(snapshots.len());
+    let mut seen = rebuild::Seen::default();
     for (_, snap) in snapshots {
-        match rebuild::rebuild(&repo, &index, &saver, &snap.tree, &excludes) {
+        match rebuild::rebuild(&repo, &index, &saver, &snap.tree, &excludes, &mut seen) {
             Ok(r) => rebuilt.push(r),
             Err(e) => {
                 let _ = saver.finish();

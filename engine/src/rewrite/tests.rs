@@ -129,23 +129,28 @@ fn a_matching_folder_goes_with_everything_below_it() {
         ("home/bob/c", b"c"),
     ]);
     let repo = memory_repo();
-    let original = back_up(&repo, src.path());
+    let first = back_up(&repo, src.path());
+    fs::write(src.path().join("home/bob/c"), b"changed").unwrap();
+    let second = back_up(&repo, src.path());
     let alice = at(src.path(), "home/alice");
-    let report = run(&repo, &[original], &[&alice], false);
-    let done = &report.snapshots[0];
-    assert_eq!(
-        done.removed,
-        [RemovedPath {
-            path: alice.clone(),
-            kind: "dir",
-            files: 2,
-            bytes: 8
-        }]
-    );
-    let copy = repo.load_snapshot(&done.rewritten.unwrap()).unwrap();
-    let left = paths(&repo, &copy);
-    assert!(!left.iter().any(|p| p.starts_with(&alice)), "{left:?}");
-    assert!(left.contains(&PathBuf::from(at(src.path(), "home/bob/c"))));
+    // The second snapshot's alice/ is the first one's tree: its counts are
+    // taken from the first walk.
+    let report = run(&repo, &[first, second], &[&alice], false);
+    for done in &report.snapshots {
+        assert_eq!(
+            done.removed,
+            [RemovedPath {
+                path: alice.clone(),
+                kind: "dir",
+                files: 2,
+                bytes: 8
+            }]
+        );
+        let copy = repo.load_snapshot(&done.rewritten.unwrap()).unwrap();
+        let left = paths(&repo, &copy);
+        assert!(!left.iter().any(|p| p.starts_with(&alice)), "{left:?}");
+        assert!(left.contains(&PathBuf::from(at(src.path(), "home/bob/c"))));
+    }
 }
 
 #[test]
@@ -187,7 +192,12 @@ fn a_snapshot_nothing_matches_is_left_alone() {
     let repo = memory_repo();
     let original = back_up(&repo, src.path());
     let trees = repo.backend().list(ObjectKind::TreePack).unwrap().len();
-    let report = run(&repo, &[original.clone()], &["nothing-is-called-this"], true);
+    let report = run(
+        &repo,
+        std::slice::from_ref(&original),
+        &["nothing-is-called-this"],
+        true,
+    );
     let done = &report.snapshots[0];
     assert!(!done.changed());
     assert_eq!((done.rewritten, done.forgotten), (None, false));
@@ -224,15 +234,23 @@ fn content_shared_with_kept_files_stays_readable() {
     assert!(report.ok(), "{:?}", report.errors);
 }
 
+/// The folder holding the secret is the same tree in both snapshots: it is
+/// rebuilt once (the second snapshot takes the first one's result) and goes
+/// from both.
 #[test]
 fn forget_replaces_every_original_by_its_copy() {
-    let src = source(&[("secret.txt", b"s"), ("k", b"k")]);
+    let src = source(&[("d/secret.txt", b"s"), ("d/kept", b"d"), ("k", b"k")]);
     let repo = memory_repo();
     let first = back_up(&repo, src.path());
     fs::write(src.path().join("k"), b"changed").unwrap();
     let second = back_up(&repo, src.path());
     let report = run(&repo, &[first.clone(), second.clone()], &["secret.txt"], true);
     assert!(report.snapshots.iter().all(|s| s.forgotten));
+    let secret = at(src.path(), "d/secret.txt");
+    for s in &report.snapshots {
+        let removed: Vec<(&str, u64)> = s.removed.iter().map(|r| (r.path.as_str(), r.files)).collect();
+        assert_eq!(removed, [(secret.as_str(), 1)]);
+    }
 
     let left = repo.list_snapshots().unwrap();
     let from: Vec<Option<SnapshotId>> = left.iter().map(|(_, s)| s.rewritten_from).collect();
@@ -240,8 +258,16 @@ fn forget_replaces_every_original_by_its_copy() {
     let ids: Vec<SnapshotId> = left.iter().map(|(id, _)| *id).collect();
     let copies: Vec<SnapshotId> = report.snapshots.iter().filter_map(|s| s.rewritten).collect();
     assert_eq!(ids, copies);
+    let index = repo.load_index().unwrap();
+    let d: Vec<_> = left
+        .iter()
+        .map(|(_, s)| node_at(&repo, &index, s, &at(src.path(), "d")).unwrap().subtree)
+        .collect();
+    assert_eq!(d[0], d[1]);
     for (_, s) in &left {
-        assert!(!paths(&repo, s).contains(&PathBuf::from(at(src.path(), "secret.txt"))));
+        let all = paths(&repo, s);
+        assert!(!all.contains(&PathBuf::from(&secret)), "{all:?}");
+        assert!(all.contains(&PathBuf::from(at(src.path(), "d/kept"))), "{all:?}");
     }
 }
 
@@ -258,7 +284,7 @@ fn a_dry_run_reports_and_stores_nothing() {
         forget: true,
         dry_run: true,
     };
-    let report = rewrite_snapshots(&repo, &[original.clone()], &opts).unwrap();
+    let report = rewrite_snapshots(&repo, std::slice::from_ref(&original), &opts).unwrap();
     assert!(report.dry_run);
     assert_eq!(report.snapshots[0].removed.len(), 1);
     assert_eq!(

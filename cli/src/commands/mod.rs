@@ -9,6 +9,7 @@ mod forget;
 mod init;
 mod key;
 mod restore;
+mod rewrite;
 
 use anyhow::{Context, Result};
 use cairn_engine::{BackendOptions, CacheOptions, Repository, SnapshotFilter};
@@ -87,6 +88,21 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
     }
 }
 
+/// The globs of `--exclude-file` FILEs, one per line (`#` starts a comment).
+pub fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    Ok(out)
+}
+
 pub fn run(cli: Cli) -> Result<u8> {
     let config = config::load(cli.config.as_deref())?;
     let ctx = Ctx {
@@ -110,6 +126,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Dump(a) => restore::dump(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
+        Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),

@@ -19,5 +19,6 @@ mod keys;
 mod misc;
 mod recovery;
 mod restore;
+mod rewrite;
 mod s3;
 mod stdin;

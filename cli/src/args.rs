@@ -95,6 +95,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Remove the data no snapshot uses (safe while backups run: see --help).
     Prune(PruneArgs),
+    /// Write copies of snapshots without the files matching --exclude (erasure); the data goes in a later prune.
+    Rewrite(RewriteArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// Remove stale maintenance locks (with --remove-all, every lock).
@@ -512,4 +514,34 @@ pub struct PruneSettings {
     pub retrieval: RetrievalArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each selected snapshot in which a pattern matches is copied without the \
+matching entries (a matching folder goes with everything in it): same time, host, tags and paths, \
+with `rewritten from` naming the original. Snapshots in which nothing matches are left alone. \
+Only trees and snapshots are written: the removed files' data stays in the repository until \
+`cairn prune` finds nothing referring to it, and without --forget the originals still refer to it. \
+To erase a file from every backup: `cairn rewrite --exclude PATTERN --forget`, then `cairn prune`, \
+then `cairn check --read-data` (see the README, \"Erasing a user's data\"). Takes no lock."
+)]
+pub struct RewriteArgs {
+    /// Snapshots to rewrite (id prefixes or `latest`); default: every snapshot passing the filters.
+    pub snapshots: Vec<String>,
+    /// Remove entries matching this glob (repeatable): without `/` a name at
+    /// any depth, with `/` the absolute path in the snapshot (`/home/alice/**`).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read exclude globs from a file, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Remove each original snapshot once its rewritten copy is saved.
+    #[arg(long)]
+    pub forget: bool,
+    /// List what would be removed from each snapshot; write and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }

@@ -92,8 +92,9 @@ pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, o
     Ok(n)
 }
 
-/// A glob for `find`: a pattern without `/` matches file names, one with `/`
-/// matches whole paths.
+/// A glob for `find` and `rewrite --exclude`: a pattern without `/` matches
+/// an entry's name at any depth, one with `/` matches its whole absolute path
+/// in the snapshot (`/home/alice/**`), as restic's `find` and `rewrite` do.
 #[derive(Debug, Clone)]
 pub struct NameMatcher {
     glob: GlobMatcher,
@@ -101,8 +102,9 @@ pub struct NameMatcher {
 }
 
 impl NameMatcher {
-    /// Parses `pattern`.
-    pub fn new(pattern: &str) -> Result<Self> {
+    /// Parses `pattern`; a glob that does not parse is a
+    /// [`BrowseError::Pattern`].
+    pub fn new(pattern: &str) -> Result<Self, BrowseError> {
         let g = Glob::new(pattern).map_err(|e| BrowseError::Pattern(pattern.to_string(), e.to_string()))?;
         Ok(Self {
             glob: g.compile_matcher(),

@@ -16,6 +16,7 @@ use crate::prune::PruneError;
 use crate::recovery::RecoveryError;
 use crate::repository::RepositoryError;
 use crate::restore::RestoreError;
+use crate::rewrite::RewriteError;
 use crate::select::SelectError;
 use crate::sources::SourceError;
 
@@ -40,6 +41,9 @@ pub enum Error {
     /// Check.
     #[error(transparent)]
     Check(#[from] CheckError),
+    /// Rewrite.
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
     /// Browsing (ls, find, diff, dump).
     #[error(transparent)]
     Browse(#[from] BrowseError),
@@ -112,6 +116,7 @@ impl ErrorKind {
             RestoreError,
             SelectError,
             CheckError,
+            RewriteError,
             BrowseError,
             SourceError,
             RecoveryError,
@@ -134,6 +139,7 @@ impl Error {
             Error::Restore(e) => e.kind(),
             Error::Select(e) => e.kind(),
             Error::Check(e) => e.kind(),
+            Error::Rewrite(e) => e.kind(),
             Error::Browse(e) => e.kind(),
             Error::Source(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
@@ -234,6 +240,19 @@ impl CheckError {
         match self {
             CheckError::Repository(r) => r.kind(),
             CheckError::Backend(b) => b.kind(),
+        }
+    }
+}
+
+impl RewriteError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RewriteError::NoPatterns => ErrorKind::InvalidInput,
+            RewriteError::Pattern(e) => e.kind(),
+            RewriteError::Repository(e) => e.kind(),
+            RewriteError::Save(e) => e.kind(),
+            RewriteError::Internal(_) => ErrorKind::Internal,
         }
     }
 }

@@ -7,8 +7,10 @@
 //! `backup` and `restore` drive it, `check` verifies it, `browse` reads
 //! snapshots without restoring them, `forget` decides which snapshots a
 //! retention policy keeps, `prune` removes the data no snapshot uses under
-//! `lock`, the exclusive maintenance lock, and `retrieve` brings packs back
-//! from archive storage classes for any of them.
+//! `lock`, the exclusive maintenance lock, `rewrite` copies snapshots
+//! without the entries that exclude patterns match (erasure from existing
+//! backups), and `retrieve` brings packs back from archive storage classes
+//! for any of them.
 //!
 //! The modules are private: everything a program may use is re-exported
 //! here, in one place. The operations ([`backup()`], [`restore()`],
@@ -51,6 +53,7 @@ mod recovery;
 mod repository;
 mod restore;
 mod retrieve;
+mod rewrite;
 mod select;
 mod snapshot;
 mod sources;
@@ -104,6 +107,7 @@ pub use repository::{
 };
 pub use restore::{RestoreError, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary, IN_PROGRESS_MARKER};
 pub use retrieve::{tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate};
+pub use rewrite::{rewrite_snapshots, RemovedPath, RewriteError, RewriteOptions, RewriteReport, SnapshotRewrite};
 pub use select::{SelectError, SnapshotFilter};
 pub use snapshot::{Snapshot, SourceKind, Summary};
 pub use sources::{SourceError, Stream};

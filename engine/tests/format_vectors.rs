@@ -35,7 +35,6 @@ use serde_json::{json, Value};
 
 use common::*;
 
-const PASSWORD: &str = "cairn-test-vector-password";
 /// 2026-01-01T00:00:00Z.
 const SNAPSHOT_TIME_NS: i64 = 1_767_225_600_000_000_000;
 const HOST: &str = "vector-host";

@@ -1,31 +1,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cairn_engine::{
     backup, find_snapshot, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SnapshotFilter,
     SourceKind, Stream,
 };
 
-use super::Ctx;
+use super::{read_exclude_files, Ctx};
 use crate::args::BackupArgs;
 use crate::output::{self, bytes};
 use crate::progress::Bar;
 use crate::EXIT_PARTIAL;
-
-fn read_exclude_files(a: &BackupArgs) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for f in &a.exclude_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
-        out.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    Ok(out)
-}
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let repo = ctx.open()?;
@@ -43,7 +29,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             .iter()
             .cloned()
             .chain(a.exclude.iter().cloned())
-            .chain(read_exclude_files(&a)?)
+            .chain(read_exclude_files(&a.exclude_file)?)
             .collect(),
         one_file_system: a.one_file_system || d.one_file_system,
         dry_run: a.dry_run,

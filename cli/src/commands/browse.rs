@@ -17,18 +17,21 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
                 serde_json::json!({
                     "id": id.to_hex(), "short_id": id.short(), "time": output::rfc3339(s.time_ns), "host": s.host, "user": s.user,
                     "tags": s.tags, "paths": s.paths, "source": s.source.label(), "tree": s.tree.to_hex(),
-                    "parent": s.parent.map(|p| p.to_hex()), "program_version": s.program_version, "summary": s.summary,
+                    "parent": s.parent.map(|p| p.to_hex()), "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
+                    "program_version": s.program_version, "summary": s.summary,
                 })
             })
             .collect();
         output::json(&v)?;
         return Ok(0);
     }
+    // The column appears once some snapshot is a rewritten copy.
+    let rewritten = list.iter().any(|(_, s)| s.rewritten_from.is_some());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|(id, s)| {
             let size = s.summary.bytes_new + s.summary.bytes_changed + s.summary.bytes_unchanged;
-            vec![
+            let mut row = vec![
                 id.short(),
                 local_time(s.time_ns),
                 s.host.clone(),
@@ -36,10 +39,18 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
                 s.source.label().into(),
                 bytes(size),
                 s.paths.join(" "),
-            ]
+            ];
+            if rewritten {
+                row.push(s.rewritten_from.map(|p| p.short()).unwrap_or_default());
+            }
+            row
         })
         .collect();
-    output::table(&["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"], &rows)?;
+    let mut header = vec!["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"];
+    if rewritten {
+        header.push("Rewritten from");
+    }
+    output::table(&header, &rows)?;
     output::outln(&format!("{} snapshot(s)", list.len()))?;
     Ok(0)
 }

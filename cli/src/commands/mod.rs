@@ -10,6 +10,7 @@ mod init;
 mod key;
 mod prune;
 mod restore;
+mod rewrite;
 mod unlock;
 
 use anyhow::{Context, Result};
@@ -89,6 +90,21 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
     }
 }
 
+/// The globs of `--exclude-file` FILEs, one per line (`#` starts a comment).
+pub fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    Ok(out)
+}
+
 pub fn run(cli: Cli) -> Result<u8> {
     let config = config::load(cli.config.as_deref())?;
     let ctx = Ctx {
@@ -113,6 +129,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Dump(a) => restore::dump(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),

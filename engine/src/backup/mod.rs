@@ -323,6 +323,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         parent: parent_id,
         program_version: crate::VERSION.to_string(),
         summary,
+        rewritten_from: None,
     };
     // Everything the snapshot references is stored (saver.finish returned),
     // so it may now be written.

@@ -310,6 +310,7 @@ fn test_snapshot() -> Snapshot {
         parent: None,
         program_version: String::new(),
         summary: Default::default(),
+        rewritten_from: None,
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{config, read_content_named, Config, Repository, RepositoryError, CONFIG_KIND};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
-use crate::encoding;
+use crate::encoding::{self, EncodingError};
 use crate::id::{self, ObjectId, PackId, SnapshotId};
 use crate::index::{Avoid, Index, IndexFile, INDEX_KIND, INDEX_VERSION};
 use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
@@ -25,12 +25,23 @@ pub trait RepoFile: Serialize + DeserializeOwned {
     const AAD: &'static str;
     /// The version byte written before the encoded value.
     const VERSION: u8;
+
+    /// Decodes a plaintext payload (version byte + bincode). The default
+    /// reads versions 1 to [`RepoFile::VERSION`] with the current layout; a
+    /// type whose older versions have another layout overrides it.
+    fn decode(plain: &[u8]) -> Result<Self, EncodingError> {
+        Ok(encoding::decode(Self::AAD, Self::VERSION, plain)?.1)
+    }
 }
 
 impl RepoFile for Snapshot {
     const KIND: ObjectKind = ObjectKind::Snapshot;
     const AAD: &'static str = SNAPSHOT_KIND;
     const VERSION: u8 = SNAPSHOT_VERSION;
+
+    fn decode(plain: &[u8]) -> Result<Self, EncodingError> {
+        crate::snapshot::decode(plain)
+    }
 }
 
 impl RepoFile for IndexFile {
@@ -78,8 +89,7 @@ impl Repository {
         let bytes = read_content_named(self.backend.as_ref(), T::KIND, name)?;
         let corrupt = |detail: String| RepositoryError::corrupt(T::KIND, name, detail);
         let plain = blob::open(&self.keys, Aad::Object(T::AAD), &bytes).map_err(|e| corrupt(e.to_string()))?;
-        let (_, v) = encoding::decode(T::AAD, T::VERSION, &plain).map_err(|e| corrupt(e.to_string()))?;
-        Ok(v)
+        T::decode(&plain).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Seals and stores a value under its content hash; returns the name

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// The committed vector repository's password (also in its manifest).
+pub const PASSWORD: &str = "cairn-test-vector-password";
+
 pub const REGENERATE_HINT: &str = "\n\nThe committed format test vectors (format-spec/test-vectors) no longer match \
 what this code reads. If the on-disk format changed on purpose, regenerate them IN THE SAME COMMIT with\n    \
 CAIRN_WRITE_VECTORS=1 cargo test -p cairn-engine --test format_vectors -- --ignored\n\

@@ -21,5 +21,6 @@ mod misc;
 mod prune;
 mod recovery;
 mod restore;
+mod rewrite;
 mod s3;
 mod stdin;

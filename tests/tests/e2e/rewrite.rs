@@ -189,3 +189,60 @@ fn rewrite_refuses_what_it_cannot_do() {
     let help = f.bare().args(["rewrite", "--help"]).ok().stdout();
     assert!(help.contains("prune"), "{help}");
 }
+
+/// How many blobs in the repository's packs (decrypted and decompressed)
+/// contain `needle`: the search an auditor of an erasure would run.
+fn blobs_containing(f: &Fixture, needle: &[u8]) -> usize {
+    use cairn_engine::{LocalBackend, ObjectKind, PackId, Repository};
+    let repo = Repository::open(std::sync::Arc::new(LocalBackend::new(&f.repo)), PASSWORD.as_bytes()).unwrap();
+    let mut n = 0;
+    for kind in [ObjectKind::DataPack, ObjectKind::TreePack] {
+        for o in repo.storage().list(kind).unwrap() {
+            let bytes = repo.storage().read(kind, &o.name).unwrap();
+            let pack = PackId::from_hex(&o.name).unwrap();
+            for e in repo.read_pack_header(kind, &o.name).unwrap() {
+                let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                let plain = repo.open_blob(e.blob_type, &e.id, &pack, sealed).unwrap();
+                if plain.windows(needle.len()).any(|w| w == needle) {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn after_rewrite_and_prune_the_erased_file_is_in_no_pack() {
+    let f = Fixture::init();
+    let src = f.path("src");
+    three_backups(&f, &src);
+    // Present before: the search can find it (content and, in trees, its name).
+    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 1, "one blob, deduplicated");
+    assert!(blobs_containing(&f, b"secret.txt") >= 1);
+
+    f.cairn().args(["rewrite", "--exclude", "secret.txt", "--forget"]).ok();
+    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 1, "rewrite alone removes no data");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = f
+        .cairn()
+        .args(["prune", "--max-unused", "0%", "--grace-period", "1s"])
+        .json();
+    assert!(first["record"].is_string(), "{first:#}");
+    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 1, "recorded, not yet removed");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    f.cairn().args(["prune", "--max-unused", "0%"]).ok();
+
+    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 0, "the content is gone from every pack");
+    assert_eq!(blobs_containing(&f, b"secret.txt"), 0, "and its name from every tree");
+    let check = f.cairn().args(["check", "--read-data"]).json();
+    assert_eq!(check["ok"], true, "{check:#}");
+    let target = f.path("restored");
+    f.cairn().args(["restore", "latest", "--target", &s(&target)]).ok();
+    let restored = under(&target, &src);
+    assert!(!restored.join("home/alice/secret.txt").exists());
+    assert_eq!(
+        fs::read(restored.join("home/alice/notes.txt")).unwrap(),
+        b"alice's notes stay\n"
+    );
+}

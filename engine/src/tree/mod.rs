@@ -150,6 +150,17 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
+#[cfg(feature = "testing")]
+impl Tree {
+    /// The plaintext of this tree's blob and the id it is stored under, as
+    /// `backup::store_tree` computes them: for generators that write trees
+    /// without running a backup (benches' `gen-repo`).
+    pub fn encode_blob(&self, keys: &crate::crypto::Keys) -> Result<(TreeId, Vec<u8>), crate::encoding::EncodingError> {
+        let bytes = crate::encoding::encode("tree", TREE_VERSION, self)?;
+        Ok((TreeId::of_stored_tree(keys.blob_id(&bytes)), bytes))
+    }
+}
+
 impl Tree {
     /// Finds an entry by name.
     pub fn get(&self, name: &[u8]) -> Option<&Node> {

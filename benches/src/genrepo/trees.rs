@@ -106,6 +106,7 @@ impl<'a> TreeBuilder<'a> {
             parent: None,
             program_version: cairn_engine::VERSION.to_string(),
             summary: self.summary(i, p1 - p0, tree_blobs_added, tree_bytes),
+            rewritten_from: None,
         })
     }
 

@@ -222,7 +222,11 @@ fn after_rewrite_and_prune_the_erased_file_is_in_no_pack() {
     assert!(blobs_containing(&f, b"secret.txt") >= 1);
 
     f.cairn().args(["rewrite", "--exclude", "secret.txt", "--forget"]).ok();
-    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 1, "rewrite alone removes no data");
+    assert_eq!(
+        blobs_containing(&f, SECRET.as_bytes()),
+        1,
+        "rewrite alone removes no data"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let first = f
         .cairn()
@@ -233,7 +237,11 @@ fn after_rewrite_and_prune_the_erased_file_is_in_no_pack() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     f.cairn().args(["prune", "--max-unused", "0%"]).ok();
 
-    assert_eq!(blobs_containing(&f, SECRET.as_bytes()), 0, "the content is gone from every pack");
+    assert_eq!(
+        blobs_containing(&f, SECRET.as_bytes()),
+        0,
+        "the content is gone from every pack"
+    );
     assert_eq!(blobs_containing(&f, b"secret.txt"), 0, "and its name from every tree");
     let check = f.cairn().args(["check", "--read-data"]).json();
     assert_eq!(check["ok"], true, "{check:#}");

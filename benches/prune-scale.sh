@@ -137,8 +137,12 @@ if [ ! -f "$repo/config" ]; then
     cat "$logs/gen-repo.err" >&2
     exit 1
 fi
+# The mark phase over every snapshot (nothing is unused yet).
+measure prune-plan-all "$cairn" -r "$repo" prune --dry-run --instant-delete --json
 measure forget "$cairn" -r "$repo" forget --keep-last "$keep"
-measure prune-dry-run "$cairn" -r "$repo" prune --dry-run --json
+# --instant-delete: the plan for an idle repository (every pack was just
+# written, and packs younger than the grace period are otherwise left alone).
+measure prune-dry-run "$cairn" -r "$repo" prune --dry-run --instant-delete --json
 measure prune "$cairn" -r "$repo" prune --instant-delete --json
 if [ "$check" = 1 ]; then
     measure check-after-prune "$cairn" -r "$repo" check
@@ -146,6 +150,11 @@ fi
 
 echo
 echo "repository: $(cat "$logs/gen-repo.out")"
+for step in prune-plan-all prune-dry-run prune; do
+    mark="$(grep -o '"mark_seconds": *[0-9.e-]*' "$logs/$step.out" 2>/dev/null | cut -d: -f2 | tr -d ' ')"
+    snaps="$(grep -o '"snapshots": *[0-9]*' "$logs/$step.out" 2>/dev/null | head -n 1 | cut -d: -f2 | tr -d ' ')"
+    echo "mark phase ($step): ${mark:-?} s over ${snaps:-?} snapshots"
+done
 echo "cairn:      $cairn ($("$cairn" --version 2>/dev/null || echo 'version unknown'))"
 echo "peak RSS:   $rss_source"
 if [ "$temporary" = 1 ]; then

@@ -203,6 +203,8 @@ pub struct PruneReport {
     pub repack_pending: usize,
     /// Peak size of the used-blob set, in entries.
     pub marked_blobs: usize,
+    /// Seconds the mark phase took (walking every snapshot's trees).
+    pub mark_seconds: f64,
     /// Incomplete writes of killed commands removed (older than the grace period).
     pub temporaries_removed: usize,
 }
@@ -291,7 +293,10 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
             Avoid::PreferOthers,
         )
         .map_err(RepositoryError::from)?;
-        mark::mark(repo, &index, &snapshots, &|_| {})?
+        let started = std::time::Instant::now();
+        let marked = mark::mark(repo, &index, &snapshots, &|_| {})?;
+        report.mark_seconds = started.elapsed().as_secs_f64();
+        marked
     };
     report.marked_blobs = marked.used.len();
     report.plan.snapshots = snapshots.len();

@@ -1165,23 +1165,7 @@ fn independent_decode() {
     assert_eq!(hex(&tree), ms["tree"].as_str().unwrap());
     assert!(parent.is_none());
     assert_eq!(program_version, ms["program_version"].as_str().unwrap());
-    let summary_names = [
-        "files_new",
-        "files_changed",
-        "files_unchanged",
-        "dirs",
-        "bytes_new",
-        "bytes_changed",
-        "bytes_unchanged",
-        "bytes_read",
-        "data_blobs_added",
-        "tree_blobs_added",
-        "bytes_added_raw",
-        "bytes_added_stored",
-        "errors",
-        "duration_ns",
-    ];
-    for (v, n) in summary.iter().zip(summary_names) {
+    for (v, n) in summary.iter().zip(SUMMARY_FIELDS) {
         assert_eq!(*v, ms["summary"][n].as_u64().unwrap(), "summary.{n}");
     }
     let mirrored: mirror::Snapshot = bincode_decode(&plain);

@@ -182,23 +182,7 @@ fn independent_decoder_reads_snapshot_v2_vector() {
     assert_eq!(hex(&tree), want["tree"].as_str().unwrap());
     assert_eq!(parent.map(|p| hex(&p)), want["parent"].as_str().map(String::from));
     assert_eq!(program_version, want["program_version"].as_str().unwrap());
-    let names = [
-        "files_new",
-        "files_changed",
-        "files_unchanged",
-        "dirs",
-        "bytes_new",
-        "bytes_changed",
-        "bytes_unchanged",
-        "bytes_read",
-        "data_blobs_added",
-        "tree_blobs_added",
-        "bytes_added_raw",
-        "bytes_added_stored",
-        "errors",
-        "duration_ns",
-    ];
-    for (v, n) in summary.iter().zip(names) {
+    for (v, n) in summary.iter().zip(SUMMARY_FIELDS) {
         assert_eq!(*v, want["summary"][n].as_u64().unwrap(), "summary.{n}");
     }
     // The copy names the committed version 1 snapshot, by the id of its bytes.

@@ -11,7 +11,7 @@ use cairn_engine::blob::BlobType;
 use cairn_engine::crypto::Keys;
 use cairn_engine::id::BlobId;
 use cairn_engine::pack::{FinishedPack, Packer};
-use cairn_engine::{BackendError, IndexBlob, IndexFile, IndexPack, ObjectKind, Repository};
+use cairn_engine::{BackendError, IndexFile, ObjectKind, Repository};
 use crossbeam_channel::{bounded, Sender};
 
 use super::Result;
@@ -95,7 +95,7 @@ impl Writer {
                 let mut pending = IndexFile::default();
                 for p in rx {
                     store_pack(&repo, &p, &mut stored)?;
-                    pending.packs.push(index_entry(&p));
+                    pending.packs.push(p.index_entry());
                     if pending.packs.len() >= PACKS_PER_INDEX {
                         save_index(&repo, &std::mem::take(&mut pending), &mut stored)?;
                     }
@@ -154,24 +154,6 @@ fn store_pack(repo: &Repository, p: &FinishedPack, stored: &mut Stored) -> Resul
     }
     stored.bytes += p.bytes.len() as u64;
     Ok(())
-}
-
-fn index_entry(p: &FinishedPack) -> IndexPack {
-    IndexPack {
-        id: p.id,
-        blob_type: p.blob_type,
-        size: p.bytes.len() as u64,
-        blobs: p
-            .entries
-            .iter()
-            .map(|e| IndexBlob {
-                id: e.id,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            })
-            .collect(),
-    }
 }
 
 fn save_index(repo: &Repository, file: &IndexFile, stored: &mut Stored) -> Result<()> {

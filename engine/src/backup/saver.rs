@@ -18,7 +18,7 @@ use super::BackupError;
 use crate::backend::BackendError;
 use crate::blob::{self, Aad, BlobType};
 use crate::id::BlobId;
-use crate::index::{Index, IndexBlob, IndexFile, IndexPack};
+use crate::index::{Index, IndexFile};
 use crate::pack::{FinishedPack, Packer};
 use crate::repository::{pack_kind, Repository};
 
@@ -252,21 +252,7 @@ fn write_loop(
             Err(e) => return Err(e.into()),
         }
         stats.stored_bytes.fetch_add(p.bytes.len() as u64, Ordering::Relaxed);
-        pending.packs.push(IndexPack {
-            id: p.id,
-            blob_type: p.blob_type,
-            size: p.bytes.len() as u64,
-            blobs: p
-                .entries
-                .iter()
-                .map(|e| IndexBlob {
-                    id: e.id,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                })
-                .collect(),
-        });
+        pending.packs.push(p.index_entry());
         if p.blob_type == BlobType::Data {
             let mut buf = p.bytes;
             buf.clear();

@@ -70,6 +70,27 @@ pub struct FinishedPack {
     pub entries: Vec<PackEntry>,
 }
 
+impl FinishedPack {
+    /// How an index object describes this pack, once it is stored.
+    pub fn index_entry(&self) -> crate::index::IndexPack {
+        crate::index::IndexPack {
+            id: self.id,
+            blob_type: self.blob_type,
+            size: self.bytes.len() as u64,
+            blobs: self
+                .entries
+                .iter()
+                .map(|e| crate::index::IndexBlob {
+                    id: e.id,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Collects sealed blobs of one type into a pack.
 #[derive(Debug)]
 pub struct Packer {

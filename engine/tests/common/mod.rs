@@ -15,6 +15,24 @@ use serde_json::Value;
 /// The committed vector repository's password (also in its manifest).
 pub const PASSWORD: &str = "cairn-test-vector-password";
 
+/// The snapshot `Summary` fields, in their encoded order (format-spec "Snapshots").
+pub const SUMMARY_FIELDS: [&str; 14] = [
+    "files_new",
+    "files_changed",
+    "files_unchanged",
+    "dirs",
+    "bytes_new",
+    "bytes_changed",
+    "bytes_unchanged",
+    "bytes_read",
+    "data_blobs_added",
+    "tree_blobs_added",
+    "bytes_added_raw",
+    "bytes_added_stored",
+    "errors",
+    "duration_ns",
+];
+
 pub const REGENERATE_HINT: &str = "\n\nThe committed format test vectors (format-spec/test-vectors) no longer match \
 what this code reads. If the on-disk format changed on purpose, regenerate them IN THE SAME COMMIT with\n    \
 CAIRN_WRITE_VECTORS=1 cargo test -p cairn-engine --test format_vectors -- --ignored\n\

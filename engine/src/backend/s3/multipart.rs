@@ -16,6 +16,14 @@ use crate::backend::BackendError;
 /// S3 allows at most this many parts per upload.
 const MAX_PARTS: u64 = 10_000;
 
+/// A multipart upload begun and neither completed nor aborted.
+struct Unfinished {
+    key: String,
+    upload_id: String,
+    /// When it was begun (Unix ns), if the server says.
+    begun_ns: Option<i64>,
+}
+
 /// Where one multipart part goes.
 struct PartJob {
     number: i32,
@@ -81,53 +89,65 @@ impl S3Backend {
     /// prefix begun before `older_than_ns`: what a killed writer leaves
     /// (its parts are stored and billed, though no object is visible).
     pub(super) fn abort_stale_uploads(&self, older_than_ns: i64) -> Result<usize, BackendError> {
-        let prefix = self.prefix.clone();
         self.run(async {
-            let mut stale = Vec::new();
-            let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
-            loop {
-                let resp = {
-                    let _p = self.permit(&prefix).await?;
-                    self.client
-                        .list_multipart_uploads()
-                        .bucket(&self.bucket)
-                        .prefix(&prefix)
-                        .set_key_marker(key_marker.take())
-                        .set_upload_id_marker(id_marker.take())
-                        .send()
-                        .await
-                        .map_err(|e| self.fail(&prefix, e))?
-                };
-                for u in resp.uploads() {
-                    let begun = u.initiated().and_then(|t| i64::try_from(t.as_nanos()).ok());
-                    if let (Some(key), Some(id), Some(t)) = (u.key(), u.upload_id(), begun) {
-                        if t < older_than_ns {
-                            stale.push((key.to_string(), id.to_string()));
-                        }
-                    }
-                }
-                if resp.is_truncated() != Some(true) {
-                    break;
-                }
-                key_marker = resp.next_key_marker().map(str::to_string);
-                id_marker = resp.next_upload_id_marker().map(str::to_string);
-                if key_marker.is_none() {
-                    break;
-                }
-            }
-            for (key, id) in &stale {
-                let _p = self.permit(key).await?;
+            let stale: Vec<Unfinished> = self
+                .unfinished_uploads()
+                .await?
+                .into_iter()
+                .filter(|u| u.begun_ns.is_some_and(|t| t < older_than_ns))
+                .collect();
+            for u in &stale {
+                let _p = self.permit(&u.key).await?;
                 self.client
                     .abort_multipart_upload()
                     .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(id)
+                    .key(&u.key)
+                    .upload_id(&u.upload_id)
                     .send()
                     .await
-                    .map_err(|e| self.fail(key, e))?;
+                    .map_err(|e| self.fail(&u.key, e))?;
             }
             Ok(stale.len())
         })
+    }
+
+    /// Every multipart upload under the prefix that was started and neither
+    /// completed nor aborted.
+    async fn unfinished_uploads(&self) -> Result<Vec<Unfinished>, BackendError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let resp = {
+                let _p = self.permit(&self.prefix).await?;
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(&self.prefix)
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(id_marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(&self.prefix, e))?
+            };
+            for u in resp.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push(Unfinished {
+                        key: key.to_string(),
+                        upload_id: id.to_string(),
+                        begun_ns: u.initiated().and_then(|t| i64::try_from(t.as_nanos()).ok()),
+                    });
+                }
+            }
+            if resp.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = resp.next_key_marker().map(str::to_string);
+            id_marker = resp.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn upload_parts_and_complete(
@@ -248,34 +268,7 @@ impl S3Backend {
     /// are aborted).
     #[cfg(any(test, feature = "testing"))]
     pub fn pending_multipart_uploads(&self) -> Result<Vec<String>, BackendError> {
-        self.run(async {
-            let mut out = Vec::new();
-            let mut key_marker: Option<String> = None;
-            let mut id_marker: Option<String> = None;
-            loop {
-                let _p = self.permit(&self.prefix).await?;
-                let resp = self
-                    .client
-                    .list_multipart_uploads()
-                    .bucket(&self.bucket)
-                    .prefix(&self.prefix)
-                    .set_key_marker(key_marker.take())
-                    .set_upload_id_marker(id_marker.take())
-                    .send()
-                    .await
-                    .map_err(|e| self.fail(&self.location, e))?;
-                out.extend(resp.uploads().iter().filter_map(|u| u.key().map(str::to_string)));
-                if resp.is_truncated() != Some(true) {
-                    break;
-                }
-                key_marker = resp.next_key_marker().map(str::to_string);
-                id_marker = resp.next_upload_id_marker().map(str::to_string);
-                if key_marker.is_none() {
-                    break;
-                }
-            }
-            Ok(out)
-        })
+        self.run(async { Ok(self.unfinished_uploads().await?.into_iter().map(|u| u.key).collect()) })
     }
 }
 

@@ -109,6 +109,8 @@ fn check_index(
     for o in repo.load_index_files()? {
         match o.file {
             Ok(f) => files.push(f),
+            // Removed by a prune after the listing (its replacement exists).
+            Err(RepositoryError::Backend(crate::backend::BackendError::NotFound { .. })) => {}
             Err(e) => r.errors.push(e.to_string()),
         }
     }

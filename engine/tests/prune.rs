@@ -425,3 +425,27 @@ fn temporaries_older_than_the_grace_period_are_removed() {
     assert!(foreign.exists(), "only cairn's own temporary names are removed");
     r.assert_restores(&b, &d);
 }
+
+#[test]
+fn no_index_describes_a_removed_pack_once_the_records_expire() {
+    let r = Repo::new();
+    let a = r.backup(&r.folder("a", &[("a.bin", 300_000, 16)]));
+    let b = r.folder("b", &[("b.bin", 300_000, 17)]);
+    let kept = r.backup(&b);
+    forget_snapshots(&r.repo, &[a]).unwrap();
+    r.prune_at(t(0), |_| {});
+    // A second prune while the first record waits: its new index still
+    // describes the recorded packs (they are readable until removed).
+    let c = r.backup(&r.folder("c", &[("c.bin", 300_000, 18)]));
+    forget_snapshots(&r.repo, &[c]).unwrap();
+    let second = r.prune_at(t(2), |_| {});
+    assert!(second.record.is_some(), "{second:?}");
+    assert_eq!(second.due.records_waiting, 1);
+    // Each record is carried out, then expires; check at every step.
+    for h in [25, 27, 50, 52, 100] {
+        r.prune_at(t(h), |_| {});
+        r.assert_checks();
+    }
+    assert_eq!(r.count(ObjectKind::Deletion), 0);
+    r.assert_restores(&kept, &b);
+}

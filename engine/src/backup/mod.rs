@@ -20,6 +20,7 @@ use std::time::Instant;
 
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
+pub(crate) use verify::verify_reuse;
 
 use crate::backend::BackendError;
 use crate::blob::{BlobError, BlobType};
@@ -268,7 +269,16 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     let root = match source {
         BackupSource::Paths(_) => {
             let parent = match (&parent_id, matches!(source_kind, SourceKind::Files)) {
-                (Some(id), true) => Some(parent::ParentFiles::load(&repo, &index, id)?),
+                (Some(id), true) => match parent::ParentFiles::load(&repo, &index, id) {
+                    Ok(p) => Some(p),
+                    // A parent whose trees are damaged, or only in packs a
+                    // prune recorded for deletion (B3): read every file.
+                    Err(BackupError::Repository(e)) if e.kind() == crate::error::ErrorKind::Damaged => {
+                        tracing::warn!("not using the parent snapshot: {e}; every file is read");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                },
                 _ => None,
             };
             let result = walk::run(&repo, &saver, &paths, parent.as_ref(), opts, &mut summary, &mut skipped);

@@ -48,7 +48,7 @@ pub struct DueReport {
 impl DueReport {
     /// True when anything was removed or written.
     pub(crate) fn changed(&self) -> bool {
-        self.records_due > 0 || self.records_finished > 0
+        self.records_due > 0 || self.records_finished > 0 || self.removed.packs > 0 || self.index_objects_removed > 0
     }
 }
 
@@ -83,16 +83,27 @@ pub(crate) fn carry_out_due(
         }
     }
     r.records_due = due.len();
+    // One removal set for the run: the packs of the due records and what
+    // executed records list and a killed prune left stored. A pack of this
+    // set is no other pack's "other copy".
     let removal: HashMap<PackId, RecordedPack> = due
         .iter()
         .flat_map(|(_, rec)| rec.packs.iter().map(|p| (p.id, *p)))
+        .chain(
+            finished
+                .iter()
+                .flat_map(|(_, rec)| rec.packs.iter().filter(|p| state.stored.contains_key(&p.id)))
+                .map(|p| (p.id, *p)),
+        )
         .collect();
     let kept_back = kept_back(state, &removal, used);
     r.kept_back = kept_back.len();
-    for (_, rec) in &due {
-        for p in rec.packs.iter().filter(|p| !kept_back.contains(&p.id)) {
+    for (id, p) in &removal {
+        if !kept_back.contains(id) {
             r.removed.add(p.size);
         }
+    }
+    for (_, rec) in &due {
         r.index_objects_removed += rec.indexes.len();
     }
     if opts.dry_run {
@@ -114,6 +125,10 @@ pub(crate) fn carry_out_due(
             kept_back.len()
         );
     }
+    // Every pack an executed record lists, once removed: index objects
+    // that still describe one are rewritten without it (below).
+    let mut gone: HashSet<PackId> = HashSet::new();
+    let mut listed_indexes: HashSet<String> = HashSet::new();
     for (name, rec) in due {
         let mut executed = rec.clone();
         executed.packs.retain(|p| !kept_back.contains(&p.id));
@@ -122,7 +137,9 @@ pub(crate) fn carry_out_due(
         let (executed_name, _) = repo.save_file(&executed)?;
         crate::failpoint::hit("prune-after-executed-record");
         remove(repo, ObjectKind::Deletion, name)?;
-        remove_listed(repo, &executed, lock)?;
+        remove_listed(repo, &executed, &kept_back, lock)?;
+        gone.extend(executed.packs.iter().map(|p| p.id));
+        listed_indexes.extend(executed.indexes.iter().map(|i| i.to_hex()));
         if opts.instant_delete {
             // Nothing else writes, so no backup needs to see it (M4).
             remove(repo, ObjectKind::Deletion, &executed_name.to_hex())?;
@@ -135,14 +152,45 @@ pub(crate) fn carry_out_due(
             || rec.indexes.iter().any(|i| index_names.contains(i.to_hex().as_str()));
         ensure(lock)?;
         if leftover {
-            remove_listed(repo, rec, lock)?;
+            remove_listed(repo, rec, &kept_back, lock)?;
         }
+        gone.extend(rec.packs.iter().map(|p| p.id).filter(|p| !kept_back.contains(p)));
+        listed_indexes.extend(rec.indexes.iter().map(|i| i.to_hex()));
         if rec.due_ns() <= now || opts.instant_delete {
             remove(repo, ObjectKind::Deletion, name)?;
             r.records_finished += 1;
         }
     }
+    r.index_objects_removed += drop_descriptions(repo, state, &gone, &listed_indexes, lock)?;
     Ok(r)
+}
+
+/// Rewrites every index object that still describes a removed pack without
+/// it (the replacement stored first, then the old object removed), so no
+/// index names a pack that is gone once its record expires (R2). Index
+/// objects the records list are removed by them. Returns how many went.
+fn drop_descriptions(
+    repo: &Repository,
+    state: &State,
+    gone: &HashSet<PackId>,
+    listed: &HashSet<String>,
+    lock: Option<&MaintenanceLock>,
+) -> Result<usize, PruneError> {
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for (name, file) in &state.files {
+        if listed.contains(name) || !file.packs.iter().any(|p| gone.contains(&p.id)) {
+            continue;
+        }
+        let rest: Vec<IndexPack> = file.packs.iter().filter(|p| !gone.contains(&p.id)).cloned().collect();
+        ensure(lock)?;
+        super::repack::write_index(repo, rest)?;
+        remove(repo, ObjectKind::Index, name)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Carries out a record this very run wrote (`--instant-delete`): the
@@ -155,7 +203,7 @@ pub(crate) fn carry_out_now(
     lock: Option<&MaintenanceLock>,
 ) -> Result<PackCount, PruneError> {
     ensure(lock)?;
-    remove_listed(repo, rec, lock)?;
+    remove_listed(repo, rec, &HashSet::new(), lock)?;
     remove(repo, ObjectKind::Deletion, name)?;
     let mut n = PackCount::default();
     for p in &rec.packs {
@@ -192,10 +240,17 @@ fn kept_back(state: &State, removal: &HashMap<PackId, RecordedPack>, used: &Blob
     at_risk.into_values().flatten().collect()
 }
 
-/// Removes every pack and index object a record lists (in parallel).
-fn remove_listed(repo: &Repository, rec: &DeletionRecord, lock: Option<&MaintenanceLock>) -> Result<(), PruneError> {
+/// Removes every pack (but those in `keep`) and index object a record
+/// lists (in parallel).
+fn remove_listed(
+    repo: &Repository,
+    rec: &DeletionRecord,
+    keep: &HashSet<PackId>,
+    lock: Option<&MaintenanceLock>,
+) -> Result<(), PruneError> {
     rec.packs
         .par_iter()
+        .filter(|p| !keep.contains(&p.id))
         .try_for_each(|p| remove(repo, pack_kind(p.blob_type), &p.id.to_hex()))?;
     crate::failpoint::hit("prune-before-index-removal");
     ensure(lock)?;

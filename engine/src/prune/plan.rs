@@ -169,6 +169,12 @@ pub(crate) fn plan(
             continue;
         }
         if doomed.contains(&desc.id) {
+            // Still described by the new index while it exists: the old
+            // index objects go with this prune's record, and the pack's own
+            // record drops the description when it removes the pack.
+            if stored.contains_key(&desc.id) {
+                w.keep.push(desc.clone());
+            }
             doomed_descs.push(desc);
             continue;
         }

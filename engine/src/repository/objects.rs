@@ -209,6 +209,9 @@ impl Repository {
         for o in self.load_index_files()? {
             match o.file {
                 Ok(f) => files.push(f),
+                // Superseded and removed by a prune between the listing and
+                // the read: its replacement was stored before it went.
+                Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
                 Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
                 Err(e) => return Err(e),
             }

@@ -137,8 +137,13 @@ fn rewrite(
     } else {
         repo.clone()
     };
+    let started = std::time::Instant::now();
+    // Trees are read through the readers' index; new trees are deduplicated
+    // as a backup does (B3): not against blobs only recorded packs hold,
+    // which a prune may remove before this copy is written.
     let index = Arc::new(repo.load_index()?);
-    let saver = Saver::start(&repo, index.clone(), SEALERS);
+    let (known, deletions) = repo.load_index_for_backup()?;
+    let saver = Saver::start(&repo, Arc::new(known), SEALERS);
     let mut rebuilt = Vec::with_capacity(snapshots.len());
     let mut seen = rebuild::Seen::default();
     for (_, snap) in snapshots {
@@ -171,6 +176,8 @@ fn rewrite(
         };
         if let (Some(root), false) = (r.root, opts.dry_run) {
             let copy = rewritten(snap, *id, root, &opts.excludes);
+            // B4: a prune that ran meanwhile may have recorded what it reuses.
+            crate::backup::verify_reuse(&repo, &deletions, started.elapsed(), &root)?;
             done.rewritten = Some(repo.save_snapshot(&copy)?);
             if opts.forget {
                 repo.remove_snapshot(id)?;

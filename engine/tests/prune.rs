@@ -449,3 +449,93 @@ fn no_index_describes_a_removed_pack_once_the_records_expire() {
     assert_eq!(r.count(ObjectKind::Deletion), 0);
     r.assert_restores(&kept, &b);
 }
+
+/// Storage that slips a prepared snapshot object in right after the first
+/// listing of snapshots: a backup that finishes while prune marks.
+#[derive(Debug)]
+struct LateSnapshot {
+    inner: LocalBackend,
+    late: std::sync::Mutex<Option<(String, Vec<u8>)>>,
+}
+
+mod late_impl {
+    use super::LateSnapshot;
+    use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
+
+    impl Backend for LateSnapshot {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<(), BackendError> {
+            self.inner.create()
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
+            let listed = self.inner.list(kind)?;
+            if kind == ObjectKind::Snapshot {
+                if let Some((name, bytes)) = self.late.lock().unwrap().take() {
+                    self.inner.write(kind, &name, &bytes)?;
+                }
+            }
+            Ok(listed)
+        }
+        fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
+            self.inner.read(kind, name)
+        }
+        fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
+            self.inner.read_range(kind, name, offset, len)
+        }
+        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+            self.inner.write(kind, name, data)
+        }
+        fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
+            self.inner.remove(kind, name)
+        }
+        fn stat(&self, kind: ObjectKind, name: &str) -> Result<Option<u64>, BackendError> {
+            self.inner.stat(kind, name)
+        }
+        fn archive_state(&self, kind: ObjectKind, name: &str) -> Result<ArchiveState, BackendError> {
+            self.inner.archive_state(kind, name)
+        }
+        fn request_retrieval(&self, kind: ObjectKind, name: &str, how: RetrievalRequest) -> Result<(), BackendError> {
+            self.inner.request_retrieval(kind, name, how)
+        }
+        fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
+            self.inner.remove_temporaries(older_than_ns)
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_written_while_prune_marks_keeps_its_packs() {
+    let r = Repo::new();
+    let gone = r.folder("gone", &[("y.bin", 400_000, 19)]);
+    let a = r.backup(&gone);
+    let mut late = r.repo.load_snapshot(&a).unwrap();
+    forget_snapshots(&r.repo, &[a]).unwrap();
+    r.prune_at(t(0), |_| {});
+    // The snapshot a long backup writes while the next prune marks: it
+    // reuses blobs that only the recorded packs hold.
+    late.time_ns += 1;
+    let late_id = r.repo.save_snapshot(&late).unwrap();
+    let bytes = r.repo.storage().read(ObjectKind::Snapshot, &late_id.to_hex()).unwrap();
+    r.repo
+        .storage()
+        .remove(ObjectKind::Snapshot, &late_id.to_hex())
+        .unwrap();
+    let slipping = Arc::new(LateSnapshot {
+        inner: LocalBackend::new(r.dir.path()),
+        late: std::sync::Mutex::new(Some((late_id.to_hex(), bytes))),
+    });
+    let repo = Repository::open(slipping, PW).unwrap();
+    let p = prune(
+        &repo,
+        &PruneOptions {
+            at_ns: Some(t(25)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(p.due.kept_back >= 1, "the late snapshot's packs are kept: {p:?}");
+    r.assert_checks();
+    r.assert_restores(&late_id, &gone);
+}

@@ -101,14 +101,27 @@ pub(crate) fn mark(
     progress: &dyn Fn(usize),
 ) -> Result<Marked, PruneError> {
     let mut marked = Marked::default();
+    mark_into(repo, index, snapshots, &mut marked, progress)?;
+    Ok(marked)
+}
+
+/// Marks everything `snapshots` reach into `marked`, skipping the trees it
+/// holds already.
+pub(crate) fn mark_into(
+    repo: &Repository,
+    index: &Index,
+    snapshots: &[(SnapshotId, Snapshot)],
+    marked: &mut Marked,
+    progress: &dyn Fn(usize),
+) -> Result<(), PruneError> {
     for (i, (_, snap)) in snapshots.iter().enumerate() {
         progress(i);
         if marked.used.insert(key_of(&snap.tree.blob())) {
             marked.trees += 1;
-            let mut v = Marker { marked: &mut marked };
+            let mut v = Marker { marked: &mut *marked };
             tree::walk(repo, index, &snap.tree, Path::new("/"), &mut v)?;
         }
     }
     progress(snapshots.len());
-    Ok(marked)
+    Ok(())
 }

@@ -36,7 +36,7 @@ use crate::backend::{BackendError, ObjectKind};
 use crate::backup::BackupError;
 use crate::blob::BlobType;
 use crate::error::ErrorKind;
-use crate::id::{ObjectId, PackId};
+use crate::id::{ObjectId, PackId, SnapshotId};
 use crate::index::{Avoid, Index, IndexFile};
 use crate::lock::{self, LockError, LockOptions, MaintenanceLock};
 use crate::repository::{Repository, RepositoryError};
@@ -268,6 +268,38 @@ fn load_state(repo: &Repository) -> Result<State, PruneError> {
     })
 }
 
+/// Loads and marks the snapshots written since `snapshots` was listed, and
+/// adds them to it.
+fn mark_new(
+    repo: &Repository,
+    snapshots: &mut Vec<(SnapshotId, crate::snapshot::Snapshot)>,
+    marked: &mut mark::Marked,
+) -> Result<(), PruneError> {
+    let known: HashSet<SnapshotId> = snapshots.iter().map(|(id, _)| *id).collect();
+    let mut new = Vec::new();
+    for o in repo.backend().list(ObjectKind::Snapshot)? {
+        let id = SnapshotId::from_hex(&o.name).map_err(|e| PruneError::Damaged(format!("snapshot {}: {e}", o.name)))?;
+        if known.contains(&id) {
+            continue;
+        }
+        match repo.load_snapshot(&id) {
+            Ok(s) => new.push((id, s)),
+            // Forgotten since the listing: it needs nothing.
+            Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
+            Err(e @ RepositoryError::Corrupt { .. }) => return Err(PruneError::Damaged(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if new.is_empty() {
+        return Ok(());
+    }
+    // A fresh index: the new snapshots' trees may be in packs indexed since.
+    let index = repo.load_index()?;
+    mark::mark_into(repo, &index, &new, marked, &|_| {})?;
+    snapshots.extend(new);
+    Ok(())
+}
+
 fn ensure(lock: Option<&MaintenanceLock>) -> Result<(), PruneError> {
     match lock {
         Some(l) => Ok(l.ensure_held()?),
@@ -281,7 +313,7 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let snapshots = repo.list_snapshots().map_err(|e| match e {
+    let mut snapshots = repo.list_snapshots().map_err(|e| match e {
         e @ RepositoryError::Corrupt { .. } => PruneError::Damaged(e.to_string()),
         e => e.into(),
     })?;
@@ -303,6 +335,11 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
     report.plan.trees = marked.trees;
 
     ensure(lock)?;
+    if !opts.dry_run {
+        // M3 is judged against the snapshots as they are now: those written
+        // while the mark ran count too (and this run's record names them).
+        mark_new(repo, &mut snapshots, &mut marked)?;
+    }
     report.due = execute::carry_out_due(repo, &state, &marked.used, now, opts, lock)?;
     report.removed = report.due.removed;
     if !opts.dry_run && report.due.changed() {
@@ -369,8 +406,9 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
     report.record = Some(name.to_hex());
     report.plan = p;
     if opts.instant_delete {
-        let now_snapshots = repo.list_snapshots()?;
-        if now_snapshots.len() == snapshots.len() && now_snapshots.iter().zip(&snapshots).all(|(a, b)| a.0 == b.0) {
+        let listed: HashSet<SnapshotId> = snapshots.iter().map(|(id, _)| *id).collect();
+        let now_listed: HashSet<SnapshotId> = repo.list_snapshots()?.into_iter().map(|(id, _)| id).collect();
+        if now_listed == listed {
             let removed = execute::carry_out_now(repo, &name.to_hex(), &record, lock)?;
             report.removed.packs += removed.packs;
             report.removed.bytes += removed.bytes;
@@ -378,7 +416,7 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
             report.record = None;
         } else {
             tracing::warn!(
-                "snapshots were added while prune ran: the recorded packs wait for the grace period instead of --instant-delete"
+                "the snapshots changed while prune ran: the recorded packs wait for the grace period instead of --instant-delete"
             );
         }
     }

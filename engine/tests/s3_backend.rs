@@ -342,7 +342,10 @@ fn a_repository_round_trips_through_s3() {
     let snaps = repo.list_snapshots().unwrap();
     assert_eq!(snaps.len(), 1);
     let packs = repo.storage().list(ObjectKind::DataPack).unwrap();
-    assert!(packs.len() >= 5, "{packs:?}");
+    // About 5 MiB of distinct data in 1 MiB packs: a pack closes once it
+    // passes 1 MiB, with blobs of up to 1 MiB arriving in whatever order the
+    // parallel sealers finish, so it is 3 to 5 packs, never one.
+    assert!(packs.len() >= 3, "{packs:?}");
     let target = tempfile::tempdir().unwrap();
     let summary = restore(
         &repo,

@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let rules = rules(&a)?;
     let group_by = GroupBy::parse(&a.group_by).map_err(anyhow::Error::msg)?;
+    let mut shown: Option<serde_json::Value> = None;
     let ids = if a.policy {
         if !rules.is_empty() || !a.snapshots.is_empty() {
             bail!("--policy applies the configuration's retention table; give no keep rules or snapshots with it");
@@ -45,14 +46,14 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             bail!("--policy needs a retention table: [[retention]] rules in cairn.toml");
         }
         let plan = plan_retention(&filter_snapshots(&repo, &filter(&a.filter))?, &table, group_by);
-        print_plan(ctx, &plan)?;
+        shown = print_plan(ctx, &plan)?;
         plan.to_remove()
     } else if a.snapshots.is_empty() {
         if rules.is_empty() {
             bail!("no keep rule given, so nothing would be kept: give --keep-* rules, or the snapshots to remove");
         }
         let plan = plan_forget(&filter_snapshots(&repo, &filter(&a.filter))?, group_by, &rules);
-        print_plan(ctx, &plan)?;
+        shown = print_plan(ctx, &plan)?;
         plan.to_remove()
     } else {
         if !rules.is_empty() {
@@ -64,10 +65,14 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             .collect();
         if ctx.json {
             let v: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
-            output::json(&serde_json::json!({"dry_run": a.dry_run, "remove": v}))?;
+            shown = Some(serde_json::json!({"dry_run": a.dry_run, "remove": v}));
         }
         ids
     };
+    // With --prune, one JSON document holds both: {"forget": ..., "prune": ...}.
+    if let (Some(v), false) = (&shown, a.prune && !a.dry_run) {
+        output::json(v)?;
+    }
     if a.dry_run {
         ctx.say(format!(
             "would remove {} snapshot(s) (dry run: nothing was removed)",
@@ -79,7 +84,7 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     if a.prune {
         ctx.say(format!("removed {n} snapshot(s); pruning"));
         let opts = super::prune::options(ctx, &a.prune_settings, false);
-        return super::prune::prune_and_report(ctx, &repo, &opts);
+        return super::prune::prune_and_report(ctx, &repo, &opts, shown);
     }
     ctx.say(format!(
         "removed {n} snapshot(s); the data only they referenced stays in the repository until a prune"
@@ -87,11 +92,12 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn print_plan(ctx: &Ctx, plan: &ForgetPlan) -> Result<()> {
+/// Prints the plan for people, or returns it as JSON (restic's `forget
+/// --json` shape: a list with one entry per group) for the caller to print.
+fn print_plan(ctx: &Ctx, plan: &ForgetPlan) -> Result<Option<serde_json::Value>> {
     if ctx.json {
-        // restic's `forget --json` shape: a list with one entry per group.
         let v: Vec<_> = plan.groups.iter().map(group_json).collect();
-        return output::json(&v);
+        return Ok(Some(serde_json::Value::Array(v)));
     }
     for g in &plan.groups {
         let key = &g.group_key;
@@ -121,7 +127,7 @@ fn print_plan(ctx: &Ctx, plan: &ForgetPlan) -> Result<()> {
         }
         ctx.say(format!("{} kept, {} to remove", g.keep.len(), g.remove.len()));
     }
-    Ok(())
+    Ok(None)
 }
 
 fn row(s: &ForgetSnapshot, what: &str, why: &str) -> Vec<String> {

@@ -24,14 +24,23 @@ pub fn options(ctx: &Ctx, s: &PruneSettings, dry_run: bool) -> PruneOptions {
 
 pub fn run(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    prune_and_report(ctx, &repo, &options(ctx, &a.settings, a.dry_run))
+    prune_and_report(ctx, &repo, &options(ctx, &a.settings, a.dry_run), None)
 }
 
-/// Runs a prune and prints its report; the exit code.
-pub fn prune_and_report(ctx: &Ctx, repo: &cairn_engine::Repository, opts: &PruneOptions) -> Result<u8> {
+/// Runs a prune and prints its report; the exit code. `forget` is the JSON
+/// of a `forget --prune` that ran first: both go into one document.
+pub fn prune_and_report(
+    ctx: &Ctx,
+    repo: &cairn_engine::Repository,
+    opts: &PruneOptions,
+    forget: Option<serde_json::Value>,
+) -> Result<u8> {
     let r = prune(repo, opts)?;
     if ctx.json {
-        output::json(&r)?;
+        match forget {
+            Some(f) => output::json(&serde_json::json!({"forget": f, "prune": r}))?,
+            None => output::json(&r)?,
+        }
     } else {
         print(ctx, &r)?;
     }

@@ -111,7 +111,8 @@ fn prune_frees_what_only_forgotten_snapshots_held_after_the_grace_period() {
 fn forget_prune_with_instant_delete_frees_at_once() {
     let (f, last) = three_nights();
     let before = du(&f.repo);
-    f.cairn()
+    let both = f
+        .cairn()
         .args([
             "forget",
             "--keep-last",
@@ -121,7 +122,10 @@ fn forget_prune_with_instant_delete_frees_at_once() {
             "--max-unused",
             "0%",
         ])
-        .ok();
+        .json();
+    // One JSON document: forget's groups (restic's shape) and prune's report.
+    assert_eq!(both["forget"].as_array().map(Vec::len), Some(1), "{both:#}");
+    assert!(u64_at(&both, "/prune/removed/bytes") >= 2_800_000, "{both:#}");
     assert!(before - du(&f.repo) >= 2_800_000, "gone.bin and a-half/b.bin are gone");
     assert_eq!(fs::read_dir(f.repo.join("deletions")).unwrap().count(), 0);
     assert_checks(&f);

@@ -366,17 +366,27 @@ fn s3_moto_prune_leaves_deep_archive_packs_unread_and_prices_early_deletion() {
     );
     f.init_repo(&["--pack-size", "1"]);
     let src = f.path("src");
-    // a-half/ comes first in the walk: its two files share the first data
-    // pack with gone.bin's first chunk, so that pack ends up partly used.
     write(&src.join("a-half/a.bin"), Rng::new(31).bytes(300_000));
     write(&src.join("a-half/b.bin"), Rng::new(32).bytes(300_000));
-    write(&src.join("gone.bin"), Rng::new(33).bytes(3_000_000));
+    write(&src.join("b-gone/gone.bin"), Rng::new(33).bytes(3_000_000));
     write(&src.join("kept.bin"), Rng::new(34).bytes(1_500_000));
+    // a-half/ and b-gone/ alone first: a-half's two files share one pack and
+    // gone.bin has packs of its own, whatever order the parallel sealers
+    // finish in.
+    let halves = f.backup(&[&s(&src.join("a-half"))]);
+    let gones = f.backup(&[&s(&src.join("b-gone"))]);
     let first = f.backup(&[&s(&src)]);
-    fs::remove_file(src.join("gone.bin")).unwrap();
+    fs::remove_dir_all(src.join("b-gone")).unwrap();
     fs::remove_file(src.join("a-half/b.bin")).unwrap();
     f.backup(&[&s(&src)]);
-    f.cairn().args(["forget", str_at(&first, "/snapshot_id")]).ok();
+    f.cairn()
+        .args([
+            "forget",
+            str_at(&halves, "/snapshot_id"),
+            str_at(&gones, "/snapshot_id"),
+            str_at(&first, "/snapshot_id"),
+        ])
+        .ok();
     let packs_before = moto_data_packs(&m, &prefix);
     assert!(packs_before.values().all(|c| c == "DEEP_ARCHIVE"), "{packs_before:#?}");
 
@@ -511,11 +521,18 @@ fn s3_moto_prune_repack_cold_retrieves_then_repacks() {
     write(&src.join("a-half/a.bin"), Rng::new(41).bytes(300_000));
     write(&src.join("a-half/b.bin"), Rng::new(42).bytes(300_000));
     write(&src.join("gone.bin"), Rng::new(43).bytes(3_000_000));
+    let halves = f.backup(&[&s(&src.join("a-half"))]);
     let first = f.backup(&[&s(&src)]);
     fs::remove_file(src.join("gone.bin")).unwrap();
     fs::remove_file(src.join("a-half/b.bin")).unwrap();
     let kept = f.backup(&[&s(&src)]);
-    f.cairn().args(["forget", str_at(&first, "/snapshot_id")]).ok();
+    f.cairn()
+        .args([
+            "forget",
+            str_at(&halves, "/snapshot_id"),
+            str_at(&first, "/snapshot_id"),
+        ])
+        .ok();
     let before = moto_data_packs(&m, &prefix);
 
     let r = f

@@ -88,8 +88,25 @@ pub enum Command {
     /// Find which snapshots hold files matching a pattern.
     Find(FindArgs),
     /// Restore a snapshot, or one file or folder of it.
+    ///
+    /// Each file is written under a temporary name in its folder and moved to
+    /// its real name once all its data is there. Damaged or missing data
+    /// (a lost pack, a blob that fails authentication, a blob missing from
+    /// the index) costs only the files that need it: everything else is
+    /// restored, with its metadata, hard links and symlinks; every file that
+    /// could not be restored is named with its reason (and listed in
+    /// `--json` under summary.failed), nothing is left under its name, and
+    /// the exit code is 1. Running the same command again retries them.
+    ///
+    /// Metadata never follows a symlink, and nothing outside the target is
+    /// written. Set-uid/set-gid bits are dropped and device nodes left out
+    /// unless --preserve-special.
     Restore(RestoreArgs),
     /// Write one file of a snapshot to standard output.
+    ///
+    /// If part of the file's data is damaged or missing, the output stops
+    /// there, the message names the file and the blob or pack at fault, and
+    /// the exit code is 1.
     Dump(DumpArgs),
     /// Remove snapshots, named or by keep rules (restic's meaning); their data goes in a later prune.
     Forget(ForgetArgs),
@@ -247,6 +264,14 @@ pub struct RestoreArgs {
     /// Replace files that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Restore set-uid and set-gid bits and create device nodes, as stored.
+    /// Only root may use it (it is refused otherwise). Without it, set-id
+    /// bits are dropped and each device node is left out with a warning.
+    #[arg(long)]
+    pub preserve_special: bool,
+    /// Leave extended attributes out.
+    #[arg(long)]
+    pub no_xattrs: bool,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
     #[command(flatten)]

@@ -28,6 +28,15 @@ pub enum BrowseError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(std::io::Error),
+    /// `dump` could not read all of a file's data (damaged or missing);
+    /// what came before the damage was written.
+    #[error("{path} cannot be dumped whole: {error}")]
+    Unreadable {
+        /// The file, in the snapshot.
+        path: String,
+        /// The blob, pack or storage failure at fault.
+        error: RepositoryError,
+    },
     /// Repository failure.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -76,15 +85,37 @@ pub fn walk(
 }
 
 /// Writes the content of the file at `path` to `out`, blob by blob (memory
-/// stays at one blob whatever the file size).
+/// stays at one blob whatever the file size). A blob that is missing,
+/// unreadable or of the wrong length stops it with
+/// [`BrowseError::Unreadable`] naming the file and the blob or pack; the
+/// output then holds only what came before, and the caller must not take it
+/// for the file.
 pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
     let node = node_at(repo, index, snapshot, path)?;
     if node.kind != NodeKind::File {
         return Err(BrowseError::Path(format!("{path} is not a file")).into());
     }
+    let unreadable = |error| BrowseError::Unreadable {
+        path: path.to_string(),
+        error,
+    };
     let mut n = 0u64;
     for c in &node.content {
-        let data = repo.read_blob(index, &c.id)?;
+        let data = repo.read_blob(index, &c.id).map_err(unreadable)?;
+        if data.len() != c.length as usize {
+            let pack = index.get(&c.id).map(|l| l.pack.to_hex()).unwrap_or_default();
+            return Err(unreadable(RepositoryError::corrupt(
+                crate::backend::ObjectKind::DataPack,
+                &pack,
+                format!(
+                    "blob {} has {} bytes, the tree says {}",
+                    c.id.short(),
+                    data.len(),
+                    c.length
+                ),
+            ))
+            .into());
+        }
         out.write_all(&data).map_err(BrowseError::Output)?;
         n += data.len() as u64;
     }

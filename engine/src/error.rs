@@ -214,8 +214,9 @@ impl RestoreError {
         match self {
             RestoreError::TargetExists { .. } | RestoreError::BadPattern { .. } => ErrorKind::InvalidInput,
             RestoreError::PathNotFound(_) => ErrorKind::NotFound,
-            RestoreError::UnsafeName(_) | RestoreError::VerifyFailed { .. } => ErrorKind::Damaged,
-            RestoreError::Io { .. } => ErrorKind::Io,
+            RestoreError::Incomplete { damaged: true, .. } => ErrorKind::Damaged,
+            RestoreError::PreserveSpecialNeedsRoot => ErrorKind::InvalidInput,
+            RestoreError::Io { .. } | RestoreError::Incomplete { damaged: false, .. } => ErrorKind::Io,
             RestoreError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
             RestoreError::Repository(r) => r.kind(),
             RestoreError::Backend(b) => b.kind(),
@@ -264,7 +265,7 @@ impl BrowseError {
             BrowseError::Path(_) => ErrorKind::NotFound,
             BrowseError::Pattern(..) => ErrorKind::InvalidInput,
             BrowseError::Output(_) => ErrorKind::Io,
-            BrowseError::Repository(r) => r.kind(),
+            BrowseError::Repository(r) | BrowseError::Unreadable { error: r, .. } => r.kind(),
         }
     }
 }

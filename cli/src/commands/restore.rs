@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use cairn_engine::{
-    find_snapshot, restore, Error, RestoreError, RestoreOptions, RestoreProgress, RetrievalHook, RetrievalOptions,
-    RetrievalReport, RetrievalTier,
+    find_snapshot, restore, Error, RestoreError, RestoreOptions, RestoreProgress, RestoreSummary, RetrievalHook,
+    RetrievalOptions, RetrievalReport, RetrievalTier, SnapshotId,
 };
 
 use super::{filter, Ctx};
@@ -34,6 +34,8 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         exclude: a.exclude.clone(),
         overwrite: a.overwrite,
         verify: a.verify,
+        preserve_special: a.preserve_special,
+        no_xattrs: a.no_xattrs,
         threads: 0,
         progress: Some(progress.clone()),
         // Free where the storage has no archive classes (the default answer
@@ -60,6 +62,24 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let r = restore(&repo, &snap, &a.target, &opts);
     drop(bar);
     let s = match r {
+        Err(Error::Restore(RestoreError::Incomplete { summary, .. })) => {
+            // Everything restorable was restored: say what was, name what
+            // was not, then fail with the damage's exit code.
+            report(ctx, &a, &id, &summary, started)?;
+            let (n, first) = summary
+                .failed
+                .first()
+                .map(|f| (summary.failed.len(), format!("{}: {}", f.path, f.reason)))
+                .unwrap_or_default();
+            let damaged = summary.failed.iter().any(|f| f.damaged);
+            return Err(Error::Restore(RestoreError::Incomplete {
+                count: n,
+                first,
+                damaged,
+                summary,
+            })
+            .into());
+        }
         Err(Error::Restore(RestoreError::RetrievalPending {
             objects,
             bytes: b,
@@ -80,8 +100,28 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         }
         other => other?,
     };
+    report(ctx, &a, &id, &s, started)?;
+    Ok(0)
+}
+
+/// Most failures listed one by one in text output (`--json` lists all).
+const FAILURES_SHOWN: usize = 50;
+
+/// Prints warnings, what could not be restored, and the summary.
+fn report(ctx: &Ctx, a: &RestoreArgs, id: &SnapshotId, s: &RestoreSummary, started: std::time::Instant) -> Result<()> {
     for w in &s.warnings {
         eprintln!("warning: {w}");
+    }
+    if !ctx.json {
+        for f in s.failed.iter().take(FAILURES_SHOWN) {
+            eprintln!("not restored: {}: {}", f.path, f.reason);
+        }
+        if s.failed.len() > FAILURES_SHOWN {
+            eprintln!(
+                "... and {} more not restored (--json lists them all)",
+                s.failed.len() - FAILURES_SHOWN
+            );
+        }
     }
     if ctx.json {
         output::json(
@@ -100,11 +140,16 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
             bytes(s.bytes_unchanged),
             started.elapsed().as_secs_f64()
         ));
-        if a.verify {
+        if !s.failed.is_empty() {
+            ctx.say(format!(
+                "{} item(s) could not be restored (listed above); everything else was",
+                s.failed.len()
+            ));
+        } else if a.verify {
             ctx.say(format!("verified {} files: all match the snapshot", s.files_verified));
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {

@@ -4,7 +4,17 @@
 //! Order (so that nothing is written outside the target, and symlinks made by
 //! the restore cannot redirect its own writes): folders, file data, hard
 //! links, symlinks and special files, then folder metadata deepest first.
+//!
+//! Best effort: damage (a blob the index does not know, a pack that is gone
+//! or unreadable, a blob that fails authentication) costs only the files
+//! that need it. Each file is written under a temporary name in its folder
+//! and renamed into place once all its data is there, so a file that could
+//! not be restored leaves nothing under its name; every such file is named,
+//! with its reason, in [`RestoreSummary::failed`], and the restore ends with
+//! [`RestoreError::Incomplete`] after restoring everything else.
 
+mod files;
+mod meta;
 mod plan;
 mod write;
 
@@ -33,9 +43,6 @@ pub enum RestoreError {
     /// The path asked for is not in the snapshot.
     #[error("{0} is not in the snapshot")]
     PathNotFound(String),
-    /// A name in a tree would escape the target (corrupt or hostile tree).
-    #[error("refusing unsafe file name {0:?} from the snapshot")]
-    UnsafeName(String),
     /// Writing to the target failed.
     #[error("{path}: {source}")]
     Io {
@@ -52,14 +59,26 @@ pub enum RestoreError {
         /// Why.
         detail: String,
     },
-    /// `--verify` found restored data that differs from the snapshot.
-    #[error("verification failed for {count} file(s), e.g. {first}")]
-    VerifyFailed {
-        /// How many files.
+    /// Some entries could not be restored (damaged or missing data, or a
+    /// failure writing them); everything else was. The summary names each
+    /// one with its reason.
+    #[error("{count} item(s) could not be restored, e.g. {first}; everything else was restored (the same command again retries them)")]
+    Incomplete {
+        /// How many entries.
         count: usize,
-        /// One of them.
-        first: PathBuf,
+        /// The first, with its reason.
+        first: String,
+        /// Whether any reason is damage in the repository (rather than
+        /// only failures writing the target).
+        damaged: bool,
+        /// What was restored, and the list of what was not.
+        summary: Box<RestoreSummary>,
     },
+    /// `--preserve-special` was asked for by a user who is not root.
+    #[error(
+        "--preserve-special restores set-id bits and device nodes, which only root may do; run as root or leave it out"
+    )]
+    PreserveSpecialNeedsRoot,
     /// Archived packs were requested from archive storage and are not
     /// readable yet (`wait` was not set). Running the same restore again
     /// resumes: nothing is requested twice and finished files are kept.
@@ -118,6 +137,12 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Re-read everything written and compare with the snapshot.
     pub verify: bool,
+    /// Restore set-uid/set-gid bits and create device nodes (root only).
+    /// Without it, set-id bits are dropped and device nodes are left out
+    /// (each named in a warning).
+    pub preserve_special: bool,
+    /// Leave extended attributes out.
+    pub no_xattrs: bool,
     /// Parallel pack readers (default: 2 × CPUs).
     pub threads: usize,
     /// Progress counters.
@@ -135,6 +160,22 @@ pub struct RestoreOptions {
 
 /// Name of the file that marks an unfinished restore in the target.
 pub const IN_PROGRESS_MARKER: &str = ".cairn-restore-in-progress";
+
+/// Prefix of the temporary name a file is written under in its folder until
+/// all its data is there. A restore that resumes removes leftovers.
+pub const PART_PREFIX: &str = ".cairn-restore-part-";
+
+/// An entry a restore could not restore.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedEntry {
+    /// Its path in the target.
+    pub path: String,
+    /// Why: the blob, tree or pack at fault, or the error writing it.
+    pub reason: String,
+    /// True when the cause is damaged or missing data in the repository,
+    /// false when writing the target failed.
+    pub damaged: bool,
+}
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -157,8 +198,14 @@ pub struct RestoreSummary {
     pub bytes_downloaded: u64,
     /// Files checked by `verify`.
     pub files_verified: u64,
-    /// Metadata that could not be applied (e.g. ownership as non-root).
+    /// Metadata that could not be applied (e.g. ownership as non-root), and
+    /// entries left out on purpose (device nodes, sockets).
     pub warnings: Vec<String>,
+    /// Entries that could not be restored, each with its reason. Nothing is
+    /// left under their names (an existing file replaced with
+    /// `--overwrite` may be left as it was, or partly updated when the
+    /// reason says so).
+    pub failed: Vec<FailedEntry>,
 }
 
 /// Restores `snapshot` (or part of it) into `target`.
@@ -168,17 +215,35 @@ pub fn restore(
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
+    if opts.preserve_special && !nix::unistd::geteuid().is_root() {
+        return Err(RestoreError::PreserveSpecialNeedsRoot);
+    }
     let index = repo.load_index()?;
     let marker = target.join(IN_PROGRESS_MARKER);
-    // A restore that was stopped (killed, or waiting for archive retrieval)
-    // leaves this marker; running it again continues over its own files.
-    let resuming = std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == snapshot.tree.to_hex());
+    // A restore that was stopped (killed, waiting for archive retrieval, or
+    // ended with entries it could not restore) leaves this marker; running
+    // it again continues over its own files.
+    let earlier = std::fs::read_to_string(&marker).ok();
+    let resuming = earlier.as_deref().is_some_and(|s| s.trim() == snapshot.tree.to_hex());
     let mut opts = opts.clone();
     opts.overwrite |= resuming;
     let plan = RestorePlan::build(repo, &index, snapshot, target, &opts)?;
     std::fs::create_dir_all(target).map_err(|e| RestoreError::io(target, e))?;
+    if earlier.is_some() {
+        // Files a stopped run was still writing, under temporary names.
+        files::remove_leftover_parts(&plan);
+    }
     std::fs::write(&marker, snapshot.tree.to_hex()).map_err(|e| RestoreError::io(&marker, e))?;
     let summary = write::execute(repo, plan, &opts)?;
+    if let Some(first) = summary.failed.first() {
+        let damaged = summary.failed.iter().any(|f| f.damaged);
+        return Err(RestoreError::Incomplete {
+            count: summary.failed.len(),
+            first: format!("{}: {}", first.path, first.reason),
+            damaged,
+            summary: Box::new(summary),
+        });
+    }
     std::fs::remove_file(&marker).map_err(|e| RestoreError::io(&marker, e))?;
     Ok(summary)
 }

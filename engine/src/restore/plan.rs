@@ -1,14 +1,14 @@
 //! Planning a restore: which entries to create, and which blobs of which
 //! packs go to which file offsets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::{RestoreError, RestoreOptions};
+use super::{FailedEntry, RestoreError, RestoreOptions};
 use crate::blob::BlobType;
 use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Index;
@@ -27,6 +27,9 @@ pub struct PlanFile {
     pub link_to: Option<usize>,
     /// Whether a file already existed there (only with `overwrite`).
     pub existed: bool,
+    /// Why it cannot be restored, when that is known before reading (a
+    /// blob the index does not know).
+    pub failed: Option<String>,
 }
 
 /// One blob to read, and where its plaintext goes.
@@ -70,6 +73,9 @@ pub struct RestorePlan {
     pub packs: Vec<PackJob>,
     /// Total content bytes.
     pub bytes: u64,
+    /// Entries that cannot be restored, found while planning: unreadable
+    /// trees, unsafe or duplicate names.
+    pub failed: Vec<FailedEntry>,
 }
 
 fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
@@ -90,11 +96,8 @@ fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
     })
 }
 
-fn check_name(name: &[u8]) -> Result<&OsStr, RestoreError> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-        return Err(RestoreError::UnsafeName(String::from_utf8_lossy(name).into_owned()));
-    }
-    Ok(OsStr::from_bytes(name))
+fn safe_name(name: &[u8]) -> bool {
+    !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))
 }
 
 /// A folder whose entries are being visited.
@@ -118,6 +121,9 @@ struct Builder<'a> {
     snapshot_base: PathBuf,
     dest_base: PathBuf,
     open: Vec<OpenDir>,
+    /// Every destination so far: a (hostile or damaged) tree naming one
+    /// entry twice must not make the restore write one through the other.
+    seen: HashSet<PathBuf>,
 }
 
 impl Builder<'_> {
@@ -144,6 +150,14 @@ impl Builder<'_> {
         }
     }
 
+    fn refuse(&mut self, path: PathBuf, reason: String) {
+        self.plan.failed.push(FailedEntry {
+            path: path.to_string_lossy().into_owned(),
+            reason,
+            damaged: true,
+        });
+    }
+
     fn add_file(&mut self, dest: PathBuf, node: &Node) {
         let n = self.plan.files.len();
         let mut link_to = None;
@@ -160,6 +174,7 @@ impl Builder<'_> {
             node: node.clone(),
             link_to,
             existed: false,
+            failed: None,
         });
     }
 }
@@ -167,14 +182,41 @@ impl Builder<'_> {
 impl Visitor for Builder<'_> {
     type Error = RestoreError;
 
-    fn enter(&mut self, spath: &Path, _: &TreeId, node: &Node) -> Result<Descend, RestoreError> {
-        check_name(&node.name)?;
+    fn enter(&mut self, spath: &Path, parent: &TreeId, node: &Node) -> Result<Descend, RestoreError> {
+        if !safe_name(&node.name) {
+            let name = OsStr::from_bytes(&node.name).to_string_lossy().into_owned();
+            // Named by the folder holding it: its own path is what is unsafe.
+            let at = match self.open.last() {
+                Some(d) => self.plan.dirs[d.at].0.clone(),
+                None => self.dest_base.clone(),
+            };
+            self.refuse(
+                at,
+                format!(
+                    "tree {} holds the unsafe name {name:?}; that entry is left out",
+                    parent.short()
+                ),
+            );
+            self.added_below();
+            return Ok(Descend::No);
+        }
         if self.exclude.is_match(spath) {
             return Ok(Descend::No);
         }
         let parent_included = self.open.last().is_some_and(|d| d.included);
         let included = !self.has_include || parent_included || self.include.is_match(spath);
         let dest = self.dest(spath);
+        if !self.seen.insert(dest.clone()) {
+            self.refuse(
+                dest,
+                format!(
+                    "tree {} names this entry twice; only the first is restored",
+                    parent.short()
+                ),
+            );
+            self.added_below();
+            return Ok(Descend::No);
+        }
         match node.kind {
             NodeKind::Dir => {
                 let d = OpenDir {
@@ -208,22 +250,45 @@ impl Visitor for Builder<'_> {
         }
         Ok(())
     }
+
+    /// A folder whose tree cannot be read: what it holds is unknown, so it
+    /// is named as not restored and the walk goes on.
+    fn tree_error(&mut self, spath: &Path, id: &TreeId, error: RepositoryError) -> Result<(), RestoreError> {
+        let dest = self.dest(spath);
+        self.refuse(
+            dest,
+            format!(
+                "its contents are not restored: tree {} cannot be read: {error}",
+                id.short()
+            ),
+        );
+        self.added_below();
+        Ok(())
+    }
 }
 
 impl Builder<'_> {
     fn plan_reads(&mut self) -> Result<(), RestoreError> {
         let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
-        for (i, f) in self.plan.files.iter().enumerate() {
+        for (i, f) in self.plan.files.iter_mut().enumerate() {
             if f.link_to.is_some() {
                 continue;
             }
             self.plan.bytes += f.node.size;
+            // Every blob must be known before any is read: a file missing one
+            // is not restored, and its other blobs are not fetched.
+            let missing = f
+                .node
+                .content
+                .iter()
+                .find(|c| self.index.get(&c.id).is_none_or(|loc| loc.blob_type != BlobType::Data));
+            if let Some(c) = missing {
+                f.failed = Some(RepositoryError::MissingBlob { id: c.id }.to_string());
+                continue;
+            }
             let mut off = 0u64;
             for c in &f.node.content {
-                let loc = self.index.get(&c.id).ok_or(RepositoryError::MissingBlob { id: c.id })?;
-                if loc.blob_type != BlobType::Data {
-                    return Err(RepositoryError::MissingBlob { id: c.id }.into());
-                }
+                let Some(loc) = self.index.get(&c.id) else { continue };
                 by_pack
                     .entry(loc.pack)
                     .or_default()
@@ -284,6 +349,7 @@ impl RestorePlan {
                 ..Default::default()
             },
             links: HashMap::new(),
+            seen: HashSet::new(),
             snapshot_base: PathBuf::from("/"),
             dest_base: target.to_path_buf(),
             open: Vec::new(),

@@ -1,20 +1,23 @@
-//! Executing a restore plan.
+//! Executing a restore plan: folders, file data pack by pack, hard links,
+//! symlinks and special files, folder metadata, and `--verify`.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::plan::{PackJob, RestorePlan};
-use super::{RestoreError, RestoreOptions, RestoreSummary};
+use super::files::{Files, State};
+use super::meta::{self, MetaOptions, Special};
+use super::plan::{BlobJob, PackJob, RestorePlan};
+use super::{FailedEntry, RestoreError, RestoreOptions, RestoreSummary};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::BlobType;
 use crate::repository::Repository;
 use crate::retrieve::{self, DriveOptions, PackRef};
-use crate::tree::{Node, NodeKind};
 
 /// Neighbouring blobs closer than this are read in one request.
 const MAX_GAP: u64 = 1024 * 1024;
@@ -27,129 +30,168 @@ fn is_zero(d: &[u8]) -> bool {
     d.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }
 
-struct FileState {
-    handle: Mutex<Option<File>>,
-    remaining: AtomicUsize,
-    /// True when the file was created by this restore: holes are already zero.
-    fresh: bool,
-}
-
 struct Counters {
-    written: AtomicU64,
-    unchanged: AtomicU64,
     packs: AtomicU64,
     downloaded: AtomicU64,
 }
 
+/// Folders that could not be created: nothing below them is attempted, as
+/// a path through one could lead outside the target (a symlink in its
+/// place) and the folder is named as failed instead.
+#[derive(Default)]
+struct Blocked(HashSet<PathBuf>);
+
+impl Blocked {
+    fn covers(&self, p: &Path) -> bool {
+        !self.0.is_empty() && p.ancestors().skip(1).any(|a| self.0.contains(a))
+    }
+}
+
+fn failure(p: &Path, reason: String, damaged: bool) -> FailedEntry {
+    FailedEntry {
+        path: p.to_string_lossy().into_owned(),
+        reason,
+        damaged,
+    }
+}
+
 pub(crate) fn execute(
     repo: &Repository,
-    plan: RestorePlan,
+    mut plan: RestorePlan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
     let mut summary = RestoreSummary::default();
+    let mut failed = std::mem::take(&mut plan.failed);
     fs::create_dir_all(&plan.target).map_err(|e| RestoreError::io(&plan.target, e))?;
+    let mut blocked = Blocked::default();
     for (p, _) in &plan.dirs {
-        make_dir(p)?;
+        if blocked.covers(p) {
+            continue;
+        }
+        if let Err(e) = make_dir(p) {
+            failed.push(failure(p, format!("{e}; nothing below it is restored"), false));
+            blocked.0.insert(p.clone());
+        }
     }
-    summary.dirs = plan.dirs.len() as u64;
+    let meta_opts = MetaOptions {
+        preserve_special: opts.preserve_special,
+        xattrs: !opts.no_xattrs,
+        root: nix::unistd::geteuid().is_root(),
+    };
     if let Some(pr) = &opts.progress {
         pr.bytes_total.store(plan.bytes, Ordering::Relaxed);
         pr.files_total.store(plan.files.len() as u64, Ordering::Relaxed);
     }
 
-    // Create and pre-size every file, so blobs can land in any order and
-    // never-written ranges stay sparse holes.
-    let mut states = Vec::with_capacity(plan.files.len());
-    let mut targets = vec![0usize; plan.files.len()];
-    for pj in &plan.packs {
-        for b in &pj.blobs {
-            for (f, _) in &b.targets {
-                targets[*f] += 1;
-            }
-        }
-    }
-    for (i, f) in plan.files.iter().enumerate() {
-        if f.link_to.is_some() {
-            states.push(FileState {
-                handle: Mutex::new(None),
-                remaining: AtomicUsize::new(0),
-                fresh: false,
-            });
-            continue;
-        }
-        let fresh = !f.existed;
-        let file = open_target(&f.path, fresh)?;
-        file.set_len(f.node.size).map_err(|e| RestoreError::io(&f.path, e))?;
-        let handle = if targets[i] > 0 { Some(file) } else { None };
-        states.push(FileState {
-            handle: Mutex::new(handle),
-            remaining: AtomicUsize::new(targets[i]),
-            fresh,
-        });
-    }
-
+    let files = Files::new(&plan, meta_opts, opts.progress.as_deref(), |p| blocked.covers(p));
+    files.finish_empty();
     let counters = Counters {
-        written: AtomicU64::new(0),
-        unchanged: AtomicU64::new(0),
         packs: AtomicU64::new(0),
         downloaded: AtomicU64::new(0),
     };
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let threads = if opts.threads == 0 { cpus * 2 } else { opts.threads };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok();
-    restore_all_packs(repo, &plan, &states, &counters, opts, pool.as_ref())?;
-    drop(states);
+    let read = restore_all_packs(repo, &plan, &files, &counters, opts, pool.as_ref());
+    let fatal = files.stopped().then(|| files.abandon()).flatten();
+    if let Err(e) = read {
+        files.abandon();
+        return Err(e);
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    tracing::debug!(
+        "restore held at most {} files open",
+        files.peak_open.load(Ordering::Relaxed)
+    );
 
+    let mut links = 0u64;
     for f in &plan.files {
-        if let Some(first) = f.link_to {
-            let src = &plan.files[first].path;
-            if f.existed {
-                fs::remove_file(&f.path).map_err(|e| RestoreError::io(&f.path, e))?;
-            }
-            fs::hard_link(src, &f.path).map_err(|e| RestoreError::io(&f.path, e))?;
+        let Some(first) = f.link_to else { continue };
+        if blocked.covers(&f.path) {
+            continue;
+        }
+        let src = &plan.files[first].path;
+        match files.state(first) {
+            State::Done => match hard_link(src, &f.path, f.existed) {
+                Ok(()) => links += 1,
+                Err(e) => failed.push(failure(&f.path, format!("hard link not made: {e}"), false)),
+            },
+            State::Failed(..) => failed.push(failure(
+                &f.path,
+                format!("hard link to {}, which could not be restored", src.display()),
+                true,
+            )),
+            State::Pending | State::Skipped => {}
         }
     }
+    if let Some(p) = &opts.progress {
+        p.files_done.fetch_add(links, Ordering::Relaxed);
+    }
+    let (done, file_failures, warnings) = files.outcome();
+    failed.extend(file_failures);
+    summary.warnings = warnings;
+
+    // Symlinks and special files come after all file data, so a symlink
+    // the restore makes can never redirect its own writes.
+    let mut made = Vec::new();
     for (p, n) in &plan.others {
-        if let Some(w) = make_special(p, n)? {
-            summary.warnings.push(w);
+        if blocked.covers(p) {
+            continue;
+        }
+        match meta::make_special(p, n, &meta_opts) {
+            Ok(Special::Made) => made.push((p, n)),
+            Ok(Special::LeftOut(w)) => summary.warnings.push(w),
+            Err(reason) => failed.push(failure(p, format!("{} not made: {reason}", n.kind.name()), false)),
         }
     }
-    for f in &plan.files {
-        if f.link_to.is_none() {
-            apply_metadata(&f.path, &f.node, &mut summary.warnings);
-        }
-    }
-    for (p, n) in &plan.others {
-        if n.kind != NodeKind::Socket {
-            apply_metadata(p, n, &mut summary.warnings);
-        }
+    for (p, n) in &made {
+        meta::apply_to_link_or_special(p, n, &meta_opts, &mut summary.warnings);
     }
     // Deepest first, so setting a folder's mtime is not undone by writing
     // into it afterwards.
     for (p, n) in plan.dirs.iter().rev() {
-        apply_metadata(p, n, &mut summary.warnings);
+        if !blocked.covers(p) && !blocked.0.contains(p) {
+            meta::apply_to_dir(p, n, &meta_opts, &mut summary.warnings);
+        }
     }
 
-    summary.files = plan.files.len() as u64;
-    summary.others = plan.others.len() as u64;
+    summary.files = done + links;
+    summary.dirs = (plan.dirs.len()
+        - plan
+            .dirs
+            .iter()
+            .filter(|(p, _)| blocked.covers(p) || blocked.0.contains(p))
+            .count()) as u64;
+    summary.others = made.len() as u64;
     summary.bytes = plan.bytes;
-    summary.bytes_written = counters.written.load(Ordering::Relaxed);
-    summary.bytes_unchanged = counters.unchanged.load(Ordering::Relaxed);
+    summary.bytes_written = files.written.load(Ordering::Relaxed);
+    summary.bytes_unchanged = files.unchanged.load(Ordering::Relaxed);
     summary.packs_read = counters.packs.load(Ordering::Relaxed);
     summary.bytes_downloaded = counters.downloaded.load(Ordering::Relaxed);
     if opts.verify {
-        verify(repo, &plan, &mut summary)?;
+        let restored: Vec<usize> = (0..plan.files.len())
+            .filter(|&i| {
+                let f = &plan.files[i];
+                files.state(f.link_to.unwrap_or(i)) == State::Done && !blocked.covers(&f.path)
+            })
+            .collect();
+        failed.extend(verify(repo, &plan, &restored));
+        summary.files_verified = restored.len() as u64;
     }
+    failed.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.failed = failed;
     Ok(summary)
 }
 
 /// Restores every pack through the retrieval driver: readable packs at
 /// once, archived ones as they become readable, or the restore stops with
-/// `RetrievalPending`.
+/// `RetrievalPending`. Damage costs only the files that need it.
 fn restore_all_packs(
     repo: &Repository,
     plan: &RestorePlan,
-    states: &[FileState],
+    files: &Files<'_>,
     c: &Counters,
     opts: &RestoreOptions,
     pool: Option<&rayon::ThreadPool>,
@@ -166,18 +208,15 @@ fn restore_all_packs(
     let read = |idx: &[usize]| -> Result<Vec<usize>, RestoreError> {
         let archived = Mutex::new(Vec::new());
         let run = || {
-            idx.par_iter()
-                .try_for_each(|&i| match restore_pack(repo, plan, &plan.packs[i], states, c, opts) {
-                    Err(RestoreError::Backend(BackendError::Archived { .. })) => {
-                        archived.lock().unwrap_or_else(|p| p.into_inner()).push(i);
-                        Ok(())
-                    }
-                    other => other,
-                })
+            idx.par_iter().for_each(|&i| {
+                if restore_pack(repo, &plan.packs[i], files, c, opts).is_err() {
+                    archived.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                }
+            })
         };
         match pool {
-            Some(p) => p.install(run)?,
-            None => run()?,
+            Some(p) => p.install(run),
+            None => run(),
         }
         Ok(archived.into_inner().unwrap_or_else(|p| p.into_inner()))
     };
@@ -199,32 +238,29 @@ fn restore_all_packs(
     })
 }
 
-fn make_dir(p: &Path) -> Result<(), RestoreError> {
+fn make_dir(p: &Path) -> std::io::Result<()> {
     match fs::create_dir(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // An existing symlink here could send later writes elsewhere.
-            let m = fs::symlink_metadata(p).map_err(|e| RestoreError::io(p, e))?;
-            if m.is_dir() {
+            if fs::symlink_metadata(p)?.is_dir() {
                 Ok(())
             } else {
-                Err(RestoreError::io(
-                    p,
-                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a folder"),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "something that is not a folder is in the way",
                 ))
             }
         }
-        Err(e) => Err(RestoreError::io(p, e)),
+        Err(e) => Err(e),
     }
 }
 
-fn open_target(p: &Path, fresh: bool) -> Result<File, RestoreError> {
-    let mut o = OpenOptions::new();
-    o.write(true).read(true).custom_flags(nix::libc::O_NOFOLLOW);
-    if fresh {
-        o.create_new(true);
+fn hard_link(src: &Path, dst: &Path, existed: bool) -> std::io::Result<()> {
+    if existed {
+        fs::remove_file(dst)?;
     }
-    o.open(p).map_err(|e| RestoreError::io(p, e))
+    fs::hard_link(src, dst)
 }
 
 fn ranges(pj: &PackJob) -> Vec<(u64, u64, std::ops::Range<usize>)> {
@@ -249,59 +285,85 @@ fn ranges(pj: &PackJob) -> Vec<(u64, u64, std::ops::Range<usize>)> {
     out
 }
 
+/// Every file needing `b` loses it, for `reason`.
+fn lose(files: &Files<'_>, b: &BlobJob, reason: &str, opts: &RestoreOptions) {
+    for &(f, _) in &b.targets {
+        files.lose(f, reason);
+        if let Some(p) = &opts.progress {
+            p.bytes_done.fetch_add(u64::from(b.raw_length), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads one pack's blobs into their files. The only error is the pack
+/// being in archive storage before anything of it was read (the driver
+/// retrieves it and calls again); any other failure is damage, charged to
+/// the files that need the blobs concerned.
 fn restore_pack(
     repo: &Repository,
-    plan: &RestorePlan,
     pj: &PackJob,
-    states: &[FileState],
+    files: &Files<'_>,
     c: &Counters,
     opts: &RestoreOptions,
-) -> Result<(), RestoreError> {
+) -> Result<(), BackendError> {
     let name = pj.pack.to_hex();
-    for (start, len, blobs) in ranges(pj) {
-        let mut buf = repo.backend().read_range(ObjectKind::DataPack, &name, start, len)?;
+    for (n, (start, len, blobs)) in ranges(pj).into_iter().enumerate() {
+        if files.stopped() {
+            return Ok(());
+        }
+        let blobs = &pj.blobs[blobs];
+        let mut buf = match repo.backend().read_range(ObjectKind::DataPack, &name, start, len) {
+            Ok(b) => b,
+            Err(e @ BackendError::Archived { .. }) if n == 0 => return Err(e),
+            Err(e) => {
+                let reason = format!("data pack {name} cannot be read: {e}");
+                for b in blobs {
+                    lose(files, b, &reason, opts);
+                }
+                continue;
+            }
+        };
         c.downloaded.fetch_add(len, Ordering::Relaxed);
-        for b in &pj.blobs[blobs] {
+        for b in blobs {
             let s = (u64::from(b.offset) - start) as usize;
-            let sealed = buf.get_mut(s..s + b.length as usize).ok_or_else(|| {
-                RestoreError::Repository(crate::repository::RepositoryError::Corrupt {
-                    kind: ObjectKind::DataPack,
-                    name: name.clone(),
-                    detail: "short range read".into(),
-                })
-            })?;
+            let Some(sealed) = buf.get_mut(s..s + b.length as usize) else {
+                lose(
+                    files,
+                    b,
+                    &format!("data pack {name}: short read of blob {}", b.id.short()),
+                    opts,
+                );
+                continue;
+            };
             // Each blob is decrypted where it lies in the range. Offsets come
             // from the index, which a damaged or hostile repository could
             // make overlap; that is still safe: a blob whose bytes an earlier
             // one overwrote fails authentication and is reported as damage,
             // never restored wrong.
-            let data = repo.open_blob_in_place(BlobType::Data, &b.id, &pj.pack, sealed)?;
+            let data = match repo.open_blob_in_place(BlobType::Data, &b.id, &pj.pack, sealed) {
+                Ok(d) => d,
+                Err(e) => {
+                    lose(files, b, &e.to_string(), opts);
+                    continue;
+                }
+            };
             if data.len() != b.raw_length as usize {
                 // Only a writer bug or a key holder could cause this; without
                 // the check the file would silently get the wrong length.
-                return Err(RestoreError::Repository(crate::repository::RepositoryError::Corrupt {
-                    kind: ObjectKind::DataPack,
-                    name: name.clone(),
-                    detail: format!(
-                        "blob {} has {} bytes, the tree says {}",
-                        b.id.short(),
-                        data.len(),
-                        b.raw_length
-                    ),
-                }));
+                let reason = format!(
+                    "data pack {name} is damaged: blob {} has {} bytes, the tree says {}",
+                    b.id.short(),
+                    data.len(),
+                    b.raw_length
+                );
+                lose(files, b, &reason, opts);
+                continue;
             }
             let zero = is_zero(&data);
             for &(f, off) in &b.targets {
-                write_at(plan, states, f, off, &data, zero, c)?;
+                files.put(f, off, &data, zero);
                 if let Some(p) = &opts.progress {
                     p.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                if states[f].remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    // Last blob of this file: close it now to bound open files.
-                    states[f].handle.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    if let Some(p) = &opts.progress {
-                        p.files_done.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
             }
         }
@@ -310,115 +372,18 @@ fn restore_pack(
     Ok(())
 }
 
-fn write_at(
-    plan: &RestorePlan,
-    states: &[FileState],
-    f: usize,
-    off: u64,
-    data: &[u8],
-    zero: bool,
-    c: &Counters,
-) -> Result<(), RestoreError> {
-    let st = &states[f];
-    let path = &plan.files[f].path;
-    if zero && st.fresh {
-        c.unchanged.fetch_add(data.len() as u64, Ordering::Relaxed);
-        return Ok(());
-    }
-    let guard = st.handle.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(file) = guard.as_ref() else {
-        return Err(RestoreError::io(
-            path,
-            std::io::Error::other("file closed before all its data was written"),
-        ));
-    };
-    if !st.fresh {
-        // Leave data that is already right alone (a re-run, or --overwrite
-        // over an older copy): reading is cheaper than writing on most disks.
-        let mut cur = vec![0u8; data.len()];
-        if file.read_exact_at(&mut cur, off).is_ok() && cur == data {
-            c.unchanged.fetch_add(data.len() as u64, Ordering::Relaxed);
-            return Ok(());
-        }
-    }
-    file.write_all_at(data, off).map_err(|e| RestoreError::io(path, e))?;
-    c.written.fetch_add(data.len() as u64, Ordering::Relaxed);
-    Ok(())
-}
-
-fn make_special(p: &Path, n: &Node) -> Result<Option<String>, RestoreError> {
-    use nix::sys::stat::{mknod, Mode, SFlag};
-    if fs::symlink_metadata(p).is_ok() {
-        fs::remove_file(p).map_err(|e| RestoreError::io(p, e))?;
-    }
-    let mode = Mode::from_bits_truncate(n.mode as nix::libc::mode_t);
-    match n.kind {
-        NodeKind::Symlink => {
-            let target = std::ffi::OsStr::from_bytes_ext(n.symlink_target.as_deref().unwrap_or_default());
-            std::os::unix::fs::symlink(target, p).map_err(|e| RestoreError::io(p, e))?;
-        }
-        NodeKind::Fifo => {
-            nix::unistd::mkfifo(p, mode).map_err(|e| RestoreError::io(p, e.into()))?;
-        }
-        NodeKind::CharDevice | NodeKind::BlockDevice => {
-            let kind = if n.kind == NodeKind::CharDevice {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            if let Err(e) = mknod(p, kind, mode, n.rdev as nix::libc::dev_t) {
-                return Ok(Some(format!("{}: device not created: {e}", p.display())));
-            }
-        }
-        NodeKind::Socket => return Ok(Some(format!("{}: sockets are not restored", p.display()))),
-        NodeKind::File | NodeKind::Dir => {}
-    }
-    Ok(None)
-}
-
-trait OsStrBytes {
-    fn from_bytes_ext(b: &[u8]) -> &Self;
-}
-impl OsStrBytes for std::ffi::OsStr {
-    fn from_bytes_ext(b: &[u8]) -> &Self {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
-}
-
-fn apply_metadata(p: &Path, n: &Node, warnings: &mut Vec<String>) {
-    let is_link = n.kind == NodeKind::Symlink;
-    if nix::unistd::geteuid().is_root() {
-        if let Err(e) = std::os::unix::fs::lchown(p, Some(n.uid), Some(n.gid)) {
-            warnings.push(format!("{}: owner not set: {e}", p.display()));
-        }
-    }
-    if !is_link {
-        if let Err(e) = fs::set_permissions(p, Permissions::from_mode(n.mode)) {
-            warnings.push(format!("{}: mode not set: {e}", p.display()));
-        }
-    }
-    for x in &n.xattrs {
-        let name = std::ffi::OsStr::from_bytes_ext(&x.name);
-        if let Err(e) = xattr::set(p, name, &x.value) {
-            warnings.push(format!("{}: extended attribute not set: {e}", p.display()));
-        }
-    }
-    let t = filetime::FileTime::from_unix_time(
-        n.mtime_ns.div_euclid(1_000_000_000),
-        n.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    );
-    if let Err(e) = filetime::set_symlink_file_times(p, t, t) {
-        warnings.push(format!("{}: times not set: {e}", p.display()));
-    }
-}
-
-fn verify(repo: &Repository, plan: &RestorePlan, summary: &mut RestoreSummary) -> Result<(), RestoreError> {
-    let bad: Vec<&Path> = plan
-        .files
+/// Re-reads the files `which` (positions in `plan.files`) and names those
+/// that differ from the snapshot.
+fn verify(repo: &Repository, plan: &RestorePlan, which: &[usize]) -> Vec<FailedEntry> {
+    which
         .par_iter()
-        .filter_map(|f| {
+        .filter_map(|&i| {
+            let f = &plan.files[i];
             let ok = (|| -> std::io::Result<bool> {
-                let file = File::open(&f.path)?;
+                let file: File = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&f.path)?;
                 if file.metadata()?.len() != f.node.size {
                     return Ok(false);
                 }
@@ -434,19 +399,11 @@ fn verify(repo: &Repository, plan: &RestorePlan, summary: &mut RestoreSummary) -
                 }
                 Ok(off == f.node.size)
             })();
-            if ok.unwrap_or(false) {
-                None
-            } else {
-                Some(f.path.as_path())
+            match ok {
+                Ok(true) => None,
+                Ok(false) => Some(failure(&f.path, "verify: differs from the snapshot".into(), true)),
+                Err(e) => Some(failure(&f.path, format!("verify: cannot read it back: {e}"), false)),
             }
         })
-        .collect();
-    summary.files_verified = plan.files.len() as u64;
-    if let Some(first) = bad.first() {
-        return Err(RestoreError::VerifyFailed {
-            count: bad.len(),
-            first: first.to_path_buf(),
-        });
-    }
-    Ok(())
+        .collect()
 }

@@ -138,13 +138,21 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// The archive state of each pack. A pack whose state cannot be learned
+    /// (missing, or the request failed) counts as readable: reading it then
+    /// fails, and the caller reports that pack as damaged, instead of one
+    /// lost pack stopping the whole command.
     fn states(&self, idx: &[usize]) -> Result<Vec<ArchiveState>, BackendError> {
-        idx.par_iter()
+        Ok(idx
+            .par_iter()
             .map(|&i| {
                 let p = &self.packs[i];
-                self.repo.backend().archive_state(p.kind, &p.id.to_hex())
+                self.repo
+                    .backend()
+                    .archive_state(p.kind, &p.id.to_hex())
+                    .unwrap_or(ArchiveState::Readable)
             })
-            .collect()
+            .collect())
     }
 
     /// Looks up `idx`, requests the retrieval of every archived pack not

@@ -191,6 +191,7 @@ fn ls_long_shows_setgid_and_sticky_bits() {
     let f = Fixture::init();
     let src = f.path("src");
     sample_tree(&src, false);
+    chmod(&src.join("shared/setgid-tool"), 0o2755);
     f.backup(&[&s(&src)]);
     let long = f.cairn().args(["ls", "-l", "latest"]).ok().stdout();
     let line_of = |rel: &str| line_for(&long, &src.join(rel));

@@ -522,8 +522,9 @@ pub const BIG_FILE_SIZE: usize = 3 * 1024 * 1024;
 
 /// A small tree with nested folders, symlinks, an empty file and folder, a
 /// FIFO (which a backup must record, not read), files and folders with
-/// unusual modes (0600, 0755, setgid, sticky), and (if `big`) a 3 MiB
-/// pseudo-random file at data/big.bin.
+/// unusual modes (0600, 0755, sticky), and (if `big`) a 3 MiB pseudo-random
+/// file at data/big.bin. No set-id bits: a restore drops them unless
+/// `--preserve-special` (restore_special.rs); tests that need them set them.
 pub fn sample_tree(root: &Path, big: bool) {
     write(&root.join("hello.txt"), "hello, cairn\n");
     write(&root.join("docs/readme.md"), "# Readme\n\nSome text.\n".repeat(20));
@@ -536,7 +537,7 @@ pub fn sample_tree(root: &Path, big: bool) {
     chmod(&root.join("secret.key"), 0o600);
     fs::create_dir_all(root.join("empty-dir")).expect("mkdir");
     write(&root.join("shared/setgid-tool"), "#!/bin/sh\n");
-    chmod(&root.join("shared/setgid-tool"), 0o2755);
+    chmod(&root.join("shared/setgid-tool"), 0o755);
     fs::create_dir_all(root.join("shared/drop")).expect("mkdir");
     chmod(&root.join("shared/drop"), 0o1777);
     nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o640)).expect("mkfifo");

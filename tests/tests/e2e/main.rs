@@ -23,4 +23,5 @@ mod recovery;
 mod restore;
 mod rewrite;
 mod s3;
+mod secrets;
 mod stdin;

@@ -16,6 +16,7 @@ EXIT CODES:
     12   wrong password
     14   archive retrieval requested and pending: run the same command again later
     130  interrupted
+    141  standard output was closed (e.g. by `| head`) before everything was written
     With --stdin-from-command, a failing command's own non-zero status is returned.";
 
 pub const ENVIRONMENT: &str = "\
@@ -27,7 +28,9 @@ ENVIRONMENT:
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
     CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
-Passwords are never taken from command-line arguments and never logged.";
+Passwords are never taken from command-line arguments and never logged.
+Commands cairn runs (--stdin-from-command, password and credentials commands)
+get no CAIRN_* variable.";
 
 /// Cairn: encrypted, deduplicating backups for files, database dumps and streams.
 #[derive(Debug, Parser)]
@@ -37,7 +40,8 @@ pub struct Cli {
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     pub repo: Option<String>,
 
-    /// Configuration file (default: ./cairn.toml, then the user's config folder).
+    /// Configuration file (default: ~/.config/cairn/cairn.toml; one in the
+    /// current folder is read only when named here). Refused if others may write it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -1,5 +1,6 @@
 //! cairn.toml: named repositories and defaults. Unknown keys are errors that
-//! name the key (serde's deny_unknown_fields).
+//! name the key (serde's deny_unknown_fields). Read from `--config FILE` or
+//! the user's `~/.config/cairn/cairn.toml`, never from the current folder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,26 +100,28 @@ pub struct BackupDefaults {
     pub tags: Vec<String>,
 }
 
-fn default_paths() -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from("cairn.toml")];
-    if let Some(d) = dirs::config_dir() {
-        v.push(d.join("cairn").join("cairn.toml"));
-    }
-    v
+/// The user's own configuration file, read when `--config` names none.
+/// Never one in the current folder: a folder others can write to would then
+/// choose the password command cairn runs.
+fn default_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("cairn").join("cairn.toml"))
 }
 
-/// Loads `explicit` (which must exist) or the first default path that exists.
+/// Loads `explicit` (which must exist) or, if it exists, the user's
+/// `~/.config/cairn/cairn.toml`. Either is refused unless only its owner
+/// (the user or root) may write it: it can name commands to run.
 pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
-        None => default_paths().into_iter().find(|p| p.is_file()),
+        None => default_path().filter(|p| p.is_file()),
     };
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading configuration file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("configuration file {} is invalid", path.display()))
+    let bytes = cairn_engine::read_private_file(&path, "configuration file")?;
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("configuration file {} is not UTF-8 text", path.display()))?;
+    toml::from_str(text).with_context(|| format!("configuration file {} is invalid", path.display()))
 }
 
 /// A repository to open: where, and where its password comes from.

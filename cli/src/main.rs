@@ -22,6 +22,9 @@ pub const EXIT_NO_REPOSITORY: u8 = 10;
 pub const EXIT_LOCKED: u8 = 11;
 pub const EXIT_WRONG_PASSWORD: u8 = 12;
 pub const EXIT_RETRIEVAL_PENDING: u8 = 14;
+/// Standard output was closed before everything was written: 128 + SIGPIPE,
+/// what a shell reports for a tool that a closed pipe stopped.
+pub const EXIT_OUTPUT_CUT_SHORT: u8 = 141;
 
 /// Maps an error to the documented exit code by the engine's own
 /// classification of the first engine error in the chain.
@@ -55,24 +58,42 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+const CUT_SHORT: &str =
+    "error: standard output was closed (e.g. by `| head`) before everything was written to it; the output is incomplete";
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    // A closed pipe is a success only if nothing was lost to it: a reader
+    // that stops early must not make `cairn dump ... | consumer` look whole.
+    let cut_short = output::output_cut_short();
+    match result {
+        Ok(code) if cut_short => {
+            eprintln!("{CUT_SHORT}");
+            ExitCode::from(if code == 0 { EXIT_OUTPUT_CUT_SHORT } else { code })
+        }
         Ok(code) => ExitCode::from(code),
+        Err(e) if cut_short && is_broken_pipe(&e) => {
+            eprintln!("{CUT_SHORT}");
+            ExitCode::from(EXIT_OUTPUT_CUT_SHORT)
+        }
         Err(e) => {
-            // A closed pipe (`cairn ls ... | head`) is not a failure.
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if cut_short {
+                eprintln!("{CUT_SHORT}");
+            }
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

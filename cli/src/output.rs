@@ -1,24 +1,61 @@
 //! Tables and sizes for people; JSON for scripts.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+/// Set once a write to standard output failed because its reader closed it.
+static OUTPUT_CUT_SHORT: AtomicBool = AtomicBool::new(false);
+
+/// Whether some output was lost to a closed standard output: main then
+/// exits non-zero even if the command otherwise succeeded, so `cairn dump
+/// ... | consumer` never hides a truncated stream.
+pub fn output_cut_short() -> bool {
+    OUTPUT_CUT_SHORT.load(Ordering::Relaxed)
+}
+
+fn note<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(e) = &r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            OUTPUT_CUT_SHORT.store(true, Ordering::Relaxed);
+        }
+    }
+    r
+}
+
+/// Standard output as a writer that records a closed pipe
+/// ([`output_cut_short`]); every write to standard output goes through it
+/// or through [`out`].
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        note(std::io::stdout().lock().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        note(std::io::stdout().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        note(std::io::stdout().lock().flush())
+    }
+}
+
 /// Writes text to standard output. Unlike `print!`, a closed pipe
-/// (`cairn ls | head`) becomes an error that main turns into a quiet exit,
-/// not a panic.
+/// (`cairn ls | head`) becomes an error (and is recorded), not a panic.
 pub fn out(text: &str) -> std::io::Result<()> {
-    let mut o = std::io::stdout().lock();
-    o.write_all(text.as_bytes())?;
-    o.flush()
+    Stdout.write_all(text.as_bytes())?;
+    Stdout.flush()
 }
 
 /// [`out`] with a newline.
 pub fn outln(text: &str) -> std::io::Result<()> {
-    let mut o = std::io::stdout().lock();
-    o.write_all(text.as_bytes())?;
-    o.write_all(b"\n")?;
-    o.flush()
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    out(&line)
 }
 
 /// Prints rows as aligned columns. A dozen lines here rather than a table

@@ -1,9 +1,9 @@
 //! Where passwords come from: files, commands, the environment, a prompt —
 //! never command-line arguments, never logs.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use zeroize::Zeroizing;
@@ -19,24 +19,45 @@ fn first_line(bytes: &[u8]) -> Password {
     Zeroizing::new(line.to_vec())
 }
 
+/// The first line of a password file, which must be writable by its owner
+/// only and belong to the user or root (`cairn_engine::read_private_file`).
 pub fn from_file(path: &Path) -> Result<Password> {
-    let bytes =
-        Zeroizing::new(std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?);
+    let bytes = cairn_engine::read_private_file(path, "password file")?;
     Ok(first_line(&bytes))
 }
 
+/// Most bytes read from a password command: a password is one short line.
+const COMMAND_OUTPUT_MAX: usize = 64 * 1024;
+
+/// The first line a shell command prints. The command gets no `CAIRN_*`
+/// variable (it must not see the password it is asked for, nor the other
+/// sources) and no standard input; its messages go to our standard error.
 pub fn from_command(cmd: &str) -> Result<Password> {
-    let out = Command::new("sh")
+    let mut child = cairn_engine::without_cairn_env(&mut Command::new("sh"))
         .arg("-c")
         .arg(cmd)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
         .context("running the password command")?;
-    let stdout = Zeroizing::new(out.stdout);
-    if !out.status.success() {
+    // Room for all of it up front, so no copy is left behind by a growing
+    // buffer; whatever is printed beyond that is read and thrown away.
+    let mut out = Zeroizing::new(Vec::with_capacity(COMMAND_OUTPUT_MAX + 1));
+    let read = match child.stdout.take() {
+        Some(mut pipe) => (&mut pipe)
+            .take(COMMAND_OUTPUT_MAX as u64)
+            .read_to_end(&mut out)
+            .and_then(|_| std::io::copy(&mut pipe, &mut std::io::sink())),
+        None => Ok(0),
+    };
+    let status = child.wait().context("waiting for the password command")?;
+    read.context("reading the output of the password command")?;
+    if !status.success() {
         // The command line itself may hold secrets: not printed.
-        bail!("the password command failed ({})", out.status);
+        bail!("the password command failed ({status})");
     }
-    Ok(first_line(&stdout))
+    Ok(first_line(&out))
 }
 
 fn prompt(label: &str) -> Result<Password> {

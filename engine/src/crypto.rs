@@ -3,7 +3,7 @@
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Bytes of the random nonce stored in front of every ciphertext.
 pub const NONCE_LEN: usize = 24;
@@ -58,9 +58,21 @@ impl MasterKey {
         Ok(Self(k))
     }
 
-    /// Wraps existing key bytes (from a key object or a recovery sheet).
+    /// Wraps existing key bytes. The caller's array is a copy this does not
+    /// wipe: for key material read at run time use [`MasterKey::from_slice`].
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
+    }
+
+    /// Copies key bytes (from a key object or a recovery sheet) straight into
+    /// wiped-on-drop memory; `None` unless `bytes` is 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        if bytes.len() != k.len() {
+            return None;
+        }
+        k.copy_from_slice(bytes);
+        Some(Self(k))
     }
 
     /// The raw key bytes; callers must not log them.
@@ -70,11 +82,25 @@ impl MasterKey {
 
     /// Derives the per-purpose sub-keys.
     pub fn derive(&self) -> Keys {
+        let blob_id = derive_subkey(CONTEXT_BLOB_ID, &self.0);
         Keys {
-            encryption: Zeroizing::new(blake3::derive_key(CONTEXT_ENCRYPTION, self.0.as_ref())),
-            blob_id: Zeroizing::new(blake3::derive_key(CONTEXT_BLOB_ID, self.0.as_ref())),
+            encryption: derive_subkey(CONTEXT_ENCRYPTION, &self.0),
+            blob_id_hasher: Zeroizing::new(blake3::Hasher::new_keyed(&blob_id)),
         }
     }
+}
+
+/// `blake3::derive_key`, writing straight into wiped-on-drop memory and
+/// wiping the hasher's state (which holds key material) afterwards.
+fn derive_subkey(context: &str, master: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    let mut h = blake3::Hasher::new_derive_key(context);
+    h.update(master);
+    let mut reader = h.finalize_xof();
+    reader.fill(out.as_mut());
+    reader.zeroize();
+    h.zeroize();
+    out
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -83,17 +109,22 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// Sub-keys derived from the master key.
+/// Sub-keys derived from the master key, wiped from memory when dropped.
 #[derive(Clone)]
 pub struct Keys {
     encryption: Zeroizing<[u8; 32]>,
-    blob_id: Zeroizing<[u8; 32]>,
+    /// A BLAKE3 hasher keyed with the blob-id sub-key: each id is computed
+    /// on a copy that is wiped afterwards (`blake3::keyed_hash` would leave
+    /// a keyed hasher behind on every call).
+    blob_id_hasher: Zeroizing<blake3::Hasher>,
 }
 
 impl Keys {
     /// Keyed BLAKE3 of a blob's plaintext: its id.
     pub fn blob_id(&self, data: &[u8]) -> crate::id::BlobId {
-        crate::id::BlobId::from_bytes(*blake3::keyed_hash(&self.blob_id, data).as_bytes())
+        let mut h = Zeroizing::new((*self.blob_id_hasher).clone());
+        h.update(data);
+        crate::id::BlobId::from_bytes(*h.finalize().as_bytes())
     }
 
     /// Seals `buf[NONCE_LEN..]` in place: fills the nonce into the first
@@ -249,9 +280,12 @@ pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zer
     params.check_bounds().map_err(CryptoError::KdfOutOfBounds)?;
     let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    // Our own memory blocks, so they are wiped afterwards (argon2's own
+    // allocation is freed as it is).
+    let mut blocks = Zeroizing::new(vec![argon2::Block::default(); p.block_count()]);
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(password, salt, out.as_mut())
+    a.hash_password_into_with_memory(password, salt, out.as_mut(), blocks.as_mut_slice())
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     Ok(out)
 }
@@ -327,6 +361,20 @@ mod tests {
     fn subkeys_differ() {
         let k = MasterKey::from_bytes([1; 32]);
         let d = k.derive();
-        assert_ne!(d.encryption.as_ref(), d.blob_id.as_ref());
+        let blob_id_key = blake3::derive_key(CONTEXT_BLOB_ID, k.expose());
+        assert_ne!(d.encryption.as_ref(), &blob_id_key);
+        assert_eq!(d.encryption.as_ref(), &blake3::derive_key(CONTEXT_ENCRYPTION, k.expose()));
+        // The streamed derivation and the keyed hasher agree with blake3's own functions.
+        assert_eq!(
+            d.blob_id(b"data").as_bytes(),
+            blake3::keyed_hash(&blob_id_key, b"data").as_bytes()
+        );
+    }
+
+    #[test]
+    fn master_key_from_slice_needs_32_bytes() {
+        assert_eq!(MasterKey::from_slice(&[3; 32]).unwrap().expose(), &[3; 32]);
+        assert!(MasterKey::from_slice(&[3; 31]).is_none());
+        assert!(MasterKey::from_slice(&[3; 33]).is_none());
     }
 }

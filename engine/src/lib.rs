@@ -54,6 +54,7 @@ mod repository;
 mod restore;
 mod retrieve;
 mod rewrite;
+mod secrets;
 mod select;
 mod snapshot;
 mod sources;
@@ -108,6 +109,10 @@ pub use repository::{
 pub use restore::{RestoreError, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary, IN_PROGRESS_MARKER};
 pub use retrieve::{tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate};
 pub use rewrite::{rewrite_snapshots, RemovedPath, RewriteError, RewriteOptions, RewriteReport, SnapshotRewrite};
+pub use secrets::{
+    mask_argv, name_looks_secret, read_private_file, without_cairn_env, SecretsError, MASK, PRIVATE_FILE_MAX,
+    SECRET_ENV_PREFIX,
+};
 pub use select::{SelectError, SnapshotFilter};
 pub use snapshot::{Snapshot, SourceKind, Summary};
 pub use sources::{SourceError, Stream};

@@ -11,6 +11,8 @@
 //! padded to 60, in 5 lines of 12. A line's check is the first 10 bits of
 //! BLAKE3("cairn recovery line" || line number || its 12 characters).
 
+use zeroize::Zeroizing;
+
 use crate::crypto::MasterKey;
 
 /// Errors reading a recovery sheet.
@@ -42,44 +44,52 @@ fn line_check(n: usize, chars: &str) -> String {
     encoded.chars().take(2).collect()
 }
 
-/// The sheet's lines for `key`.
-pub fn sheet_lines(key: &MasterKey) -> Vec<String> {
-    let mut bytes = key.expose().to_vec();
+/// The sheet's lines for `key`; they are the key, and are wiped from
+/// memory when dropped, as is every copy made on the way.
+pub fn sheet_lines(key: &MasterKey) -> Vec<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(36));
+    bytes.extend_from_slice(key.expose());
     bytes.extend_from_slice(&blake3::hash(key.expose()).as_bytes()[..4]);
-    let mut text = base32::encode(ALPHABET, &bytes);
+    let encoded = Zeroizing::new(base32::encode(ALPHABET, &bytes));
+    let mut text = Zeroizing::new(String::with_capacity((LINES * PER_LINE).max(encoded.len())));
+    text.push_str(&encoded);
     while text.len() < LINES * PER_LINE {
         text.push('0');
     }
     (0..LINES)
         .map(|i| {
             let chars = &text[i * PER_LINE..(i + 1) * PER_LINE];
-            format!(
-                "L{} {}-{}-{}  {}",
-                i + 1,
-                &chars[0..4],
-                &chars[4..8],
-                &chars[8..12],
-                line_check(i + 1, chars)
-            )
+            let mut line = Zeroizing::new(String::with_capacity(24));
+            line.push_str(&format!("L{} ", i + 1));
+            line.push_str(&chars[0..4]);
+            line.push('-');
+            line.push_str(&chars[4..8]);
+            line.push('-');
+            line.push_str(&chars[8..12]);
+            line.push_str("  ");
+            line.push_str(&line_check(i + 1, chars));
+            line
         })
         .collect()
 }
 
-fn normalize(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| match c.to_ascii_uppercase() {
-            'O' => '0',
-            'I' | 'L' => '1',
-            u => u,
-        })
-        .collect()
+fn normalize(s: &str) -> Zeroizing<String> {
+    Zeroizing::new(
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| match c.to_ascii_uppercase() {
+                'O' => '0',
+                'I' | 'L' => '1',
+                u => u,
+            })
+            .collect(),
+    )
 }
 
 /// Reads the key back from the sheet's text (extra lines, spaces, dashes
 /// and letter case are ignored).
 pub fn parse_sheet(text: &str) -> Result<MasterKey, RecoveryError> {
-    let mut found: Vec<Option<String>> = vec![None; LINES];
+    let mut found: Vec<Option<Zeroizing<String>>> = vec![None; LINES];
     for line in text.lines() {
         let t = line.trim();
         let mut toks = t.split_whitespace();
@@ -95,32 +105,32 @@ pub fn parse_sheet(text: &str) -> Result<MasterKey, RecoveryError> {
             return Err(RecoveryError::Malformed(format!("line L{num} is incomplete")));
         }
         let check = normalize(rest[rest.len() - 1]);
-        let chars = normalize(&rest[..rest.len() - 1].join(""));
+        let chars = normalize(&Zeroizing::new(rest[..rest.len() - 1].join("")));
         if chars.len() != PER_LINE {
             return Err(RecoveryError::Malformed(format!(
                 "line L{num} has {} characters, expected {PER_LINE}",
                 chars.len()
             )));
         }
-        if line_check(num, &chars) != check {
+        if line_check(num, &chars) != *check {
             return Err(RecoveryError::LineCheck(num));
         }
         found[num - 1] = Some(chars);
     }
-    let mut all = String::new();
+    let mut all = Zeroizing::new(String::with_capacity(LINES * PER_LINE));
     for (i, l) in found.into_iter().enumerate() {
         all.push_str(&l.ok_or_else(|| RecoveryError::Malformed(format!("line L{} is missing", i + 1)))?);
     }
-    let bytes = base32::decode(ALPHABET, &all[..58]).ok_or_else(|| RecoveryError::Malformed("not base32".into()))?;
+    let bytes = Zeroizing::new(
+        base32::decode(ALPHABET, &all[..58]).ok_or_else(|| RecoveryError::Malformed("not base32".into()))?,
+    );
     if bytes.len() < 36 {
         return Err(RecoveryError::Malformed("too short".into()));
     }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&bytes[..32]);
-    if blake3::hash(&key).as_bytes()[..4] != bytes[32..36] {
+    if blake3::hash(&bytes[..32]).as_bytes()[..4] != bytes[32..36] {
         return Err(RecoveryError::KeyCheck);
     }
-    Ok(MasterKey::from_bytes(key))
+    MasterKey::from_slice(&bytes[..32]).ok_or_else(|| RecoveryError::Malformed("too short".into()))
 }
 
 #[cfg(test)]
@@ -130,7 +140,7 @@ mod tests {
     #[test]
     fn round_trip_and_typo_detection() {
         let k = MasterKey::from_bytes([0xA5; 32]);
-        let lines = sheet_lines(&k);
+        let lines: Vec<String> = sheet_lines(&k).iter().map(|l| l.to_string()).collect();
         assert_eq!(lines.len(), 5);
         let text = format!("Cairn recovery sheet\n\n{}\n", lines.join("\n"));
         assert_eq!(parse_sheet(&text).unwrap().expose(), k.expose());

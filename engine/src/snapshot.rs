@@ -117,6 +117,17 @@ pub struct Snapshot {
     pub rewritten_from: Option<SnapshotId>,
 }
 
+impl Snapshot {
+    /// This snapshot with the values in a command's argv that look like
+    /// secrets masked (`secrets::mask_argv`); every other source is as it was.
+    pub fn secrets_masked(mut self) -> Self {
+        if let SourceKind::Command { argv, .. } = &mut self.source {
+            *argv = crate::secrets::mask_argv(argv);
+        }
+        self
+    }
+}
+
 /// A version 1 snapshot object: [`Snapshot`] without its last field. bincode
 /// writes no field count, so a version 1 body must be read with the version
 /// 1 layout, not the current one.

@@ -1,7 +1,7 @@
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Result;
-use cairn_engine::{filter_snapshots, find_snapshot, NameMatcher, NodeKind};
+use cairn_engine::{filter_snapshots, find_snapshot, NameMatcher, NodeKind, SourceKind};
 
 use super::{filter, Ctx};
 use crate::args::{DiffArgs, FilterArgs, FindArgs, LsArgs};
@@ -16,7 +16,10 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
             .map(|(id, s)| {
                 serde_json::json!({
                     "id": id.to_hex(), "short_id": id.short(), "time": output::rfc3339(s.time_ns), "host": s.host, "user": s.user,
-                    "tags": s.tags, "paths": s.paths, "source": s.source.label(), "tree": s.tree.to_hex(),
+                    "tags": s.tags, "paths": s.paths, "source": s.source.label(),
+                    // Secrets in it are masked (README "Secrets").
+                    "command": match &s.source { SourceKind::Command { argv, .. } => Some(argv), _ => None },
+                    "tree": s.tree.to_hex(),
                     "parent": s.parent.map(|p| p.to_hex()), "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
                     "program_version": s.program_version, "summary": s.summary,
                 })
@@ -93,7 +96,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
     let index = repo.load_index()?;
     let start = a.path.clone().unwrap_or_else(|| "/".into());
     let mut entries = Vec::new();
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Stdout;
     let mut write_err: Option<std::io::Error> = None;
     cairn_engine::walk_snapshot(&repo, &index, &snap, &start, !a.no_recursive, &mut |p, n| {
         if ctx.json {
@@ -128,6 +131,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
     if let Some(e) = write_err {
         return Err(e.into());
     }
+    std::io::Write::flush(&mut out)?;
     if ctx.json {
         output::json(&serde_json::json!({"snapshot": id.to_hex(), "entries": entries}))?;
     }

@@ -29,7 +29,11 @@ pub fn run(ctx: &Ctx, a: CatArgs) -> Result<u8> {
         CatObject::Index(i) => output::json(&i)?,
         CatObject::Pack(p) => output::json(&p)?,
         CatObject::Tree(t) => output::json(&t)?,
-        CatObject::Blob(data) => std::io::stdout().lock().write_all(&data)?,
+        CatObject::Blob(data) => {
+            let mut o = output::Stdout;
+            o.write_all(&data)?;
+            o.flush()?;
+        }
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
 use cairn_engine::{KdfParams, Repository};
+use zeroize::Zeroizing;
 
 use super::Ctx;
 use crate::args::{KeyAction, KeyArgs};
@@ -58,13 +59,22 @@ pub fn run(ctx: &Ctx, a: KeyArgs) -> Result<u8> {
             report(ctx, "changed password; new key", &name)?;
         }
         KeyAction::ExportRecovery { output: path } => {
-            let lines = repo.recovery_sheet_lines();
-            let text = format!(
-                "CAIRN RECOVERY SHEET\nRepository: {}\nCreated:    {}\n\nThis sheet IS the repository's master key. Anyone holding it can read every backup.\nKeep it in a safe. To regain access: cairn key recover (type the five lines).\n\n{}\n",
+            let header = format!(
+                "CAIRN RECOVERY SHEET\nRepository: {}\nCreated:    {}\n\nThis sheet IS the repository's master key. Anyone holding it can read every backup.\nKeep it in a safe. To regain access: cairn key recover (type the five lines).\n\n",
                 repo.config().id_hex(),
                 local_time(cairn_engine::now_ns()),
-                lines.join("\n")
             );
+            // The sheet is the key: built in one wiped-on-drop buffer that
+            // never grows (growing would leave copies in freed memory).
+            let lines = repo.recovery_sheet_lines();
+            let mut text = Zeroizing::new(String::with_capacity(
+                header.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>(),
+            ));
+            text.push_str(&header);
+            for l in &lines {
+                text.push_str(l);
+                text.push('\n');
+            }
             match path {
                 Some(p) => {
                     let mut f = std::fs::OpenOptions::new()
@@ -100,14 +110,15 @@ fn report(ctx: &Ctx, what: &str, name: &str) -> Result<()> {
 fn recover(ctx: &Ctx, sheet: Option<&std::path::Path>) -> Result<u8> {
     let t = ctx.target()?;
     let text = match sheet {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+            read_sheet(f).with_context(|| format!("reading {}", p.display()))?
+        }
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 eprintln!("Type or paste the five lines of the recovery sheet (L1 ... L5), then Ctrl-D:");
             }
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            s
+            read_sheet(std::io::stdin().lock()).context("reading the recovery sheet")?
         }
     };
     let backend = ctx.backend(&t)?;
@@ -116,4 +127,15 @@ fn recover(ctx: &Ctx, sheet: Option<&std::path::Path>) -> Result<u8> {
     let name = repo.add_key(&pw, KdfParams::default())?;
     report(ctx, "access restored; new key", &name)?;
     Ok(0)
+}
+
+/// Most bytes of recovery sheet text read: the sheet is a few hundred.
+const SHEET_MAX: usize = 64 * 1024;
+
+/// Reads a recovery sheet's text into one wiped-on-drop buffer that never
+/// grows (growing would leave copies of the key in freed memory).
+fn read_sheet(r: impl Read) -> Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::with_capacity(SHEET_MAX + 1));
+    r.take(SHEET_MAX as u64).read_to_string(&mut text)?;
+    Ok(text)
 }

@@ -156,8 +156,7 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let (_, snap) = find_snapshot(&repo, &a.snapshot, &filter(&a.filter))?;
     let index = repo.load_index()?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, crate::output::Stdout);
     cairn_engine::dump(&repo, &index, &snap, &a.path, &mut out)?;
     out.flush()?;
     Ok(0)

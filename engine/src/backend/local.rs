@@ -1,25 +1,81 @@
 //! A repository in a local folder.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{config_listing, no_archive_classes, Backend, BackendError, ObjectInfo, ObjectKind};
+
+/// Permission bits of the files and folders a local repository creates,
+/// whatever the umask (README "File permissions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    /// Files: objects, keys, locks, temporaries.
+    pub file: u32,
+    /// Folders.
+    pub dir: u32,
+}
+
+impl Modes {
+    /// The default: the owner only. Key objects readable by others would
+    /// let them guess the password offline.
+    pub const PRIVATE: Modes = Modes {
+        file: 0o600,
+        dir: 0o700,
+    };
+    /// For a repository whose `config` its owner made group-readable (as
+    /// restic does): the group may read, never write; others get nothing.
+    pub const GROUP_READABLE: Modes = Modes {
+        file: 0o640,
+        dir: 0o750,
+    };
+
+    /// The modes that keep an existing repository as its owner set it up,
+    /// judged by its `config` file's mode (`None`: a new repository).
+    pub fn for_config_mode(config_mode: Option<u32>) -> Modes {
+        match config_mode {
+            Some(m) if m & 0o040 != 0 => Modes::GROUP_READABLE,
+            _ => Modes::PRIVATE,
+        }
+    }
+}
 
 /// Objects as files under a root folder; see format-spec "Local layout".
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Decided on first use, from the repository's `config` file.
+    modes: OnceLock<Modes>,
 }
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet; `init` creates it).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            modes: OnceLock::new(),
+        }
     }
 
-    /// Creates the root and the fixed folders.
+    /// The modes new files and folders get ([`Modes::for_config_mode`]).
+    pub fn modes(&self) -> Modes {
+        *self.modes.get_or_init(|| {
+            let config = fs::metadata(self.root.join(ObjectKind::Config.path("config")));
+            Modes::for_config_mode(config.ok().map(|m| m.mode()))
+        })
+    }
+
+    /// Creates the root and the fixed folders. Folders above the root are
+    /// made as any program would; the root and everything in it get
+    /// [`LocalBackend::modes`]. An existing root keeps its mode.
     pub fn create_layout(&self) -> Result<(), BackendError> {
+        let io = |p: &Path, e| BackendError::from_io(&p.to_string_lossy(), e);
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        self.make_dir(&self.root).map_err(|e| io(&self.root, e))?;
         for sub in [
             "keys",
             "snapshots",
@@ -31,7 +87,31 @@ impl LocalBackend {
             "tmp",
         ] {
             let p = self.root.join(sub);
-            fs::create_dir_all(&p).map_err(|e| BackendError::from_io(&p.to_string_lossy(), e))?;
+            self.make_dir(&p).map_err(|e| io(&p, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` (whose parent exists) with the folder mode, or leaves it
+    /// as it is if it exists. Made with the mode and then set to it exactly:
+    /// the umask may only have taken bits away.
+    fn make_dir(&self, dir: &Path) -> std::io::Result<()> {
+        let mode = self.modes().dir;
+        match fs::DirBuilder::new().mode(mode).create(dir) {
+            Ok(()) => fs::set_permissions(dir, Permissions::from_mode(mode)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`LocalBackend::make_dir`] for `dir` and each missing folder between
+    /// it and the root.
+    fn make_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        let rel = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let mut at = self.root.clone();
+        for c in rel.components() {
+            at.push(c);
+            self.make_dir(&at)?;
         }
         Ok(())
     }
@@ -160,7 +240,11 @@ impl Backend for LocalBackend {
         let tmp = self.tmp_path()?;
         let io = |e| BackendError::from_io(&rel, e);
         let result = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mode = self.modes().file;
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+            // Exactly the mode, whatever the umask took away (fchmod on
+            // the open file, so nothing else can be changed by mistake).
+            f.set_permissions(Permissions::from_mode(mode))?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -168,7 +252,7 @@ impl Backend for LocalBackend {
             match publish(&tmp, &dst) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // The fan-out folder of a data pack is made on first use.
-                    fs::create_dir_all(&parent)?;
+                    self.make_dirs(&parent)?;
                     if let Some(grand) = parent.parent() {
                         sync_dir(grand)?;
                     }
@@ -243,5 +327,46 @@ mod tests {
         ));
         assert_eq!(b.read(ObjectKind::Index, "aa").unwrap(), b"1");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_new_repository_is_private_to_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/repo");
+        let b = LocalBackend::new(&root);
+        b.create_layout().unwrap();
+        b.write(ObjectKind::Config, "config", b"c").unwrap();
+        b.write(ObjectKind::Key, "k1", b"k").unwrap();
+        b.write(ObjectKind::DataPack, &"ab".repeat(32), b"p").unwrap();
+        assert_eq!(mode(&root), 0o700);
+        for ent in fs::read_dir(&root).unwrap() {
+            let p = ent.unwrap().path();
+            let want = if p.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&p), want, "{}", p.display());
+        }
+        assert_eq!(mode(&root.join("data/ab")), 0o700);
+        assert_eq!(mode(&root.join("data/ab").join("ab".repeat(32))), 0o600);
+        assert_eq!(mode(&root.join("keys/k1")), 0o600);
+    }
+
+    #[test]
+    fn a_group_readable_config_makes_new_files_group_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::new(dir.path()).create_layout().unwrap();
+        fs::write(dir.path().join("config"), b"c").unwrap();
+        fs::set_permissions(dir.path().join("config"), Permissions::from_mode(0o640)).unwrap();
+        let b = LocalBackend::new(dir.path());
+        assert_eq!(b.modes(), Modes::GROUP_READABLE);
+        b.write(ObjectKind::DataPack, &"cd".repeat(32), b"p").unwrap();
+        assert_eq!(mode(&dir.path().join("data/cd")), 0o750);
+        assert_eq!(mode(&dir.path().join("data/cd").join("cd".repeat(32))), 0o640);
+        // Other bits of the config are not followed: others get nothing.
+        assert_eq!(Modes::for_config_mode(Some(0o100666)), Modes::GROUP_READABLE);
+        assert_eq!(Modes::for_config_mode(Some(0o100604)), Modes::PRIVATE);
+        assert_eq!(Modes::for_config_mode(None), Modes::PRIVATE);
     }
 }

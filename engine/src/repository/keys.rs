@@ -58,8 +58,9 @@ impl KeyFile {
     pub fn unwrap_master(&self, password: &[u8]) -> Result<MasterKey, CryptoError> {
         let kek = crypto::derive_kek(password, &self.salt, self.kdf)?;
         let plain = zeroize::Zeroizing::new(crypto::open_with(&kek, KEY_AAD, &self.sealed_master)?);
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Authentication)?;
-        Ok(MasterKey::from_bytes(bytes))
+        // Straight from the wiped-on-drop plaintext into the key: no
+        // intermediate array is left behind.
+        MasterKey::from_slice(&plain).ok_or(CryptoError::Authentication)
     }
 }
 

@@ -170,8 +170,9 @@ impl Repository {
     }
 
     /// The recovery sheet: the master key as five lines with check
-    /// characters (see `recovery`). Whoever holds it can read everything.
-    pub fn recovery_sheet_lines(&self) -> Vec<String> {
+    /// characters (see `recovery`). Whoever holds it can read everything;
+    /// the lines are wiped from memory when dropped.
+    pub fn recovery_sheet_lines(&self) -> Vec<zeroize::Zeroizing<String>> {
         crate::recovery::sheet_lines(&self.master)
     }
 

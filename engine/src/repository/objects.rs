@@ -39,8 +39,10 @@ impl RepoFile for Snapshot {
     const AAD: &'static str = SNAPSHOT_KIND;
     const VERSION: u8 = SNAPSHOT_VERSION;
 
+    /// Secrets in a command's argv are masked on reading too, so snapshots
+    /// written before masking existed never show them.
     fn decode(plain: &[u8]) -> Result<Self, EncodingError> {
-        crate::snapshot::decode(plain)
+        crate::snapshot::decode(plain).map(Snapshot::secrets_masked)
     }
 }
 
@@ -117,8 +119,9 @@ impl Repository {
     }
 
     /// Stores a snapshot. Callers must have stored everything it references.
+    /// Secrets in a command's argv are masked first (README "Secrets").
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId, RepositoryError> {
-        let (id, _) = self.save_file(snap)?;
+        let (id, _) = self.save_file(&snap.clone().secrets_masked())?;
         Ok(SnapshotId::from(id))
     }
 

@@ -335,7 +335,12 @@ mod tests {
     fn change_password_needs_a_key_in_use() {
         let backend = Arc::new(MemoryBackend::new());
         let repo = init_with(&backend, b"pw", CHEAP).unwrap();
-        let sheet = repo.recovery_sheet_lines().join("\n");
+        let sheet = repo
+            .recovery_sheet_lines()
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         let mut recovered = Repository::open_with_recovery_sheet(backend.clone(), &sheet).unwrap();
         assert!(matches!(
             recovered.change_password(b"new"),

@@ -49,13 +49,15 @@ impl Stream {
     }
 
     /// Starts `argv` and streams its standard output. Its standard error
-    /// passes through to ours.
+    /// passes through to ours. It inherits our environment without the
+    /// `CAIRN_*` variables (`secrets::without_cairn_env`): the command has
+    /// no business with the repository's password.
     pub fn from_command(argv: &[String]) -> Result<Self, SourceError> {
         let (prog, args) = argv.split_first().ok_or_else(|| SourceError::Spawn {
             command: String::new(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
         })?;
-        let mut child = Command::new(prog)
+        let mut child = crate::secrets::without_cairn_env(&mut Command::new(prog))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -40,12 +40,12 @@ fn a_profile_in_cairn_toml_names_the_repository_and_its_password() {
         .args(["--config", &s(&cfg), "snapshots"])
         .ok();
 
-    // ./cairn.toml is read by default (the fixture runs cairn in its root).
-    write(&f.path("cairn.toml"), profile(&f, ""));
+    // The user's own cairn.toml is read by default.
+    write(&f.user_config(), profile(&f, ""));
     f.bare().args(["-r", "primary", "snapshots"]).ok();
     // And its default repository is used without -r.
     write(
-        &f.path("cairn.toml"),
+        &f.user_config(),
         format!("repository = \"primary\"\n{}", profile(&f, "")),
     );
     let r = f.bare().arg("snapshots").ok();
@@ -78,7 +78,10 @@ fn an_unknown_key_in_cairn_toml_is_an_error_naming_it() {
             profile(&f, "")
         ),
     );
-    let r = f.bare().args(["-r", "primary", "snapshots"]).fails();
+    let r = f
+        .bare()
+        .args(["--config", &s(&cfg), "-r", "primary", "snapshots"])
+        .fails();
     assert!(r.stderr().contains("exclude-caches"), "{r}");
 
     // A named config file that does not exist is an error too.

@@ -93,7 +93,7 @@ fn forget_by_id_and_refusals() {
     assert_eq!(ids(&f), [b]);
 }
 
-/// `forget --policy`: the retention table of cairn.toml, first matching rule
+/// `forget --policy`: the retention table of the user's cairn.toml, first matching rule
 /// deciding, unmatched snapshots kept and said to be.
 #[test]
 fn the_retention_table_in_cairn_toml_decides_by_the_first_matching_rule() {
@@ -126,7 +126,7 @@ fn the_retention_table_in_cairn_toml_decides_by_the_first_matching_rule() {
     let logs_old = tagged("logs", &days_ago(40));
     let misc = tagged("misc", &days_ago(3000));
     write(
-        &f.root.join("cairn.toml"),
+        &f.user_config(),
         r#"
 [[retention]]
 match = { tag = "audit" }
@@ -169,15 +169,12 @@ max-age = "30d"
     assert_eq!(left, want);
 
     // A rule that would remove everything it matches is refused.
-    write(&f.root.join("cairn.toml"), "[[retention]]\nmatch = { tag = \"db\" }\n");
+    write(&f.user_config(), "[[retention]]\nmatch = { tag = \"db\" }\n");
     let r = f.cairn().args(["forget", "--policy"]).fails();
     assert!(r.stderr().contains("needs max-age or keep-*"), "{r}");
-    write(
-        &f.root.join("cairn.toml"),
-        "[[retention]]\nmax-age = \"1y\"\nkeep-dialy = 3\n",
-    );
+    write(&f.user_config(), "[[retention]]\nmax-age = \"1y\"\nkeep-dialy = 3\n");
     let r = f.cairn().args(["forget", "--policy"]).fails();
     assert!(r.stderr().contains("keep-dialy"), "unknown keys are named\n{r}");
-    std::fs::remove_file(f.root.join("cairn.toml")).unwrap();
+    std::fs::remove_file(f.user_config()).unwrap();
     assert_eq!(ids(&f).len(), 3);
 }

@@ -26,4 +26,5 @@ mod restore_many;
 mod restore_special;
 mod rewrite;
 mod s3;
+mod secrets;
 mod stdin;

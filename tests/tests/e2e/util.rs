@@ -371,6 +371,8 @@ impl Fixture {
         fs::create_dir_all(home.join(".config")).expect("creating home");
         let password_file = root.join("password");
         fs::write(&password_file, format!("{PASSWORD}\n")).expect("writing the password file");
+        // Whatever the umask: cairn refuses a password file others may write.
+        chmod(&password_file, 0o600);
         Fixture {
             _dir: dir,
             repo: root.join("repo"),
@@ -389,15 +391,23 @@ impl Fixture {
         f
     }
 
-    /// A folder whose `./cairn.toml` is `config` (written by `config`, which
-    /// is given the folder's path) and whose repository (CAIRN_REPOSITORY) is
-    /// `repo`: a profile name in that file, or a location. Not initialised.
+    /// A folder whose user configuration file ([`Fixture::user_config`]) is
+    /// `config` (written by `config`, which is given the fixture) and whose
+    /// repository (CAIRN_REPOSITORY) is `repo`: a profile name in that file,
+    /// or a location. Not initialised.
     pub fn with_config(repo: &str, config: impl FnOnce(&Fixture) -> String) -> Fixture {
         let mut f = Fixture::empty();
         let text = config(&f);
-        write(&f.root.join("cairn.toml"), text);
+        write(&f.user_config(), text);
         f.repo = PathBuf::from(repo);
         f
+    }
+
+    /// The configuration file cairn reads when `--config` names none: the
+    /// user's own, `$XDG_CONFIG_HOME/cairn/cairn.toml` (cairn never reads
+    /// one from the current folder by itself).
+    pub fn user_config(&self) -> PathBuf {
+        self.home.join(".config").join("cairn").join("cairn.toml")
     }
 
     /// `init` of this fixture's repository, with fast KDF settings and any
@@ -440,6 +450,7 @@ impl Fixture {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = self.root.join(format!("pw-{n}"));
         fs::write(&p, format!("{password}\n")).expect("writing a password file");
+        chmod(&p, 0o600);
         p
     }
 

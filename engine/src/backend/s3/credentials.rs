@@ -98,7 +98,7 @@ pub(super) fn load_credentials(c: &S3Credentials, location: &str) -> Result<Opti
                 .map_err(fail)
         }
         S3Credentials::Command(cmd) => {
-            let out = std::process::Command::new("sh")
+            let out = crate::secrets::without_cairn_env(&mut std::process::Command::new("sh"))
                 .arg("-c")
                 .arg(cmd)
                 .stdin(std::process::Stdio::null())

@@ -56,7 +56,7 @@ fn profile<'a>(name: &'a str, endpoint: &'a str, extra: &'a str) -> ProfileSpec<
     ProfileSpec { name, endpoint, extra }
 }
 
-/// A fixture whose ./cairn.toml has these profiles, all for the same fresh
+/// A fixture whose user cairn.toml has these profiles, all for the same fresh
 /// prefix on `server`'s bucket, with the server's credentials in a file; the
 /// first profile is the fixture's repository (not initialised). Returns it
 /// and the prefix.

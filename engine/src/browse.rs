@@ -27,7 +27,7 @@ pub enum BrowseError {
     Pattern(String, String),
     /// Writing the output failed.
     #[error("writing output: {0}")]
-    Output(std::io::Error),
+    Output(#[source] std::io::Error),
     /// Repository failure.
     #[error(transparent)]
     Repository(#[from] RepositoryError),

@@ -27,7 +27,7 @@ pub enum BrowseError {
     Pattern(String, String),
     /// Writing the output failed.
     #[error("writing output: {0}")]
-    Output(std::io::Error),
+    Output(#[source] std::io::Error),
     /// `dump` could not read all of a file's data (damaged or missing);
     /// what came before the damage was written.
     #[error("{path} cannot be dumped whole: {error}")]

@@ -158,9 +158,10 @@ pub fn without_cairn_env(cmd: &mut Command) -> &mut Command {
 /// - `--name` or `-name` without `=` whose name looks secret: the next
 ///   argument is masked, whatever it is;
 /// - `scheme://user:password@host`: the password is masked;
-/// - an argument holding a shell command (any argument with whitespace, as
-///   in `sh -c "..."`) is split into words (quotes respected) and each word
-///   follows the same rules.
+/// - an argument holding a shell command (any other argument with
+///   whitespace, as in `sh -c "..."`, or the value of a non-secret option
+///   with whitespace) is split into words (quotes respected) and each word
+///   follows the same rules. A secret value is masked whole, spaces and all.
 ///
 /// Masking a masked argv changes nothing. Single-letter options (`-p`) are
 /// not recognised: their meaning depends on the program.
@@ -197,6 +198,9 @@ fn mask_word(word: &str) -> Option<(String, bool)> {
         Some((name, value)) if is_name(name) => {
             if name_looks_secret(name) {
                 Some((format!("{dashes}{name}={MASK}"), false))
+            } else if value.chars().any(char::is_whitespace) {
+                // `--cmd=pg_dump --password x`: the value is a command too.
+                Some((format!("{dashes}{name}={}", mask_script(value)), false))
             } else {
                 Some((format!("{dashes}{name}={}", mask_url_passwords(value)), false))
             }
@@ -373,12 +377,18 @@ mod tests {
             mask(&[
                 "sh",
                 "-c",
-                "PGPASSWORD='a b' pg_dump --password \"c d\" --user=me | gzip"
+                "env PGPASSWORD='a b' pg_dump --password \"c d\" --user=me | gzip"
             ]),
-            ["sh", "-c", "PGPASSWORD=*** pg_dump --password *** --user=me | gzip"]
+            ["sh", "-c", "env PGPASSWORD=*** pg_dump --password *** --user=me | gzip"]
         );
-        // An option whose value has spaces is one argument, masked whole.
+        // A secret option or assignment whose value has spaces is masked
+        // whole, whatever follows; another one's value is a command too.
         assert_eq!(mask(&["x", "--token=a b c"]), ["x", "--token=***"]);
+        assert_eq!(mask(&["sh", "-c", "TOKEN=a b c"]), ["sh", "-c", "TOKEN=***"]);
+        assert_eq!(
+            mask(&["x", "--run=dump --password p 'q r'"]),
+            ["x", "--run=dump --password *** 'q r'"]
+        );
     }
 
     #[test]

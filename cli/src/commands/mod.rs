@@ -141,7 +141,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut crate::output::Stdout)?;
+            let mut out = crate::output::Stdout;
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            std::io::Write::flush(&mut out)?;
             Ok(0)
         }
     }

@@ -1,22 +1,25 @@
 //! Integrity checks: structure (index, packs, snapshots, trees) and, with
 //! `read_data`, every byte of every pack.
+//!
+//! Every problem found in a pack, a blob or a tree is reported with every
+//! snapshot and path that depends on it ([`Problem`]), so the user knows
+//! what is lost before deciding anything; the advice given never removes
+//! data.
+
+mod data;
+mod trees;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
-use crate::blob::BlobType;
-use crate::id::{ObjectId, PackId, TreeId};
-use crate::index::{Avoid, Index, IndexBlob, IndexFile, IndexPack};
-use crate::pack;
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::index::{Avoid, Index, IndexFile, IndexPack};
 use crate::repository::{pack_kind, Repository, RepositoryError};
-use crate::retrieve::{self, DriveOptions, PackRef, RetrievalHook, RetrievalOptions, RetrievalReport};
-use crate::tree::{self, Descend, Node, NodeKind, Visitor};
+use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
 
 /// Errors that stop a check before it can judge the repository.
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +46,39 @@ pub struct CheckOptions {
     pub on_retrieval: Option<Arc<RetrievalHook>>,
 }
 
+/// A snapshot and a path in it that depend on a damaged object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependent {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The file (or folder, when a tree is lost) in it.
+    pub path: String,
+}
+
+/// One damaged or missing object, and everything that depends on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The object, e.g. `data pack 1a2b…` or `tree 3f4e…` (full ids).
+    pub object: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Every snapshot and path whose data needs it, in snapshot order
+    /// (oldest first) and tree order.
+    pub dependents: Vec<Dependent>,
+}
+
 /// What the check found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
-    /// Problems that mean data is missing or damaged.
+    /// Problems that mean data is missing or damaged (each [`Problem`] is
+    /// here too, as `object: problem`).
     pub errors: Vec<String>,
-    /// Things worth knowing that lose nothing (e.g. unreferenced packs).
+    /// Damaged objects with what depends on them.
+    pub problems: Vec<Problem>,
+    /// Things worth knowing that lose nothing (e.g. unindexed packs).
     pub warnings: Vec<String>,
+    /// What to do about it; never anything that removes data.
+    pub advice: Vec<String>,
     /// Snapshots checked.
     pub snapshots: usize,
     /// Distinct trees checked.
@@ -73,11 +102,56 @@ impl CheckReport {
     }
 }
 
+/// The damaged objects found so far, by what identifies them, so that the
+/// tree phase can attribute each file and folder to them.
+#[derive(Default)]
+pub(crate) struct Damage {
+    problems: Vec<Problem>,
+    packs: HashMap<PackId, usize>,
+    blobs: HashMap<BlobId, usize>,
+    trees: HashMap<BlobId, usize>,
+}
+
+impl Damage {
+    fn add(&mut self, object: String, problem: String) -> usize {
+        self.problems.push(Problem {
+            object,
+            problem,
+            dependents: Vec::new(),
+        });
+        self.problems.len() - 1
+    }
+
+    fn pack(&mut self, kind: ObjectKind, id: PackId, problem: String) {
+        if !self.packs.contains_key(&id) {
+            let i = self.add(format!("{kind} {id}"), problem);
+            self.packs.insert(id, i);
+        }
+    }
+
+    /// The problem a blob read through `index` runs into, if any: its pack
+    /// is damaged or missing, or the blob itself is damaged or unindexed.
+    fn of_blob(&mut self, index: &Index, id: &BlobId, what: &str) -> Option<usize> {
+        if let Some(&i) = self.blobs.get(id) {
+            return Some(i);
+        }
+        match index.get(id) {
+            Some(loc) => self.packs.get(&loc.pack).copied(),
+            None => {
+                let i = self.add(format!("{what} blob {id}"), "is in no index object".into());
+                self.blobs.insert(*id, i);
+                Some(i)
+            }
+        }
+    }
+}
+
 /// Checks the repository; problems go into the report, not the error.
 ///
 /// Phases, each of which goes on past what it finds: keys, index objects,
-/// packs against the index, snapshots and every tree they reach, and with
-/// `read_data` every byte of every pack.
+/// packs against the index, with `read_data` every byte of every pack, and
+/// snapshots and every tree they reach, naming what depends on each damaged
+/// object.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let mut r = CheckReport::default();
     if let Err(e) = repo.list_keys() {
@@ -86,16 +160,62 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     let deletions = repo.load_deletions()?;
     r.errors.extend(deletions.damaged.iter().cloned());
     let doomed = deletions.doomed_packs();
-    let Some(IndexedPacks { index, in_index }) = check_index(repo, &doomed, &mut r)? else {
+    let Some(IndexedPacks { index, in_index, files }) = check_index(repo, &doomed, &mut r)? else {
         return Ok(r);
     };
-    let stored = check_packs(repo, &in_index, &doomed, &mut r)?;
-    check_snapshots(repo, &index, &mut r)?;
+    let mut damage = Damage::default();
+    let stored = check_packs(repo, &in_index, &doomed, &mut damage, &mut r)?;
     if opts.read_data {
-        read_data(repo, &stored, &in_index, opts, &mut r)?;
+        data::read_data(repo, &stored, &in_index, opts, &mut damage, &mut r)?;
     }
+    // Where a blob has another copy, outside the damaged and missing packs,
+    // readers use that one: so does the tree phase.
+    let index = if damage.packs.is_empty() {
+        index
+    } else {
+        let mut avoid = doomed.clone();
+        avoid.extend(damage.packs.keys().copied());
+        Index::from_files_avoiding(&files, &avoid, Avoid::PreferOthers).unwrap_or(index)
+    };
+    trees::check_snapshots(repo, &index, &mut damage, &mut r)?;
+    advise(&damage, &mut r);
+    r.errors
+        .extend(damage.problems.iter().map(|p| format!("{}: {}", p.object, p.problem)));
+    r.problems = damage.problems;
     r.errors.sort();
     Ok(r)
+}
+
+/// Advice for what was found: how to heal, never what to remove.
+fn advise(damage: &Damage, r: &mut CheckReport) {
+    let unindexed = r.warnings.iter().any(|w| w.contains("not in any index"));
+    if unindexed || !damage.blobs.is_empty() || r.errors.iter().any(|e| e.starts_with("index ")) {
+        r.advice.push(
+            "run `cairn repair index`: it rebuilds the index from the pack headers, so packs no index \
+             object names (and the data in them) are found again"
+                .into(),
+        );
+    }
+    if damage
+        .problems
+        .iter()
+        .any(|p| p.problem.contains("missing from storage"))
+    {
+        r.advice.push(
+            "a pack the index names is missing: its data is lost unless a copy of the pack can be put \
+             back; `cairn repair index` then takes it out of the index"
+                .into(),
+        );
+    }
+    if damage.problems.iter().any(|p| !p.dependents.is_empty()) {
+        r.advice.push(
+            "the files named above cannot be restored from those snapshots. If their source still \
+             exists, `cairn backup` stores them again (it never reuses data whose pack is missing); \
+             `cairn repair snapshots` then writes copies of the damaged snapshots without the lost \
+             data (the originals are kept unless --forget)"
+                .into(),
+        );
+    }
 }
 
 /// Index objects one by one, so one damaged object is named and the rest
@@ -130,18 +250,19 @@ fn check_index(
     };
     r.packs = in_index.len();
     r.blobs = index.len();
-    Ok(Some(IndexedPacks { index, in_index }))
+    Ok(Some(IndexedPacks { index, in_index, files }))
 }
 
 /// The index, and each pack as the index describes it.
 struct IndexedPacks {
     index: Index,
     in_index: HashMap<PackId, IndexPack>,
+    files: Vec<IndexFile>,
 }
 
 /// A pack as listed by the storage.
 #[derive(Debug, Clone, Copy)]
-struct StoredPack {
+pub(crate) struct StoredPack {
     kind: ObjectKind,
     size: u64,
 }
@@ -151,6 +272,7 @@ fn check_packs(
     repo: &Repository,
     in_index: &HashMap<PackId, IndexPack>,
     doomed: &HashSet<PackId>,
+    damage: &mut Damage,
     r: &mut CheckReport,
 ) -> Result<HashMap<PackId, StoredPack>, CheckError> {
     let mut stored: HashMap<PackId, StoredPack> = HashMap::new();
@@ -164,220 +286,38 @@ fn check_packs(
             }
         }
     }
-    for (id, p) in in_index {
+    let mut ids: Vec<&PackId> = in_index.keys().collect();
+    ids.sort();
+    for id in ids {
+        let p = &in_index[id];
         let want = pack_kind(p.blob_type);
         match stored.get(id) {
             // A prune removed it, as a deletion record says (R2).
             None if doomed.contains(id) => {}
-            None => r
-                .errors
-                .push(format!("{want} {id} is in the index but missing from storage")),
-            Some(s) if s.kind != want || s.size != p.size => r.errors.push(format!(
-                "{} {id}: stored size {} differs from the index ({})",
-                s.kind, s.size, p.size
-            )),
+            None => damage.pack(want, *id, "is in the index but missing from storage".into()),
+            Some(s) if s.kind != want || s.size != p.size => damage.pack(
+                want,
+                *id,
+                format!(
+                    "stored as a {} of {} bytes; the index says {want} of {}",
+                    s.kind, s.size, p.size
+                ),
+            ),
             _ => {}
         }
     }
-    for (id, s) in &stored {
-        if !in_index.contains_key(id) && !doomed.contains(id) {
-            r.warnings.push(format!(
-                "{} {id} is not in any index (left by an interrupted backup; prune will remove it)",
-                s.kind
-            ));
-        }
-    }
-    Ok(stored)
-}
-
-/// Every snapshot, and every distinct tree they reach (each once).
-fn check_snapshots(repo: &Repository, index: &Index, r: &mut CheckReport) -> Result<(), CheckError> {
-    let snaps = repo.backend().list(ObjectKind::Snapshot)?;
-    let mut roots: Vec<TreeId> = Vec::new();
-    for o in &snaps {
-        match crate::id::SnapshotId::from_hex(&o.name)
-            .map_err(|e| e.to_string())
-            .and_then(|id| repo.load_snapshot(&id).map_err(|e| e.to_string()))
-        {
-            Ok(s) => roots.push(s.tree),
-            Err(e) => r.errors.push(format!("snapshot {}: {e}", o.name)),
-        }
-    }
-    r.snapshots = snaps.len();
-    let mut trees = TreeCheck {
-        index,
-        seen: HashSet::new(),
-        errors: Vec::new(),
-    };
-    for root in roots {
-        if trees.seen.insert(root) {
-            tree::walk(repo, index, &root, Path::new("/"), &mut trees)?;
-        }
-    }
-    r.trees = trees.seen.len();
-    r.errors.extend(trees.errors);
-    Ok(())
-}
-
-/// The tree phase of a check: each tree once, damage recorded, never fatal.
-struct TreeCheck<'a> {
-    index: &'a Index,
-    seen: HashSet<TreeId>,
-    errors: Vec<String>,
-}
-
-impl Visitor for TreeCheck<'_> {
-    type Error = CheckError;
-
-    fn enter(&mut self, path: &Path, parent: &TreeId, n: &Node) -> Result<Descend, CheckError> {
-        let at = || format!("{} (tree {})", path.display(), parent.short());
-        match n.kind {
-            NodeKind::Dir => match n.subtree {
-                Some(s) if self.seen.insert(s) => return Ok(Descend::Yes),
-                Some(_) => {}
-                None => self.errors.push(format!("folder {}: has no subtree", at())),
-            },
-            NodeKind::File => {
-                for c in &n.content {
-                    if self.index.get(&c.id).is_none_or(|l| l.blob_type != BlobType::Data) {
-                        self.errors
-                            .push(format!("file {}: data blob {} is missing", at(), c.id.short()));
-                    }
-                }
-                let sum: u64 = n.content.iter().map(|c| u64::from(c.length)).sum();
-                if sum != n.size {
-                    self.errors.push(format!(
-                        "file {}: content adds up to {sum} bytes, size says {}",
-                        at(),
-                        n.size
-                    ));
-                }
-            }
-            _ => {}
-        }
-        Ok(Descend::No)
-    }
-
-    fn tree_error(&mut self, path: &Path, id: &TreeId, e: RepositoryError) -> Result<(), CheckError> {
-        self.errors
-            .push(format!("tree {} at {}: {e}", id.short(), path.display()));
-        Ok(())
-    }
-}
-
-/// Reads every stored pack, retrieving archived ones when asked to.
-fn read_data(
-    repo: &Repository,
-    stored: &HashMap<PackId, StoredPack>,
-    in_index: &HashMap<PackId, IndexPack>,
-    opts: &CheckOptions,
-    r: &mut CheckReport,
-) -> Result<(), CheckError> {
-    let errors = Mutex::new(Vec::new());
-    let bytes_read = AtomicU64::new(0);
-    let packs: Vec<PackRef> = stored
+    let mut unindexed: Vec<String> = stored
         .iter()
-        .map(|(id, s)| PackRef {
-            kind: s.kind,
-            id: *id,
-            size: s.size,
+        .filter(|(id, _)| !in_index.contains_key(id) && !doomed.contains(id))
+        .map(|(id, s)| {
+            format!(
+                "{} {id} is not in any index (left by an interrupted backup, or its index object is lost; \
+                 `cairn repair index` indexes it)",
+                s.kind
+            )
         })
         .collect();
-    let read = |idx: &[usize]| -> Result<Vec<usize>, CheckError> {
-        let archived = Mutex::new(Vec::new());
-        idx.par_iter().for_each(|&i| {
-            let p = &packs[i];
-            let indexed = in_index.get(&p.id).map(|x| x.blobs.as_slice());
-            match read_pack(repo, p, indexed, &bytes_read, opts.progress.as_deref()) {
-                Ok(()) => {}
-                Err(PackReadError::Archived) => archived.lock().unwrap_or_else(|p| p.into_inner()).push(i),
-                Err(PackReadError::Damaged(e)) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(e),
-            }
-        });
-        Ok(archived.into_inner().unwrap_or_else(|p| p.into_inner()))
-    };
-    let unread = match &opts.retrieval {
-        // Archived packs are retrieved as a restore would (each once), then
-        // read; or the check stops and says a retrieval is pending.
-        Some(ro) => {
-            let drive = DriveOptions {
-                retrieval: ro,
-                ask_first: false,
-                hook: opts.on_retrieval.as_deref(),
-            };
-            let done = retrieve::drive(repo, &packs, &drive, read)?;
-            r.retrieval = done.report;
-            done.pending.len()
-        }
-        None => read(&(0..packs.len()).collect::<Vec<_>>())?.len(),
-    };
-    r.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
-    r.archived_unread = unread;
-    if unread > 0 {
-        r.warnings.push(format!(
-            "{unread} pack(s) are in archive storage and were not read yet; their content is unverified{}",
-            if r.retrieval.is_some() {
-                ": their retrieval is requested; run the same check again once it is done"
-            } else {
-                ""
-            }
-        ));
-    }
-    r.bytes_read = bytes_read.load(Ordering::Relaxed);
-    Ok(())
-}
-
-enum PackReadError {
-    /// In an archive storage class: unread, not damaged.
-    Archived,
-    Damaged(String),
-}
-
-impl From<String> for PackReadError {
-    fn from(s: String) -> Self {
-        PackReadError::Damaged(s)
-    }
-}
-
-fn read_pack(
-    repo: &Repository,
-    pack: &PackRef,
-    indexed: Option<&[IndexBlob]>,
-    read: &AtomicU64,
-    progress: Option<&AtomicU64>,
-) -> Result<(), PackReadError> {
-    let (id, kind) = (pack.id, pack.kind);
-    let name = id.to_hex();
-    let mut bytes = match repo.backend().read(kind, &name) {
-        Ok(b) => b,
-        Err(crate::backend::BackendError::Archived { .. }) => return Err(PackReadError::Archived),
-        Err(e) => return Err(e.to_string().into()),
-    };
-    read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    if let Some(p) = progress {
-        p.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    }
-    if ObjectId::of_bytes(&bytes) != ObjectId::from(id) {
-        return Err(format!("{kind} {name}: content does not match its name (damaged or truncated)").into());
-    }
-    let entries = pack::read_whole(repo.keys(), &name, &bytes).map_err(|e| format!("{kind} {name}: {e}"))?;
-    if let Some(ix) = indexed {
-        let mut a: Vec<_> = ix.iter().map(|b| (b.id, b.offset, b.length)).collect();
-        let mut h: Vec<_> = entries.iter().map(|e| (e.id, e.offset, e.length)).collect();
-        a.sort();
-        h.sort();
-        if a != h {
-            return Err(format!("{kind} {name}: header and index disagree").into());
-        }
-    }
-    for e in &entries {
-        let sealed = &mut bytes[e.offset as usize..(e.offset + e.length) as usize];
-        let plain = repo
-            .open_blob(e.blob_type, &e.id, &id, sealed)
-            .map_err(|e| e.to_string())?;
-        if plain.len() != e.raw_length as usize || repo.keys().blob_id(&plain) != e.id {
-            return Err(format!("{kind} {name}: blob {} does not match its id", e.id.short()).into());
-        }
-    }
-    Ok(())
+    unindexed.sort();
+    r.warnings.extend(unindexed);
+    Ok(stored)
 }

@@ -120,6 +120,8 @@ pub enum Command {
     Rewrite(RewriteArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
+    /// Heal a damaged repository: rebuild the index, or copy snapshots without lost data.
+    Repair(RepairArgs),
     /// Remove stale maintenance locks (with --remove-all, every lock).
     Unlock(UnlockArgs),
     /// Print a decoded repository object (for debugging).
@@ -349,6 +351,56 @@ pub struct LockArgs {
     /// failing at once (exit code 11).
     #[arg(long, value_name = "DURATION", value_parser = crate::units::duration, default_value = "0s")]
     pub retry_lock: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairWhat {
+    /// Rebuild the index from the headers of every pack in storage.
+    #[command(after_help = "Reads the header of every data and tree pack (two small reads each) \
+and writes new index objects describing them; packs no index object names (left by an interrupted \
+backup, or whose index object was lost or damaged) are found and indexed again. The new index objects \
+are stored before the old ones are removed, so an interruption loses nothing; packs listed in a \
+prune's deletion record are left to the index objects that record will remove. Takes the maintenance \
+lock. Run it first when `cairn check` reports damaged or missing index objects, unindexed packs, or \
+blobs in no index object.")]
+    Index {
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Write copies of snapshots that reference only data the repository still has.
+    #[command(after_help = "For each selected snapshot that references lost data (blobs in no \
+index object, or in packs missing from storage), a copy is written: a file whose data is partly lost \
+keeps what is left and is renamed NAME.damaged; a folder whose tree is lost becomes an empty folder \
+NAME.damaged; with --drop-damaged both are left out instead. The copy carries the tag `repaired` and \
+names its original (`rewritten from`). Undamaged snapshots are left alone; the originals are kept \
+unless --forget. Nothing else is removed: `cairn check` passes for the copies, and `cairn prune` can \
+then run. If the lost files still exist at their source, a new `cairn backup` stores them again: do \
+that first. Run `cairn repair index` before this, so data whose index object alone was lost is found. \
+Takes no lock.")]
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots to repair (id prefixes or `latest`); default: every snapshot passing the filters.
+    pub snapshots: Vec<String>,
+    /// Leave damaged files and folders out of the copies instead of keeping them renamed `NAME.damaged`.
+    #[arg(long)]
+    pub drop_damaged: bool,
+    /// Remove each original snapshot once its repaired copy is saved.
+    #[arg(long)]
+    pub forget: bool,
+    /// List what is damaged in each snapshot; write and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -14,6 +14,7 @@ use crate::index::IndexError;
 use crate::lock::LockError;
 use crate::prune::PruneError;
 use crate::recovery::RecoveryError;
+use crate::repair::RepairError;
 use crate::repository::RepositoryError;
 use crate::restore::RestoreError;
 use crate::rewrite::RewriteError;
@@ -62,6 +63,9 @@ pub enum Error {
     /// Prune.
     #[error(transparent)]
     Prune(#[from] PruneError),
+    /// Repair.
+    #[error(transparent)]
+    Repair(#[from] RepairError),
 }
 
 /// The result type of the engine's public functions.
@@ -123,7 +127,8 @@ impl ErrorKind {
             LockError,
             ParseIdError,
             PrefixError,
-            PruneError
+            PruneError,
+            RepairError
         );
         None
     }
@@ -146,6 +151,7 @@ impl Error {
             Error::Lock(e) => e.kind(),
             Error::Id(e) => e.kind(),
             Error::Prune(e) => e.kind(),
+            Error::Repair(e) => e.kind(),
         }
     }
 
@@ -161,7 +167,9 @@ impl RepositoryError {
         use RepositoryError as E;
         match self {
             E::NotARepository { .. } => ErrorKind::NotARepository,
-            E::AlreadyExists { .. } | E::KeyRefused(_) | E::InvalidOption(_) => ErrorKind::InvalidInput,
+            E::AlreadyExists { .. } | E::NotEmpty { .. } | E::KeyRefused(_) | E::InvalidOption(_) => {
+                ErrorKind::InvalidInput
+            }
             E::WrongPassword { .. } | E::WrongRecoveryKey => ErrorKind::WrongPassword,
             E::NoKeys { .. } | E::Corrupt { .. } | E::MissingBlob { .. } => ErrorKind::Damaged,
             E::UnsupportedFormat { .. } => ErrorKind::InvalidInput,
@@ -230,6 +238,7 @@ impl SelectError {
         match self {
             SelectError::NotFound(_) => ErrorKind::NotFound,
             SelectError::Ambiguous(..) => ErrorKind::InvalidInput,
+            SelectError::Damaged { .. } => ErrorKind::Damaged,
             SelectError::Repository(r) => r.kind(),
         }
     }
@@ -241,6 +250,19 @@ impl CheckError {
         match self {
             CheckError::Repository(r) => r.kind(),
             CheckError::Backend(b) => b.kind(),
+        }
+    }
+}
+
+impl RepairError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepairError::Repository(e) => e.kind(),
+            RepairError::Backend(e) => e.kind(),
+            RepairError::Lock(e) => e.kind(),
+            RepairError::Save(e) => e.kind(),
+            RepairError::Internal(_) => ErrorKind::Internal,
         }
     }
 }

@@ -10,7 +10,8 @@
 //! `lock`, the exclusive maintenance lock, `rewrite` copies snapshots
 //! without the entries that exclude patterns match (erasure from existing
 //! backups), and `retrieve` brings packs back from archive storage classes
-//! for any of them.
+//! for any of them; `repair` rebuilds the index from the packs and writes
+//! copies of snapshots without the data that is lost.
 //!
 //! The modules are private: everything a program may use is re-exported
 //! here, in one place. The operations ([`backup()`], [`restore()`],
@@ -50,6 +51,7 @@ mod inspect;
 mod lock;
 mod prune;
 mod recovery;
+mod repair;
 mod repository;
 mod restore;
 mod retrieve;
@@ -82,7 +84,7 @@ pub use blob::BlobType;
 pub use browse::{
     diff, dump, find, node_at, walk as walk_snapshot, BrowseError, Change, DiffEntry, FindHit, NameMatcher,
 };
-pub use check::{CheckError, CheckOptions, CheckReport};
+pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
 pub use chunker::ChunkerParams;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
@@ -103,6 +105,11 @@ pub use prune::{
     PruneReport, RecordedPack, DEFAULT_GRACE,
 };
 pub use recovery::RecoveryError;
+pub use repair::{
+    repair_index, repair_snapshots, DamagedEntry, DamagedPack, IndexRepairReport, RepairAction, RepairError,
+    RepairIndexOptions, RepairProgress, RepairSnapshotsOptions, SnapshotRepair, SnapshotsRepairReport, DAMAGED_SUFFIX,
+    REPAIRED_TAG,
+};
 pub use repository::{
     Config, IndexObject, InitOptions, KeyFile, RepoFile, Repository, RepositoryError, SnapshotList, FORMAT_VERSION,
 };

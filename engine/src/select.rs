@@ -14,6 +14,14 @@ pub enum SelectError {
     /// An id prefix matches several snapshots.
     #[error("`{0}` matches {1} snapshots; give more digits")]
     Ambiguous(String, usize),
+    /// The snapshot named is damaged (cannot be read or decoded).
+    #[error("snapshot `{spec}` cannot be used: {error}")]
+    Damaged {
+        /// What was asked for.
+        spec: String,
+        /// The damage.
+        error: RepositoryError,
+    },
     /// Repository failure.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -50,16 +58,14 @@ impl SnapshotFilter {
     }
 }
 
-/// Every snapshot passing `filter`, oldest first.
+/// Every readable snapshot passing `filter`, oldest first. A damaged
+/// snapshot object (or a stray file in `snapshots/`) affects only itself:
+/// it is left out with a warning, and naming it fails (see [`find_snapshot`]).
 pub fn filter_snapshots(
     repo: &Repository,
     filter: &SnapshotFilter,
 ) -> Result<Vec<(SnapshotId, Snapshot)>, SelectError> {
-    Ok(repo
-        .list_snapshots()?
-        .into_iter()
-        .filter(|(_, s)| filter.matches(s))
-        .collect())
+    Ok(Listed::load(repo)?.filtered(filter))
 }
 
 /// Resolves `spec` (`latest` or an id prefix) among the snapshots passing `filter`.
@@ -68,8 +74,9 @@ pub fn find_snapshot(
     spec: &str,
     filter: &SnapshotFilter,
 ) -> Result<(SnapshotId, Snapshot), SelectError> {
-    let all = filter_snapshots(repo, filter)?;
-    resolve(&all, spec).cloned()
+    let listed = Listed::load(repo)?;
+    let all = listed.filtered(filter);
+    listed.resolve(&all, spec).cloned()
 }
 
 /// Resolves every spec of `specs` among the snapshots passing `filter`,
@@ -79,10 +86,11 @@ pub fn find_snapshots(
     specs: &[String],
     filter: &SnapshotFilter,
 ) -> Result<Vec<(SnapshotId, Snapshot)>, SelectError> {
-    let all = filter_snapshots(repo, filter)?;
+    let listed = Listed::load(repo)?;
+    let all = listed.filtered(filter);
     let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for spec in specs {
-        let hit = resolve(&all, spec)?;
+        let hit = listed.resolve(&all, spec)?;
         if !out.iter().any(|(id, _)| *id == hit.0) {
             out.push(hit.clone());
         }
@@ -90,14 +98,81 @@ pub fn find_snapshots(
     Ok(out)
 }
 
-/// `latest` (the newest of `all`, which is oldest first) or the one id
-/// starting with `spec`, by the one id-prefix resolver.
-fn resolve<'a>(all: &'a [(SnapshotId, Snapshot)], spec: &str) -> Result<&'a (SnapshotId, Snapshot), SelectError> {
-    if spec == "latest" {
-        return all.last().ok_or_else(|| SelectError::NotFound(spec.to_string()));
+/// The snapshots as listed once: the readable ones, and the damaged ones by
+/// object name.
+struct Listed {
+    snapshots: Vec<(SnapshotId, Snapshot)>,
+    damaged: Vec<(String, RepositoryError)>,
+}
+
+impl Listed {
+    fn load(repo: &Repository) -> Result<Self, SelectError> {
+        let list = repo.list_snapshots_lenient()?;
+        let mut damaged = Vec::new();
+        for e in list.damaged {
+            tracing::warn!("skipping a damaged snapshot: {e} (run `cairn check`)");
+            let name = match &e {
+                RepositoryError::Corrupt { name, .. } => name.to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            damaged.push((name, e));
+        }
+        Ok(Self {
+            snapshots: list.snapshots,
+            damaged,
+        })
     }
-    find_by_prefix(all, |(id, _)| id.to_hex(), spec, "snapshot").map_err(|e| match e {
-        PrefixError::NotFound { .. } => SelectError::NotFound(spec.to_string()),
-        PrefixError::Ambiguous { count, .. } => SelectError::Ambiguous(spec.to_string(), count),
-    })
+
+    fn filtered(&self, filter: &SnapshotFilter) -> Vec<(SnapshotId, Snapshot)> {
+        self.snapshots
+            .iter()
+            .filter(|(_, s)| filter.matches(s))
+            .cloned()
+            .collect()
+    }
+
+    /// `latest` (the newest of `all`, which is oldest first) or the one id
+    /// starting with `spec`, by the one id-prefix resolver; a prefix that
+    /// names a damaged snapshot (alone or with others) is refused.
+    fn resolve<'a>(
+        &self,
+        all: &'a [(SnapshotId, Snapshot)],
+        spec: &str,
+    ) -> Result<&'a (SnapshotId, Snapshot), SelectError> {
+        if spec == "latest" {
+            return all.last().ok_or_else(|| SelectError::NotFound(spec.to_string()));
+        }
+        let wanted = spec.trim().to_ascii_lowercase();
+        let damaged: Vec<&(String, RepositoryError)> = self
+            .damaged
+            .iter()
+            .filter(|(n, _)| !wanted.is_empty() && n.starts_with(&wanted))
+            .collect();
+        let found = find_by_prefix(all, |(id, _)| id.to_hex(), spec, "snapshot");
+        match (found, damaged.as_slice()) {
+            (Ok(hit), []) => Ok(hit),
+            (Err(PrefixError::NotFound { .. }), [(_, e)]) => Err(SelectError::Damaged {
+                spec: spec.to_string(),
+                error: copy_error(e),
+            }),
+            (Err(PrefixError::NotFound { .. }), []) => Err(SelectError::NotFound(spec.to_string())),
+            (Ok(_), d) => Err(SelectError::Ambiguous(spec.to_string(), 1 + d.len())),
+            (Err(PrefixError::NotFound { .. }), d) => Err(SelectError::Ambiguous(spec.to_string(), d.len())),
+            (Err(PrefixError::Ambiguous { count, .. }), d) => {
+                Err(SelectError::Ambiguous(spec.to_string(), count + d.len()))
+            }
+        }
+    }
+}
+
+/// The damage of a listed snapshot, for an error of its own.
+fn copy_error(e: &RepositoryError) -> RepositoryError {
+    match e {
+        RepositoryError::Corrupt { kind, name, detail } => RepositoryError::Corrupt {
+            kind: *kind,
+            name: name.clone(),
+            detail: detail.clone(),
+        },
+        other => RepositoryError::corrupt(crate::backend::ObjectKind::Snapshot, "?", other.to_string()),
+    }
 }

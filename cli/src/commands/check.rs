@@ -38,8 +38,25 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
+        // Each damaged object with every snapshot and file that needs it.
+        let mut with_deps = std::collections::HashMap::new();
+        for p in &report.problems {
+            with_deps.insert(format!("{}: {}", p.object, p.problem), &p.dependents);
+        }
         for e in &report.errors {
             eprintln!("error: {e}");
+            match with_deps.get(e) {
+                Some(deps) if !deps.is_empty() => {
+                    eprintln!("  needed by {} file(s) or folder(s):", deps.len());
+                    for d in deps.iter() {
+                        eprintln!("    snapshot {} {}", d.snapshot.short(), d.path);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for a in &report.advice {
+            eprintln!("advice: {a}");
         }
         ctx.say(format!(
             "checked {} snapshots, {} trees, {} packs, {} blobs{}",

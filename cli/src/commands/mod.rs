@@ -9,6 +9,7 @@ mod forget;
 mod init;
 mod key;
 mod prune;
+mod repair;
 mod restore;
 mod rewrite;
 mod unlock;
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Repair(a) => repair::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::BackupError;
 use crate::id::{SnapshotId, TreeId};
 use crate::index::Index;
-use crate::repository::Repository;
+use crate::repository::{Repository, RepositoryError};
 use crate::tree::{self, ContentRef, Descend, Node, NodeKind, Visitor};
 
 /// What is remembered of a file in the parent.
@@ -34,8 +34,9 @@ impl ParentFiles {
         let mut out = ParentFiles::default();
         tree::walk(repo, index, &snap.tree, Path::new("/"), &mut out)?;
         // A content list is reused only while every blob in it has a copy
-        // the index offers (B3: none whose copies all wait for deletion);
-        // other files are read again.
+        // the index offers: the backup's index leaves out blobs whose copies
+        // all wait for deletion (B3) or are in packs the storage no longer
+        // has. Other files are read again, which stores their data anew.
         let stored = |f: &PrevFile| f.content.iter().all(|c| index.contains(&c.id));
         out.by_path.retain(|_, f| stored(f));
         out.by_inode.retain(|_, f| stored(f));
@@ -100,5 +101,20 @@ impl Visitor for ParentFiles {
             _ => {}
         }
         Ok(Descend::No)
+    }
+
+    fn tree_error(&mut self, path: &Path, id: &TreeId, e: RepositoryError) -> Result<(), BackupError> {
+        // A folder of the parent that cannot be read (lost, damaged, or only
+        // in packs recorded for deletion): its files are simply read again;
+        // the rest of the parent is still worth comparing against.
+        if e.kind() == crate::error::ErrorKind::Damaged {
+            tracing::warn!(
+                "parent snapshot: folder {} (tree {}): {e}; its files are read again",
+                path.display(),
+                id.short()
+            );
+            return Ok(());
+        }
+        Err(e.into())
     }
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::BackupError;
-use crate::backend::ObjectKind;
 use crate::id::{PackId, TreeId};
 use crate::index::{Avoid, Index};
 use crate::prune::{Deletions, DEFAULT_GRACE};
@@ -33,19 +32,7 @@ pub(crate) fn verify_reuse(
     }
     // Only copies outside every recorded pack count, as in B3.
     let index = repo.load_index_avoiding(&now.doomed_packs(), Avoid::Exclude)?;
-    let existing = if long {
-        let mut packs = HashSet::new();
-        for kind in [ObjectKind::DataPack, ObjectKind::TreePack] {
-            for o in repo.backend().list(kind)? {
-                if let Ok(id) = PackId::from_hex(&o.name) {
-                    packs.insert(id);
-                }
-            }
-        }
-        Some(packs)
-    } else {
-        None
-    };
+    let existing = if long { Some(repo.list_pack_ids()?) } else { None };
     let mut v = Checker {
         index: &index,
         existing: existing.as_ref(),

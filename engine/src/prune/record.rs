@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::BlobType;
 use crate::id::{ObjectId, PackId, SnapshotId};
-use crate::index::{Avoid, Index};
+use crate::index::Index;
 use crate::repository::{RepoFile, Repository, RepositoryError};
 
 /// Version byte of an encoded deletion record.
@@ -115,18 +115,20 @@ impl Repository {
     }
 
     /// The index for reading (restore, ls, check): every blob, at a copy
-    /// outside packs recorded for deletion when there is one (R1).
+    /// outside packs recorded for deletion (R1) and outside packs missing
+    /// from storage when there is one.
     pub fn load_index(&self) -> Result<Index, RepositoryError> {
         let doomed = self.load_deletions()?.doomed_packs();
-        self.load_index_avoiding(&doomed, Avoid::PreferOthers)
+        self.load_index_for_readers(&doomed)
     }
 
     /// The index a backup deduplicates against, and the deletion records it
     /// was built from: blobs whose only copies are in recorded packs are
-    /// left out, so the backup stores them again (B3).
+    /// left out, so the backup stores them again (B3); so are blobs whose
+    /// every copy is in a pack the storage no longer has.
     pub(crate) fn load_index_for_backup(&self) -> Result<(Index, Deletions), RepositoryError> {
         let deletions = self.load_deletions()?;
-        let index = self.load_index_avoiding(&deletions.doomed_packs(), Avoid::Exclude)?;
+        let index = self.load_index_of_present_packs(&deletions.doomed_packs())?;
         Ok((index, deletions))
     }
 }

@@ -44,6 +44,16 @@ pub enum RepositoryError {
         /// Where.
         location: String,
     },
+    /// `init` on a location without a config that still holds objects of a
+    /// repository (its config lost, or an unfinished init): a new
+    /// repository there would mix with, or hide, the old one.
+    #[error("{location} holds {what} of a cairn repository but no config (the config may be lost); refusing to create a new repository over it. Its data can still be read with the original config (from a copy of the repository); to create a repository here anyway, empty the location first")]
+    NotEmpty {
+        /// Where.
+        location: String,
+        /// What was found, e.g. `2 key object(s)`.
+        what: String,
+    },
     /// No key object opens with the password.
     #[error("wrong password: none of the {keys} key(s) of the repository opens with it")]
     WrongPassword {

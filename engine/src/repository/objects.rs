@@ -159,6 +159,8 @@ impl Repository {
             match r {
                 Ok(v) => list.snapshots.push(v),
                 Err(e @ RepositoryError::Corrupt { .. }) => list.damaged.push(e),
+                // Forgotten between the listing and the read.
+                Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -208,6 +210,73 @@ impl Repository {
     /// as unknown, so a backup stores them again and a restore that needs
     /// them fails naming the blob; `check` reports the object itself.
     pub(crate) fn load_index_avoiding(&self, avoid: &HashSet<PackId>, how: Avoid) -> Result<Index, RepositoryError> {
+        let files = self.readable_index_files()?;
+        Ok(Index::from_files_avoiding(&files, avoid, how)?)
+    }
+
+    /// The index readers use: for each blob a copy outside the packs in
+    /// `avoid` (recorded for deletion, R1) and outside packs missing from
+    /// storage, wherever there is one. The packs are listed only when some
+    /// blob has more than one copy: otherwise there is nothing to choose.
+    pub(crate) fn load_index_for_readers(&self, avoid: &HashSet<PackId>) -> Result<Index, RepositoryError> {
+        let files = self.readable_index_files()?;
+        let index = Index::from_files_avoiding(&files, avoid, Avoid::PreferOthers)?;
+        let copies: usize = files.iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
+        if copies == index.len() {
+            return Ok(index);
+        }
+        let present = self.list_pack_ids()?;
+        let mut avoid = avoid.clone();
+        let before = avoid.len();
+        avoid.extend(index.packs().iter().map(|p| p.id).filter(|id| !present.contains(id)));
+        if avoid.len() == before {
+            return Ok(index);
+        }
+        Ok(Index::from_files_avoiding(&files, &avoid, Avoid::PreferOthers)?)
+    }
+
+    /// The index a writer deduplicates against: blobs whose every copy is in
+    /// a pack of `avoid` (recorded for deletion, B3) or in a pack the storage
+    /// does not list (lost) are left out, so they are stored again from the
+    /// source instead of being referenced while missing.
+    ///
+    /// The packs are listed after the index objects are read: a pack an
+    /// index object names was stored before that object, so only a lost
+    /// pack (or one a prune recorded) is absent from the listing.
+    pub(crate) fn load_index_of_present_packs(&self, avoid: &HashSet<PackId>) -> Result<Index, RepositoryError> {
+        let files = self.readable_index_files()?;
+        let present = self.list_pack_ids()?;
+        let mut avoid = avoid.clone();
+        let mut lost = 0usize;
+        for p in files.iter().flat_map(|f| &f.packs) {
+            if !present.contains(&p.id) && avoid.insert(p.id) {
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            tracing::warn!(
+                "{lost} pack(s) the index names are missing from storage; their blobs are stored again where the source still has them (run `cairn check`)"
+            );
+        }
+        Ok(Index::from_files_avoiding(&files, &avoid, Avoid::Exclude)?)
+    }
+
+    /// The names of every data and tree pack the storage lists.
+    pub(crate) fn list_pack_ids(&self) -> Result<HashSet<PackId>, RepositoryError> {
+        let mut present = HashSet::new();
+        for kind in [ObjectKind::DataPack, ObjectKind::TreePack] {
+            for o in self.backend.list(kind)? {
+                if let Ok(id) = PackId::from_hex(&o.name) {
+                    present.insert(id);
+                }
+            }
+        }
+        Ok(present)
+    }
+
+    /// Every index object that can be read, damaged ones skipped with a
+    /// warning.
+    fn readable_index_files(&self) -> Result<Vec<IndexFile>, RepositoryError> {
         let mut files = Vec::new();
         for o in self.load_index_files()? {
             match o.file {
@@ -219,6 +288,6 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Index::from_files_avoiding(&files, avoid, how)?)
+        Ok(files)
     }
 }

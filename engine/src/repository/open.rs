@@ -38,14 +38,38 @@ fn read_sealed_config(backend: &dyn Backend) -> Result<Vec<u8>, RepositoryError>
     }
 }
 
+/// Refuses a location that holds keys, snapshots, index objects or packs:
+/// a repository whose `config` alone was lost must not be overwritten by a
+/// new one (its keys would no longer open anything written after).
+fn refuse_leftovers(backend: &dyn Backend) -> Result<(), RepositoryError> {
+    for kind in [
+        ObjectKind::Key,
+        ObjectKind::Snapshot,
+        ObjectKind::Index,
+        ObjectKind::TreePack,
+        ObjectKind::DataPack,
+    ] {
+        let n = backend.list(kind)?.len();
+        if n > 0 {
+            return Err(RepositoryError::NotEmpty {
+                location: backend.location(),
+                what: format!("{n} {kind} object(s)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Repository {
     /// Creates a repository at an empty location, protected by `password`.
+    /// A location holding any key, snapshot, index object or pack is refused.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Self, RepositoryError> {
         if backend.stat(ObjectKind::Config, "config")?.is_some() {
             return Err(RepositoryError::AlreadyExists {
                 location: backend.location(),
             });
         }
+        refuse_leftovers(backend.as_ref())?;
         let chunker = match opts.chunker {
             Some(c) => c,
             None => {

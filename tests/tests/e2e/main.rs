@@ -20,6 +20,7 @@ mod lock;
 mod misc;
 mod prune;
 mod recovery;
+mod repair;
 mod restore;
 mod restore_damage;
 mod restore_many;

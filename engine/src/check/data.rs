@@ -1,0 +1,174 @@
+//! `check --read-data`: every byte of every stored pack, retrieving archived
+//! packs when asked to. A damaged pack is recorded with the blobs found
+//! damaged in it (or as a whole when its header cannot be read), so the tree
+//! phase names the files that need them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::{CheckError, CheckOptions, CheckReport, Damage, StoredPack};
+use crate::id::{BlobId, ObjectId, PackId};
+use crate::index::{IndexBlob, IndexPack};
+use crate::pack;
+use crate::repository::Repository;
+use crate::retrieve::{self, DriveOptions, PackRef};
+
+/// Reads every stored pack, retrieving archived ones when asked to.
+pub(super) fn read_data(
+    repo: &Repository,
+    stored: &HashMap<PackId, StoredPack>,
+    in_index: &HashMap<PackId, IndexPack>,
+    opts: &CheckOptions,
+    damage: &mut Damage,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
+    let found = Mutex::new(Vec::new());
+    let bytes_read = AtomicU64::new(0);
+    let mut packs: Vec<PackRef> = stored
+        .iter()
+        .map(|(id, s)| PackRef {
+            kind: s.kind,
+            id: *id,
+            size: s.size,
+        })
+        .collect();
+    packs.sort_by(|a, b| a.id.cmp(&b.id));
+    let read = |idx: &[usize]| -> Result<Vec<usize>, CheckError> {
+        let archived = Mutex::new(Vec::new());
+        idx.par_iter().for_each(|&i| {
+            let p = &packs[i];
+            let indexed = in_index.get(&p.id).map(|x| x.blobs.as_slice());
+            match read_pack(repo, p, indexed, &bytes_read, opts.progress.as_deref()) {
+                Ok(()) => {}
+                Err(PackReadError::Archived) => archived.lock().unwrap_or_else(|p| p.into_inner()).push(i),
+                Err(PackReadError::Damaged { detail, blobs }) => {
+                    found
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((p.kind, p.id, detail, blobs));
+                }
+            }
+        });
+        Ok(archived.into_inner().unwrap_or_else(|p| p.into_inner()))
+    };
+    let unread = match &opts.retrieval {
+        // Archived packs are retrieved as a restore would (each once), then
+        // read; or the check stops and says a retrieval is pending.
+        Some(ro) => {
+            let drive = DriveOptions {
+                retrieval: ro,
+                ask_first: false,
+                hook: opts.on_retrieval.as_deref(),
+            };
+            let done = retrieve::drive(repo, &packs, &drive, read)?;
+            r.retrieval = done.report;
+            done.pending.len()
+        }
+        None => read(&(0..packs.len()).collect::<Vec<_>>())?.len(),
+    };
+    let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    for (kind, id, detail, blobs) in found {
+        match blobs {
+            // Only these blobs are damaged: the others still read fine.
+            Some(blobs) => {
+                let i = damage.add(format!("{kind} {id}"), detail);
+                for b in blobs {
+                    damage.blobs.entry(b).or_insert(i);
+                }
+            }
+            None => damage.pack(kind, id, detail),
+        }
+    }
+    r.archived_unread = unread;
+    if unread > 0 {
+        r.warnings.push(format!(
+            "{unread} pack(s) are in archive storage and were not read yet; their content is unverified{}",
+            if r.retrieval.is_some() {
+                ": their retrieval is requested; run the same check again once it is done"
+            } else {
+                ""
+            }
+        ));
+    }
+    r.bytes_read = bytes_read.load(Ordering::Relaxed);
+    Ok(())
+}
+
+enum PackReadError {
+    /// In an archive storage class: unread, not damaged.
+    Archived,
+    /// Damaged: what is wrong, and the blobs affected (`None`: the whole
+    /// pack, e.g. when its header cannot be read or disagrees with the index).
+    Damaged { detail: String, blobs: Option<Vec<BlobId>> },
+}
+
+fn whole(detail: String) -> PackReadError {
+    PackReadError::Damaged { detail, blobs: None }
+}
+
+fn read_pack(
+    repo: &Repository,
+    pack: &PackRef,
+    indexed: Option<&[IndexBlob]>,
+    read: &AtomicU64,
+    progress: Option<&AtomicU64>,
+) -> Result<(), PackReadError> {
+    let (id, kind) = (pack.id, pack.kind);
+    let name = id.to_hex();
+    let mut bytes = match repo.backend().read(kind, &name) {
+        Ok(b) => b,
+        Err(crate::backend::BackendError::Archived { .. }) => return Err(PackReadError::Archived),
+        Err(e) => return Err(whole(format!("cannot be read: {e}"))),
+    };
+    read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    if let Some(p) = progress {
+        p.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    let name_ok = ObjectId::of_bytes(&bytes) == ObjectId::from(id);
+    let entries = pack::read_whole(repo.keys(), &name, &bytes).map_err(|e| whole(e.to_string()))?;
+    if let Some(ix) = indexed {
+        let mut a: Vec<_> = ix.iter().map(|b| (b.id, b.offset, b.length)).collect();
+        let mut h: Vec<_> = entries.iter().map(|e| (e.id, e.offset, e.length)).collect();
+        a.sort();
+        h.sort();
+        if a != h {
+            return Err(whole("header and index disagree".into()));
+        }
+    }
+    let mut bad = Vec::new();
+    let mut first = None;
+    for e in &entries {
+        let sealed = &mut bytes[e.offset as usize..(e.offset + e.length) as usize];
+        let ok = match repo.open_blob(e.blob_type, &e.id, &id, sealed) {
+            Ok(plain) => plain.len() == e.raw_length as usize && repo.keys().blob_id(&plain) == e.id,
+            Err(err) => {
+                first.get_or_insert_with(|| err.to_string());
+                false
+            }
+        };
+        if !ok {
+            first.get_or_insert_with(|| format!("blob {} does not match its id", e.id.short()));
+            bad.push(e.id);
+        }
+    }
+    match (bad.is_empty(), name_ok) {
+        (true, true) => Ok(()),
+        (true, false) => Err(PackReadError::Damaged {
+            detail: "content does not match its name (damaged outside its blobs)".into(),
+            blobs: Some(Vec::new()),
+        }),
+        (false, _) => Err(PackReadError::Damaged {
+            detail: format!(
+                "damaged: {} of its {} blob(s) do not authenticate or match their id (first: {})",
+                bad.len(),
+                entries.len(),
+                first.unwrap_or_default()
+            ),
+            blobs: Some(bad),
+        }),
+    }
+}

@@ -8,6 +8,7 @@ mod output;
 mod password;
 mod progress;
 mod retention;
+mod signals;
 mod units;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(ErrorKind::NotARepository) => EXIT_NO_REPOSITORY,
         Some(ErrorKind::Locked) => EXIT_LOCKED,
         Some(ErrorKind::RetrievalPending) => EXIT_RETRIEVAL_PENDING,
+        Some(ErrorKind::Interrupted) => signals::exit_code(),
         // A failed command's own status is passed on, as a shell would.
         Some(ErrorKind::CommandFailed { code: Some(c) }) => {
             u8::try_from(c).ok().filter(|c| *c != 0).unwrap_or(EXIT_FAILURE)

@@ -99,6 +99,8 @@ pub enum ErrorKind {
         /// Its exit status, when it exited.
         code: Option<i32>,
     },
+    /// Stopped on request (a signal): nothing was finished, nothing lost.
+    Interrupted,
     /// A bug or an unexpected failure of the engine itself.
     Internal,
 }
@@ -212,6 +214,7 @@ impl BackupError {
             BackupError::Pack(_) | BackupError::Encoding(_) => ErrorKind::Internal,
             BackupError::PipelineStopped | BackupError::Thread(_) | BackupError::ThreadPanicked => ErrorKind::Internal,
             BackupError::ReusedDataDeleted { .. } => ErrorKind::Storage,
+            BackupError::Interrupted => ErrorKind::Interrupted,
         }
     }
 }

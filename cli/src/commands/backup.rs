@@ -68,6 +68,8 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     };
     let progress = Arc::new(BackupProgress::default());
     opts.progress = Some(progress.clone());
+    // From here on SIGINT/SIGTERM stop the backup cleanly (exit 130/143).
+    opts.cancel = Some(crate::signals::install()?);
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
         Bar::bytes("backup", move || {

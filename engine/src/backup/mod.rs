@@ -89,6 +89,10 @@ pub enum BackupError {
     /// Invalid options.
     #[error("{0}")]
     Invalid(String),
+    /// Stopped on request ([`BackupOptions::cancel`]): no snapshot was
+    /// written; packs stored so far are indexed and reused by the next backup.
+    #[error("interrupted: the backup stopped before writing a snapshot (what it stored is reused by the next backup)")]
+    Interrupted,
 }
 
 /// What to back up.
@@ -156,6 +160,16 @@ pub struct BackupOptions {
     pub readers: usize,
     /// Threads that compress and encrypt.
     pub sealers: usize,
+    /// Set from outside (a signal handler) to stop the backup at the next
+    /// file, chunk, blob or pack: it then fails with
+    /// [`BackupError::Interrupted`] and writes no snapshot.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl BackupOptions {
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 impl Default for BackupOptions {
@@ -172,6 +186,7 @@ impl Default for BackupOptions {
             progress: None,
             readers: 2,
             sealers: cpus,
+            cancel: None,
         }
     }
 }
@@ -213,14 +228,19 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
         BackupSource::Paths(p) => Some(p.clone()),
         BackupSource::Stream { .. } => None,
     };
-    match (backup_once(repo, source, opts), again) {
-        (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) => {
+    let r = match (backup_once(repo, source, opts), again) {
+        (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) if !opts.cancelled() => {
             tracing::warn!(
                 "a prune recorded {blobs} reused blob(s) for deletion while the backup ran; backing up again"
             );
             backup_once(repo, BackupSource::Paths(paths), opts)
         }
         (r, _) => r,
+    };
+    match r {
+        // The stages a cancellation stopped report it as a stopped pipeline.
+        Err(BackupError::PipelineStopped) if opts.cancelled() => Err(BackupError::Interrupted),
+        r => r,
     }
 }
 
@@ -262,7 +282,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     };
     let (index, deletions) = repo.load_index_for_backup()?;
     let index = Arc::new(index);
-    let saver = saver::Saver::start(&repo, index.clone(), opts.sealers);
+    let saver = saver::Saver::start_cancellable(&repo, index.clone(), opts.sealers, opts.cancel.clone());
     let mut summary = Summary::default();
     let mut skipped = Vec::new();
 
@@ -341,6 +361,10 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         None
     } else {
         verify::verify_reuse(&repo, &deletions, started.elapsed(), &snapshot.tree)?;
+        // The last moment a cancellation can still keep the snapshot out.
+        if opts.cancelled() {
+            return Err(BackupError::Interrupted);
+        }
         Some(repo.save_snapshot(&snapshot)?)
     };
     Ok(BackupOutcome { id, snapshot, skipped })

@@ -60,12 +60,31 @@ pub(crate) struct Saver {
     tx: Option<Sender<SealJob>>,
     threads: Vec<JoinHandle<Result<(), BackupError>>>,
     failed: Arc<AtomicBool>,
+    cancel: Option<Arc<AtomicBool>>,
     pub(crate) stats: Arc<SaverStats>,
+}
+
+/// True once `cancel` is set: the stages stop at the next blob or pack.
+fn cancelled(cancel: &Option<Arc<AtomicBool>>) -> bool {
+    cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 impl Saver {
     /// Starts the pipeline. `known` is the repository's index at the start.
     pub(crate) fn start(repo: &Repository, known: Arc<Index>, sealers: usize) -> Self {
+        Self::start_cancellable(repo, known, sealers, None)
+    }
+
+    /// [`Saver::start`], stopping early once `cancel` is set: no open pack
+    /// is finished, no pack not yet stored is stored, and the packs stored
+    /// already are indexed (so the next backup reuses them). [`Saver::finish`]
+    /// then fails with [`BackupError::Interrupted`].
+    pub(crate) fn start_cancellable(
+        repo: &Repository,
+        known: Arc<Index>,
+        sealers: usize,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Self {
         let sealers = sealers.max(1);
         let (job_tx, job_rx) = bounded::<SealJob>(sealers);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(sealers);
@@ -78,8 +97,9 @@ impl Saver {
             let tx = sealed_tx.clone();
             let repo = repo.clone();
             let stats = stats.clone();
+            let cancel = cancel.clone();
             threads.push(spawn(&format!("cairn-seal-{i}"), failed.clone(), move || {
-                seal_loop(&repo, rx, tx, &stats)
+                seal_loop(&repo, rx, tx, &stats, &cancel)
             }));
         }
         drop(sealed_tx);
@@ -89,15 +109,17 @@ impl Saver {
         let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(2);
         {
             let repo = repo.clone();
+            let cancel = cancel.clone();
             threads.push(spawn("cairn-pack", failed.clone(), move || {
-                pack_loop(&repo, sealed_rx, pack_tx, recycle_rx)
+                pack_loop(&repo, sealed_rx, pack_tx, recycle_rx, &cancel)
             }));
         }
         {
             let repo = repo.clone();
             let stats = stats.clone();
+            let cancel = cancel.clone();
             threads.push(spawn("cairn-write", failed.clone(), move || {
-                write_loop(&repo, pack_rx, &stats, recycle_tx)
+                write_loop(&repo, pack_rx, &stats, recycle_tx, &cancel)
             }));
         }
         Self {
@@ -106,14 +128,15 @@ impl Saver {
             tx: Some(job_tx),
             threads,
             failed,
+            cancel,
             stats,
         }
     }
 
-    /// True once any stage failed; callers should stop feeding and call
-    /// [`Saver::finish`] to get the error.
+    /// True once any stage failed or the saver was cancelled; callers should
+    /// stop feeding and call [`Saver::finish`] to get the error.
     pub(crate) fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Relaxed) || cancelled(&self.cancel)
     }
 
     /// Queues a blob unless the repository or this session already has it.
@@ -180,9 +203,13 @@ fn seal_loop(
     rx: Receiver<SealJob>,
     tx: Sender<Sealed>,
     stats: &SaverStats,
+    cancel: &Option<Arc<AtomicBool>>,
 ) -> Result<(), BackupError> {
     let comp = repo.compression();
     for job in rx {
+        if cancelled(cancel) {
+            return Err(BackupError::Interrupted);
+        }
         let sealed = blob::seal(repo.keys(), Aad::Blob(job.blob_type, &job.id), &job.data, comp)?;
         match job.blob_type {
             BlobType::Data => stats.data_blobs.fetch_add(1, Ordering::Relaxed),
@@ -207,6 +234,7 @@ fn pack_loop(
     rx: Receiver<Sealed>,
     tx: Sender<FinishedPack>,
     recycled: Receiver<Vec<u8>>,
+    cancel: &Option<Arc<AtomicBool>>,
 ) -> Result<(), BackupError> {
     let target = repo.config().pack_size as usize;
     // Tree packs stay small: they are read whole by every ls/diff/restore.
@@ -214,6 +242,9 @@ fn pack_loop(
     let mut data = Packer::new(BlobType::Data, target + target / 8);
     let mut tree = Packer::new(BlobType::Tree, tree_target);
     for s in rx {
+        if cancelled(cancel) {
+            return Err(BackupError::Interrupted);
+        }
         let (packer, limit) = match s.blob_type {
             BlobType::Data => (&mut data, target),
             BlobType::Tree => (&mut tree, tree_target),
@@ -229,6 +260,10 @@ fn pack_loop(
                 .map_err(|_| BackupError::PipelineStopped)?;
         }
     }
+    // Cancelled: the open packs are dropped, not finished and stored.
+    if cancelled(cancel) {
+        return Err(BackupError::Interrupted);
+    }
     for p in [data, tree] {
         if !p.is_empty() {
             tx.send(p.finish(repo.keys())?)
@@ -243,9 +278,15 @@ fn write_loop(
     rx: Receiver<FinishedPack>,
     stats: &SaverStats,
     recycle: Sender<Vec<u8>>,
+    cancel: &Option<Arc<AtomicBool>>,
 ) -> Result<(), BackupError> {
     let mut pending = IndexFile::default();
     for p in rx {
+        // Cancelled: packs not yet stored are dropped; those stored are
+        // indexed below, so the next backup reuses them.
+        if cancelled(cancel) {
+            break;
+        }
         match repo.backend().write(pack_kind(p.blob_type), &p.id.to_hex(), &p.bytes) {
             // Same name, same bytes: another writer stored it already.
             Ok(()) | Err(BackendError::AlreadyExists { .. }) => {}
@@ -267,6 +308,9 @@ fn write_loop(
     if !pending.packs.is_empty() {
         let (_, n) = repo.save_index(&pending)?;
         stats.stored_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    if cancelled(cancel) {
+        return Err(BackupError::Interrupted);
     }
     Ok(())
 }

@@ -236,31 +236,45 @@ impl Default for KdfParams {
 impl KdfParams {
     /// Smallest memory Argon2 accepts, and the floor per lane (RFC 9106: 8 KiB per lane).
     pub const MIN_MEMORY_KIB: u32 = 8;
-    /// Largest memory a key object may ask for: 4 GiB.
-    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
     /// Most passes a key object may ask for.
     pub const MAX_ITERATIONS: u32 = 64;
     /// Most lanes a key object may ask for.
     pub const MAX_PARALLELISM: u32 = 64;
+    /// Most work a key object may ask for, in KiB × passes: twice the
+    /// default's (64 MiB × 3 passes). Argon2id's time grows with memory ×
+    /// passes (this build computes lanes one after another), so no key
+    /// object, planted or not, costs more than twice a default one, and no
+    /// key object asks for more than 384 MiB.
+    pub const MAX_COST: u64 = 2 * 64 * 1024 * 3;
+    /// Largest memory a key object may ask for (at one pass): 384 MiB.
+    pub const MAX_MEMORY_KIB: u32 = Self::MAX_COST as u32;
 
-    /// The bounds of format version 1 (format-spec "Key objects"), the same for
-    /// writing and reading: a writer that stored parameters outside them would
-    /// make a key no reader opens, and a reader that accepted any would let a
-    /// forged key object (key objects are not authenticated) exhaust memory or
-    /// run for hours. `derive_kek` applies them, so every caller gets them;
-    /// the repository's reader applies them first to report such a key object
-    /// as damaged.
+    /// The work Argon2id does for these parameters, in KiB × passes (what
+    /// [`KdfParams::MAX_COST`] bounds and readers sort key objects by).
+    pub fn cost(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    /// The bounds of format version 1 (format-spec "KDF bounds"), the one
+    /// set for writing and reading: a writer that stored parameters outside
+    /// them would make a key no reader opens, and a reader that accepted any
+    /// would let a forged key object (key objects are not authenticated)
+    /// exhaust memory or run for hours. `derive_kek` applies them, so every
+    /// caller gets them; the repository's reader applies them first to
+    /// report such a key object as damaged.
     pub fn check_bounds(&self) -> Result<(), String> {
         let ok = (Self::MIN_MEMORY_KIB..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
             && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
             && (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
-            && u64::from(self.memory_kib) >= 8 * u64::from(self.parallelism);
+            && u64::from(self.memory_kib) >= 8 * u64::from(self.parallelism)
+            && self.cost() <= Self::MAX_COST;
         if ok {
             Ok(())
         } else {
             Err(format!(
                 "Argon2id parameters out of bounds ({} KiB, {} passes, {} lanes): memory must be {} KiB to {} KiB \
-                 and at least 8 KiB per lane, passes 1 to {}, lanes 1 to {}",
+                 and at least 8 KiB per lane, passes 1 to {}, lanes 1 to {}, and memory × passes at most {} \
+                 (twice the default 65536 KiB × 3)",
                 self.memory_kib,
                 self.iterations,
                 self.parallelism,
@@ -268,6 +282,7 @@ impl KdfParams {
                 Self::MAX_MEMORY_KIB,
                 Self::MAX_ITERATIONS,
                 Self::MAX_PARALLELISM,
+                Self::MAX_COST,
             ))
         }
     }
@@ -322,12 +337,11 @@ mod tests {
         for ok in [
             KdfParams::default(),
             p(8, 1, 1),
-            p(
-                KdfParams::MAX_MEMORY_KIB,
-                KdfParams::MAX_ITERATIONS,
-                KdfParams::MAX_PARALLELISM,
-            ),
-            p(8 * 64, 1, 64),
+            p(KdfParams::MAX_MEMORY_KIB, 1, KdfParams::MAX_PARALLELISM),
+            p(8 * 64, KdfParams::MAX_ITERATIONS, 64),
+            // Exactly twice the default's cost.
+            p(128 * 1024, 3, 1),
+            p(64 * 1024, 6, 4),
         ] {
             assert!(ok.check_bounds().is_ok(), "{ok:?}");
         }
@@ -340,6 +354,12 @@ mod tests {
             p(1024, 1, KdfParams::MAX_PARALLELISM + 1),
             // Argon2 needs 8 KiB per lane.
             p(8 * 4 - 1, 1, 4),
+            // More than twice the default's work.
+            p(128 * 1024 + 1, 3, 1),
+            p(64 * 1024, 7, 1),
+            // What format version 1 allowed before the cost bound.
+            p(4 * 1024 * 1024, 64, 1),
+            p(1024 * 1024, 1, 1),
         ] {
             assert!(bad.check_bounds().is_err(), "{bad:?}");
             assert!(

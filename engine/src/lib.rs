@@ -66,6 +66,11 @@ mod tree;
 #[cfg(test)]
 mod testing;
 
+/// Entry points of the fuzz targets and of their corpus replay test.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzz;
+
 use std::path::Path;
 
 pub use backend::cache::CacheOptions;
@@ -124,7 +129,7 @@ pub use select::{SelectError, SnapshotFilter};
 pub use snapshot::{Snapshot, SourceKind, Summary};
 pub use sources::{SourceError, Stream};
 pub use time::{format_ns, now_ns};
-pub use tree::{ContentRef, Node, NodeKind, Tree, Xattr};
+pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr};
 
 /// This program's version, recorded in snapshots.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

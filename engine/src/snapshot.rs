@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{self, EncodingError};
+use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{SnapshotId, TreeId};
 
 /// Version byte of the snapshot objects this program writes. Version 1
@@ -10,6 +10,9 @@ use crate::id::{SnapshotId, TreeId};
 pub const SNAPSHOT_VERSION: u8 = 2;
 /// Object kind bound into a snapshot's authenticated data.
 pub const SNAPSHOT_KIND: &str = "snapshot";
+/// The most bytes a snapshot's decoder may claim (format-spec "Decoder
+/// bounds"): room for millions of paths, tags and excludes.
+pub const SNAPSHOT_LIMIT: Limit = Limit::Mib256;
 
 /// Where the data of a snapshot came from. Variant order is part of the format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,10 +176,10 @@ impl From<SnapshotV1> for Snapshot {
 /// version this program reads (1 and 2).
 pub(crate) fn decode(plain: &[u8]) -> Result<Snapshot, EncodingError> {
     if plain.first() == Some(&1) {
-        let (_, v1) = encoding::decode::<SnapshotV1>(SNAPSHOT_KIND, 1, plain)?;
+        let (_, v1) = encoding::decode::<SnapshotV1>(SNAPSHOT_KIND, 1, SNAPSHOT_LIMIT, plain)?;
         return Ok(v1.into());
     }
-    Ok(encoding::decode(SNAPSHOT_KIND, SNAPSHOT_VERSION, plain)?.1)
+    Ok(encoding::decode(SNAPSHOT_KIND, SNAPSHOT_VERSION, SNAPSHOT_LIMIT, plain)?.1)
 }
 
 #[cfg(test)]

@@ -132,6 +132,10 @@ impl DirBuilder {
                     }
                     Some(r) => {
                         node.content = r.content.clone();
+                        // What was read, not what stat said before: a file
+                        // that grew or shrank meanwhile must still make a
+                        // valid tree (format-spec "Tree validity").
+                        node.size = node.content.iter().map(|c| u64::from(c.length)).sum();
                         tree.nodes.push(node);
                     }
                     None => return Err(BackupError::PipelineStopped),

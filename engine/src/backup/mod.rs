@@ -390,7 +390,7 @@ fn stream_file(
     summary: &mut Summary,
 ) -> Result<Node, BackupError> {
     let name = filename.rsplit('/').next().unwrap_or(filename);
-    if name.is_empty() {
+    if crate::tree::check_name(name.as_bytes()).is_err() {
         return Err(BackupError::Invalid(format!(
             "`{filename}` is not a usable file name for a stream"
         )));

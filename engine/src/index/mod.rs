@@ -20,6 +20,9 @@ use crate::id::{BlobId, PackId};
 pub const INDEX_VERSION: u8 = 1;
 /// Object kind bound into an index object's authenticated data.
 pub const INDEX_KIND: &str = "index";
+/// The most bytes an index object's decoder may claim (format-spec "Decoder
+/// bounds"): 44 per blob, so about 24 million blobs in one object.
+pub const INDEX_LIMIT: crate::encoding::Limit = crate::encoding::Limit::Gib1;
 /// Bytes of the blob id kept in memory. 128 bits: with 10^9 blobs the chance
 /// that any two share a prefix is about 10^-21 (birthday bound); ids are keyed
 /// hashes, so nobody without the key can aim for a collision.

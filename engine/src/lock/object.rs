@@ -36,6 +36,8 @@ impl RepoFile for Lock {
     const KIND: ObjectKind = ObjectKind::Lock;
     const AAD: &'static str = LOCK_KIND;
     const VERSION: u8 = LOCK_VERSION;
+    // Host, user and operation names: far below 64 KiB.
+    const LIMIT: crate::encoding::Limit = crate::encoding::Limit::Kib64;
 }
 
 impl Lock {

@@ -198,19 +198,26 @@ pub fn header_location(pack: &str, pack_size: u64, trailer: &[u8]) -> Result<(u6
 /// Decrypts and parses a pack header; every entry is checked to lie inside
 /// the blob area (`data_len` bytes).
 pub fn parse_header(keys: &Keys, pack: &str, sealed: &[u8], data_len: u64) -> Result<Vec<PackEntry>, PackError> {
-    let bad = |detail: String| PackError::Malformed {
-        pack: pack.to_string(),
-        detail,
-    };
     let plain = blob::open(keys, Aad::Object(HEADER_KIND), sealed).map_err(|source| PackError::Header {
         pack: pack.to_string(),
         source,
     })?;
+    parse_header_plain(pack, &plain, data_len)
+}
+
+/// Parses a pack header's plaintext (after [`parse_header`] decrypted it).
+/// The entry count is checked against the plaintext's length before
+/// anything is allocated for the entries.
+pub fn parse_header_plain(pack: &str, plain: &[u8], data_len: u64) -> Result<Vec<PackEntry>, PackError> {
+    let bad = |detail: String| PackError::Malformed {
+        pack: pack.to_string(),
+        detail,
+    };
     if plain.len() < 5 || plain[0] != HEADER_VERSION {
         return Err(bad("unknown header version or short header".into()));
     }
     let count = u32::from_le_bytes([plain[1], plain[2], plain[3], plain[4]]) as usize;
-    if plain.len() != 5 + count * ENTRY_LEN {
+    if Some(plain.len()) != count.checked_mul(ENTRY_LEN).and_then(|n| n.checked_add(5)) {
         return Err(bad(format!(
             "header of {} bytes cannot hold {count} entries",
             plain.len()

@@ -56,6 +56,9 @@ impl RepoFile for DeletionRecord {
     const KIND: ObjectKind = ObjectKind::Deletion;
     const AAD: &'static str = DELETION_KIND;
     const VERSION: u8 = DELETION_VERSION;
+    // Lists of snapshots, packs and index objects: as generous as before
+    // per-type limits (format-spec "Decoder bounds").
+    const LIMIT: crate::encoding::Limit = crate::encoding::Limit::Mib256;
 }
 
 impl DeletionRecord {

@@ -3,12 +3,11 @@
 use super::{pack_kind, Repository, RepositoryError};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobType};
-use crate::encoding;
 use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Index;
 use crate::pack;
 use crate::pack::PackError;
-use crate::tree::{Tree, TREE_VERSION};
+use crate::tree::Tree;
 
 impl Repository {
     /// Opens a sealed blob read from its pack.
@@ -59,12 +58,11 @@ impl Repository {
     /// Reads and decodes a tree.
     pub fn load_tree(&self, index: &Index, id: &TreeId) -> Result<Tree, RepositoryError> {
         let plain = self.read_blob(index, &id.blob())?;
-        let (_, tree) = encoding::decode("tree", TREE_VERSION, &plain).map_err(|e| RepositoryError::Corrupt {
+        Tree::decode(&plain).map_err(|e| RepositoryError::Corrupt {
             kind: ObjectKind::TreePack,
             name: index.get(&id.blob()).map(|l| l.pack.to_hex()).unwrap_or_default(),
-            detail: format!("tree {}: {e}", id.short()),
-        })?;
-        Ok(tree)
+            detail: format!("invalid tree {}: {e}", id.short()),
+        })
     }
 
     /// Reads a whole pack and lists its blobs from the header.

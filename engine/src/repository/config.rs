@@ -9,6 +9,9 @@ use crate::chunker::ChunkerParams;
 pub const FORMAT_VERSION: u32 = 1;
 /// Version byte of the encoded config object.
 pub const CONFIG_VERSION: u8 = 1;
+/// The most bytes the config's decoder may claim (format-spec "Decoder
+/// bounds"): it is about a hundred.
+pub const CONFIG_LIMIT: crate::encoding::Limit = crate::encoding::Limit::Kib4;
 
 /// The repository configuration, stored encrypted as the object `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

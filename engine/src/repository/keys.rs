@@ -6,6 +6,10 @@ use crate::crypto::{self, CryptoError, KdfParams, MasterKey};
 
 /// Version byte of an encoded key object.
 pub const KEY_VERSION: u8 = 1;
+/// The most bytes a key object's decoder may claim (format-spec "Decoder
+/// bounds"): a salt, a sealed key and two names, far below 64 KiB. Key
+/// objects are not authenticated, so this bound meets hostile bytes first.
+pub const KEY_LIMIT: crate::encoding::Limit = crate::encoding::Limit::Kib64;
 /// Authenticated data when sealing the master key under a key-encryption key.
 pub const KEY_AAD: &[u8] = b"cairn.key.master";
 
@@ -53,6 +57,14 @@ impl KeyFile {
         })
     }
 
+    /// Decodes a key object's stored bytes (version byte + bincode, at most
+    /// [`KEY_LIMIT`] claimed). The KDF bounds are checked by whoever runs
+    /// Argon2 ([`KeyFile::unwrap_master`] through `derive_kek`), and first
+    /// by `Repository::open`, which reports such a key as damaged.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::encoding::EncodingError> {
+        Ok(crate::encoding::decode("key", KEY_VERSION, KEY_LIMIT, bytes)?.1)
+    }
+
     /// Unwraps the master key; `Authentication` means a wrong password (or a
     /// modified key object).
     pub fn unwrap_master(&self, password: &[u8]) -> Result<MasterKey, CryptoError> {
@@ -62,6 +74,14 @@ impl KeyFile {
         // intermediate array is left behind.
         MasterKey::from_slice(&plain).ok_or(CryptoError::Authentication)
     }
+}
+
+/// Orders key objects for trying a password: cheapest Argon2id first (by
+/// name among equals). A planted key object costlier than the right one is
+/// then never run for the right password, and one that is cheaper adds at
+/// most the right one's cost: opening takes at most twice as long.
+pub(crate) fn cheapest_first(keys: &mut [(String, KeyFile)]) {
+    keys.sort_by(|a, b| a.1.kdf.cost().cmp(&b.1.kdf.cost()).then_with(|| a.0.cmp(&b.0)));
 }
 
 #[cfg(test)]
@@ -84,6 +104,28 @@ mod tests {
 
     fn is_out_of_bounds(e: &RepositoryError) -> bool {
         matches!(e, RepositoryError::Crypto(CryptoError::KdfOutOfBounds(_)))
+    }
+
+    #[test]
+    fn keys_are_tried_cheapest_first() {
+        let master = MasterKey::from_bytes([4; 32]);
+        let kf = |memory_kib, iterations| {
+            let kdf = KdfParams {
+                memory_kib,
+                iterations,
+                parallelism: 1,
+            };
+            KeyFile::wrap(&master, b"pw", kdf, "h".into(), "u".into()).unwrap()
+        };
+        let mut keys = vec![
+            ("a".to_string(), kf(256, 4)),
+            ("b".to_string(), kf(64, 2)),
+            ("c".to_string(), kf(128, 1)),
+            ("d".to_string(), kf(1024, 1)),
+        ];
+        cheapest_first(&mut keys);
+        let order: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        assert_eq!(order, ["b", "c", "a", "d"]);
     }
 
     #[test]

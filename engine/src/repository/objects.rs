@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{config, read_content_named, Config, Repository, RepositoryError, CONFIG_KIND};
 use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
-use crate::encoding::{self, EncodingError};
+use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{self, ObjectId, PackId, SnapshotId};
 use crate::index::{Avoid, Index, IndexFile, INDEX_KIND, INDEX_VERSION};
 use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
@@ -25,12 +25,14 @@ pub trait RepoFile: Serialize + DeserializeOwned {
     const AAD: &'static str;
     /// The version byte written before the encoded value.
     const VERSION: u8;
+    /// The most bytes its decoder may claim (format-spec "Decoder bounds").
+    const LIMIT: Limit;
 
     /// Decodes a plaintext payload (version byte + bincode). The default
     /// reads versions 1 to [`RepoFile::VERSION`] with the current layout; a
     /// type whose older versions have another layout overrides it.
     fn decode(plain: &[u8]) -> Result<Self, EncodingError> {
-        Ok(encoding::decode(Self::AAD, Self::VERSION, plain)?.1)
+        Ok(encoding::decode(Self::AAD, Self::VERSION, Self::LIMIT, plain)?.1)
     }
 }
 
@@ -38,6 +40,7 @@ impl RepoFile for Snapshot {
     const KIND: ObjectKind = ObjectKind::Snapshot;
     const AAD: &'static str = SNAPSHOT_KIND;
     const VERSION: u8 = SNAPSHOT_VERSION;
+    const LIMIT: Limit = crate::snapshot::SNAPSHOT_LIMIT;
 
     /// Secrets in a command's argv are masked on reading too, so snapshots
     /// written before masking existed never show them.
@@ -50,12 +53,14 @@ impl RepoFile for IndexFile {
     const KIND: ObjectKind = ObjectKind::Index;
     const AAD: &'static str = INDEX_KIND;
     const VERSION: u8 = INDEX_VERSION;
+    const LIMIT: Limit = crate::index::INDEX_LIMIT;
 }
 
 impl RepoFile for Config {
     const KIND: ObjectKind = ObjectKind::Config;
     const AAD: &'static str = CONFIG_KIND;
     const VERSION: u8 = config::CONFIG_VERSION;
+    const LIMIT: Limit = config::CONFIG_LIMIT;
 }
 
 /// One index object by name: decoded, or why it could not be.

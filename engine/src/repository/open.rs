@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{config, keys, InitOptions, KeyFile, Repository, RepositoryError, CONFIG_KIND};
+use super::{keys, InitOptions, KeyFile, Repository, RepositoryError, CONFIG_KIND};
 use crate::backend::{Backend, BackendError, ObjectKind};
 use crate::blob::{self, Aad};
 use crate::chunker::ChunkerParams;
@@ -133,6 +133,7 @@ impl Repository {
             });
         }
         let mut damaged: Vec<(String, String)> = Vec::new();
+        let mut candidates = Vec::new();
         for k in &key_objects {
             let checked = Self::read_key_file(backend.as_ref(), &k.name).and_then(|kf| {
                 kf.kdf.check_bounds().map_err(|detail| RepositoryError::Corrupt {
@@ -142,25 +143,27 @@ impl Repository {
                 })?;
                 Ok(kf)
             });
-            let kf = match checked {
-                Ok(kf) => kf,
+            match checked {
+                Ok(kf) => candidates.push((k.name.clone(), kf)),
                 Err(e) => {
                     // One bad key object must not lock out the others.
                     tracing::warn!("skipping damaged key {}: {e}", k.name);
                     damaged.push((k.name.clone(), e.to_string()));
-                    continue;
                 }
-            };
+            }
+        }
+        keys::cheapest_first(&mut candidates);
+        for (name, kf) in candidates {
             match kf.unwrap_master(password) {
                 Ok(master) => {
                     let mut repo = Self::open_with_master(backend.clone(), master, &sealed_config)?;
-                    repo.key_name = Some(k.name.clone());
+                    repo.key_name = Some(name);
                     return Ok(repo);
                 }
                 Err(CryptoError::Authentication) => continue,
                 Err(e) => {
-                    tracing::warn!("skipping key {}: {e}", k.name);
-                    damaged.push((k.name.clone(), e.to_string()));
+                    tracing::warn!("skipping key {name}: {e}");
+                    damaged.push((name, e.to_string()));
                 }
             }
         }
@@ -209,8 +212,7 @@ impl Repository {
             detail,
         };
         let plain = blob::open(&keys, Aad::Object(CONFIG_KIND), sealed_config).map_err(|e| corrupt(e.to_string()))?;
-        let (_, config): (u8, Config) =
-            encoding::decode("config", config::CONFIG_VERSION, &plain).map_err(|e| corrupt(e.to_string()))?;
+        let config = <Config as super::RepoFile>::decode(&plain).map_err(|e| corrupt(e.to_string()))?;
         if config.format_version > FORMAT_VERSION {
             return Err(RepositoryError::UnsupportedFormat {
                 found: config.format_version,
@@ -229,9 +231,7 @@ impl Repository {
 
     fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile, RepositoryError> {
         let bytes = super::read_content_named(backend, ObjectKind::Key, name)?;
-        let (_, kf) = encoding::decode("key", keys::KEY_VERSION, &bytes)
-            .map_err(|e| RepositoryError::corrupt(ObjectKind::Key, name, e.to_string()))?;
-        Ok(kf)
+        KeyFile::decode(&bytes).map_err(|e| RepositoryError::corrupt(ObjectKind::Key, name, e.to_string()))
     }
 
     /// Adds a key object for `password`; returns its name.

@@ -1,11 +1,14 @@
 //! Directory trees: one tree blob per directory, listing its entries.
 
+mod decode;
 mod walk;
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::{BlobId, TreeId};
 
+pub(crate) use decode::check_name;
+pub use decode::TreeError;
 pub(crate) use walk::{resolve_path, walk, Descend, Visitor};
 
 /// Version byte of an encoded tree blob.
@@ -143,7 +146,8 @@ impl Node {
     }
 }
 
-/// A directory: entries sorted by name bytes.
+/// A directory: entries sorted by name bytes. Bytes become a `Tree` only
+/// through [`Tree::decode`], which enforces format-spec "Tree validity".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     /// Entries, sorted by `name`, no duplicates.

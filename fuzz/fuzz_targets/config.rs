@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzz target: `cairn_engine::fuzz::config`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = cairn_engine::fuzz::config(data);
+});

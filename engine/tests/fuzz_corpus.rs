@@ -246,7 +246,8 @@ mod seeds {
             }
         }
         let opened = Repository::open(Arc::new(LocalBackend::new(&repo)), b"cairn-test-vector-password").unwrap();
-        let sheet = opened.recovery_sheet_lines().join("\n");
+        let lines = opened.recovery_sheet_lines();
+        let sheet = lines.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n");
         put("recovery", "vector", sheet.as_bytes());
         put("recovery", "vector-typo", sheet.replacen('A', "B", 1).as_bytes());
     }

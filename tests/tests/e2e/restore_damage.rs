@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// Every object file under `dir` (recursively).
@@ -87,7 +85,7 @@ fn assert_no_parts(root: &Path) {
 /// Restores `latest` with --json into a fresh target, expecting failure
 /// because of `bad` (by `reason_names`); checks that the other two files
 /// are exact, the folder's metadata applied, and nothing is at `bad`'s name.
-fn restore_expecting_only(t: &ThreeFiles, bad: usize, reason_names: &str) -> (Run, Value) {
+fn restore_expecting_only(t: &ThreeFiles, bad: usize, reason_names: &str) {
     let target = t.f.path(&format!("restored-{bad}"));
     let r =
         t.f.cairn()
@@ -116,7 +114,6 @@ fn restore_expecting_only(t: &ThreeFiles, bad: usize, reason_names: &str) -> (Ru
     let mut expected = manifest(&t.src);
     expected.remove(Path::new(&name_of(&t.files[bad])));
     assert_same_tree(&expected, &manifest(&under(&target, &t.src)));
-    (r, out)
 }
 
 #[test]
@@ -125,12 +122,12 @@ fn a_damaged_pack_costs_only_the_file_in_it() {
     let pack = &t.packs[1];
     let mut bytes = fs::read(pack).unwrap();
     // The middle of the pack is the file's data (the header is at the end).
-    for i in bytes.len() / 3..bytes.len() / 3 + 16 {
-        bytes[i] ^= 0x5a;
+    let at = bytes.len() / 3;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
     }
     fs::write(pack, bytes).unwrap();
-    let (r, _) = restore_expecting_only(&t, 1, &name_of(pack));
-    assert!(r.stderr().contains("not restored:"), "{r}");
+    restore_expecting_only(&t, 1, &name_of(pack));
 
     // dump: the intact files as they are, the damaged one named, exit 1.
     assert_eq!(t.f.dump("latest", &s(&t.files[0])), fs::read(&t.files[0]).unwrap());

@@ -107,7 +107,7 @@ fn restore_of_100000_files_under_ulimit_1024_is_exact() {
         code,
         Some(0),
         "restore under ulimit -n 1024 failed\n{out}\n{}",
-        &err[..err.len().min(4000)]
+        err.chars().take(4000).collect::<String>()
     );
     eprintln!(
         "restore of {} files under ulimit -n 1024: {:.1} s",

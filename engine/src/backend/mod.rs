@@ -153,7 +153,7 @@ pub enum BackendError {
         message: String,
     },
     /// The storage is full. Permanent until space is freed.
-    #[error("{path}: no space left on the storage")]
+    #[error("{path}: No space left on device: the storage is full (free space, then run again)")]
     NoSpace {
         /// Object path.
         path: String,

@@ -304,10 +304,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             let result = walk::run(&repo, &saver, &paths, parent.as_ref(), opts, &mut summary, &mut skipped);
             match result {
                 Ok(root) => root,
-                Err(e) => {
-                    let _ = saver.finish();
-                    return Err(e);
-                }
+                Err(e) => return Err(first_cause(e, saver)),
             }
         }
         BackupSource::Stream {
@@ -317,8 +314,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 Ok(n) => n,
                 Err(e) => {
                     stream.abort();
-                    let _ = saver.finish();
-                    return Err(e);
+                    return Err(first_cause(e, saver));
                 }
             };
             if let Err(e) = stream.finish() {
@@ -368,6 +364,16 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         Some(repo.save_snapshot(&snapshot)?)
     };
     Ok(BackupOutcome { id, snapshot, skipped })
+}
+
+/// Stops the saver after the walk failed with `e`: when `e` only says the
+/// pipeline stopped, the saver's own error is the cause (a full disk, a
+/// refused write), and that is what the user must see.
+fn first_cause(e: BackupError, saver: saver::Saver) -> BackupError {
+    match (e, saver.finish()) {
+        (BackupError::PipelineStopped, Err(cause)) => cause,
+        (e, _) => e,
+    }
 }
 
 fn current_user() -> (String, u32, u32) {

@@ -73,7 +73,10 @@ fn assert_says_disk_full(r: &Run, path: &str) {
     assert_no_panic(r);
     assert!(matches!(r.code(), Some(c) if c != 0), "a full disk is a failure\n{r}");
     let e = r.stderr();
-    assert!(e.contains("No space left on device"), "the error says the disk is full\n{r}");
+    assert!(
+        e.contains("No space left on device"),
+        "the error says the disk is full\n{r}"
+    );
     assert!(e.contains(path), "the error names the path ({path})\n{r}");
 }
 
@@ -98,7 +101,13 @@ fn a_backup_into_a_full_repository_disk_fails_clearly_and_leaves_it_consistent()
     disk.resize("64m");
     let expected = manifest(&data);
     let next = f.backup(&[&s(&data)]);
-    assert_restores_exactly(&f, str_at(&next, "/snapshot_id"), &data, &expected, "after freeing space");
+    assert_restores_exactly(
+        &f,
+        str_at(&next, "/snapshot_id"),
+        &data,
+        &expected,
+        "after freeing space",
+    );
     assert_check_passes(&f, true, "after the next backup");
 }
 

@@ -19,16 +19,25 @@ const WRITERS: u64 = 4;
 fn writer_data(root: &Path) -> Vec<Vec<PathBuf>> {
     let common = root.join("common");
     for i in 0..40u64 {
-        write(&common.join(format!("c{}/f{i}.txt", i % 4)), Rng::new(1000 + i).bytes(200 + 97 * i as usize));
+        write(
+            &common.join(format!("c{}/f{i}.txt", i % 4)),
+            Rng::new(1000 + i).bytes(200 + 97 * i as usize),
+        );
     }
     for i in 0..2u64 {
-        write(&common.join(format!("big-{i}.bin")), Rng::new(2000 + i).bytes(1_500_000));
+        write(
+            &common.join(format!("big-{i}.bin")),
+            Rng::new(2000 + i).bytes(1_500_000),
+        );
     }
     (0..WRITERS)
         .map(|w| {
             let own = root.join(format!("own-{w}"));
             for i in 0..30u64 {
-                write(&own.join(format!("f{i}.txt")), Rng::new(3000 + 100 * w + i).bytes(150 + 61 * i as usize));
+                write(
+                    &own.join(format!("f{i}.txt")),
+                    Rng::new(3000 + 100 * w + i).bytes(150 + 61 * i as usize),
+                );
             }
             write(&own.join("mine.bin"), Rng::new(4000 + w).bytes(1_500_000));
             // The same bytes as the next writer's twin-of-*.bin.
@@ -46,7 +55,10 @@ fn writer_data(root: &Path) -> Vec<Vec<PathBuf>> {
 /// every snapshot.
 fn four_writers(f: &Fixture) {
     let sets = writer_data(&f.path("src"));
-    let expected: Vec<Vec<_>> = sets.iter().map(|paths| paths.iter().map(|p| manifest(p)).collect()).collect();
+    let expected: Vec<Vec<_>> = sets
+        .iter()
+        .map(|paths| paths.iter().map(|p| manifest(p)).collect())
+        .collect();
     let start = Instant::now();
     let children: Vec<_> = sets
         .iter()

@@ -31,7 +31,7 @@ fn index(ctx: &Ctx, lock: cairn_engine::LockOptions) -> Result<u8> {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 waited += 1;
-                if waited % 30 == 0 {
+                if waited.is_multiple_of(30) {
                     eprintln!(
                         "repair index: read {}/{} pack headers",
                         p.packs_done.load(Ordering::Relaxed),

@@ -35,7 +35,7 @@ pub(super) fn read_data(
             size: s.size,
         })
         .collect();
-    packs.sort_by(|a, b| a.id.cmp(&b.id));
+    packs.sort_by_key(|a| a.id);
     let read = |idx: &[usize]| -> Result<Vec<usize>, CheckError> {
         let archived = Mutex::new(Vec::new());
         idx.par_iter().for_each(|&i| {
@@ -70,7 +70,7 @@ pub(super) fn read_data(
         None => read(&(0..packs.len()).collect::<Vec<_>>())?.len(),
     };
     let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found.sort_by_key(|a| a.1);
     for (kind, id, detail, blobs) in found {
         match blobs {
             // Only these blobs are damaged: the others still read fine.

@@ -198,7 +198,7 @@ fn run(
             }
         }
     }
-    packs.sort_by(|a, b| a.id.cmp(&b.id));
+    packs.sort_by_key(|a| a.id);
     report.packs_indexed = packs.len();
     report.blobs_indexed = packs.iter().map(|p| p.blobs.len()).sum();
     lock.ensure_held()?;

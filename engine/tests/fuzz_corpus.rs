@@ -86,10 +86,11 @@ fn every_entry_point_has_a_fuzz_target() {
 }
 
 /// Some real objects of the corpus are accepted: the replay reaches past
-/// the first error on every kind of object it has a valid sample of.
+/// the first error on every kind of object it has a valid sample of. (A
+/// real key object is refused by `key`, whose fixed password is wrong.)
 #[test]
 fn real_objects_in_the_corpus_are_accepted() {
-    for name in ["tree", "snapshot", "index", "config", "key", "recovery"] {
+    for name in ["tree", "snapshot", "index", "config", "recovery"] {
         let entry = TARGETS.iter().find(|(n, _)| *n == name).unwrap().1;
         let accepted = files(&fuzz_dir().join("corpus").join(name))
             .iter()

@@ -129,8 +129,11 @@ pub fn deletion(bytes: &[u8]) -> Outcome {
     DeletionRecord::decode(bytes).map(drop).map_err(text)
 }
 
+/// One entry point.
+pub type Entry = fn(&[u8]) -> Outcome;
+
 /// Every entry point by the name of its fuzz target and corpus folder.
-pub const TARGETS: [(&str, fn(&[u8]) -> Outcome); 10] = [
+pub const TARGETS: [(&str, Entry); 10] = [
     ("tree", tree),
     ("snapshot", snapshot),
     ("index", index),

@@ -4,6 +4,8 @@
 //! must be accepted or refused with an error, never panic. Runs in the
 //! ordinary test suite, without libFuzzer.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -160,6 +160,11 @@ impl Builder<'_> {
 
     fn add_file(&mut self, dest: PathBuf, node: &Node) {
         let n = self.plan.files.len();
+        // The content decides the length (format-spec T5: an older backup may
+        // have recorded stat's size for a file that changed while read).
+        let mut node = node.clone();
+        node.size = node.content.iter().map(|c| u64::from(c.length)).sum();
+        let node = &node;
         let mut link_to = None;
         if node.is_hard_linked() {
             match self.links.get(&(node.device, node.inode)) {

@@ -54,6 +54,26 @@ fn time_of(ns: i64) -> SystemTime {
     }
 }
 
+/// Whether the entry at `p` (its metadata `m`) is still of the type `n`
+/// says; if not, a warning says why its metadata is not applied.
+fn is_still(m: std::io::Result<fs::Metadata>, p: &Path, n: &Node, warnings: &mut Vec<String>) -> bool {
+    match m {
+        Ok(m) if type_matches(m.file_type(), n.kind) => true,
+        Ok(_) => {
+            warnings.push(format!(
+                "{}: metadata not set: it is no longer a {}",
+                p.display(),
+                n.kind.name()
+            ));
+            false
+        }
+        Err(e) => {
+            warnings.push(format!("{}: metadata not set: {e}", p.display()));
+            false
+        }
+    }
+}
+
 fn type_matches(t: fs::FileType, kind: NodeKind) -> bool {
     match kind {
         NodeKind::File => t.is_file(),
@@ -69,20 +89,8 @@ fn type_matches(t: fs::FileType, kind: NodeKind) -> bool {
 /// Applies `n`'s metadata to the open `file` (a restored file, or a folder
 /// opened by [`apply_to_dir`]); `p` is only for messages.
 pub(super) fn apply_to_fd(file: &File, p: &Path, n: &Node, o: &MetaOptions, warnings: &mut Vec<String>) {
-    match file.metadata() {
-        Ok(m) if type_matches(m.file_type(), n.kind) => {}
-        Ok(_) => {
-            warnings.push(format!(
-                "{}: metadata not set: it is no longer a {}",
-                p.display(),
-                n.kind.name()
-            ));
-            return;
-        }
-        Err(e) => {
-            warnings.push(format!("{}: metadata not set: {e}", p.display()));
-            return;
-        }
+    if !is_still(file.metadata(), p, n, warnings) {
+        return;
     }
     // Owner before mode: changing the owner clears set-id bits.
     if o.root {
@@ -135,20 +143,8 @@ pub(super) fn apply_to_link_or_special(p: &Path, n: &Node, o: &MetaOptions, warn
         }
         return;
     }
-    match fs::symlink_metadata(p) {
-        Ok(m) if type_matches(m.file_type(), n.kind) => {}
-        Ok(_) => {
-            warnings.push(format!(
-                "{}: metadata not set: it is no longer a {}",
-                p.display(),
-                n.kind.name()
-            ));
-            return;
-        }
-        Err(e) => {
-            warnings.push(format!("{}: metadata not set: {e}", p.display()));
-            return;
-        }
+    if !is_still(fs::symlink_metadata(p), p, n, warnings) {
+        return;
     }
     if o.root {
         if let Err(e) = std::os::unix::fs::lchown(p, Some(n.uid), Some(n.gid)) {

@@ -165,7 +165,14 @@ pub(crate) fn execute(
             .filter(|(p, _)| blocked.covers(p) || blocked.0.contains(p))
             .count()) as u64;
     summary.others = made.len() as u64;
-    summary.bytes = plan.bytes;
+    // Only what was restored: a file that failed is named in `failed`.
+    summary.bytes = plan
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| f.link_to.is_none() && matches!(files.state(*i), State::Done))
+        .map(|(_, f)| f.node.size)
+        .sum();
     summary.bytes_written = files.written.load(Ordering::Relaxed);
     summary.bytes_unchanged = files.unchanged.load(Ordering::Relaxed);
     summary.packs_read = counters.packs.load(Ordering::Relaxed);

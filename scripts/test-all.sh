@@ -26,6 +26,13 @@ else
     set +a
 fi
 
+echo "==> data-platform servers (redis-server, PostgreSQL, git) for the source tests"
+if [[ ${CAIRN_SKIP_PLATFORM:-} == 1 ]]; then
+    echo "SKIPPED: installing redis-server and PostgreSQL (CAIRN_SKIP_PLATFORM=1); their tests will say so"
+else
+    scripts/platform-tools.sh
+fi
+
 echo "==> restic 0.19 (forget is compared with it)"
 if [[ ${CAIRN_SKIP_RESTIC:-} == 1 ]]; then
     echo "SKIPPED: the comparison with restic (CAIRN_SKIP_RESTIC=1); the test will say so"

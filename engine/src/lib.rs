@@ -126,10 +126,13 @@ pub use secrets::{
     SECRET_ENV_PREFIX,
 };
 pub use select::{SelectError, SnapshotFilter};
-pub use snapshot::{Snapshot, SourceKind, Summary};
+pub use snapshot::{
+    CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, RedisDetails, RedisKeyspace, S3Details, Snapshot,
+    SourceDetails, SourceKind, Summary,
+};
 pub use sources::{SourceError, Stream};
 pub use time::{format_ns, now_ns};
-pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr};
+pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr, SOURCE_XATTR_PREFIX};
 
 /// This program's version, recorded in snapshots.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -436,6 +436,8 @@ mod tests {
             program_version: "t".into(),
             summary: Summary::default(),
             rewritten_from: None,
+            details: Default::default(),
+            chunk_sizes: None,
         };
         let stored_argv = |name: &str| {
             let bytes = repo.backend().read(ObjectKind::Snapshot, name).unwrap();

@@ -1,17 +1,17 @@
-//! The snapshot version 2 test vector: `format-spec/test-vectors/snapshot-v2.bin`
-//! (a sealed snapshot object, as stored) described by `snapshot-v2.json`,
-//! under the master key of the committed vector repository. It is a rewritten
-//! copy of that repository's (version 1) snapshot: the same tree, one more
-//! exclude pattern, and `rewritten_from` naming the original.
-//!
-//! - `generate_snapshot_vector` (ignored) writes it with the engine's own
-//!   writer, into a copy of the repository:
+//! The snapshot test vectors, under the master key of the committed vector
+//! repository (format-spec/test-vectors):
+//! - `snapshot-v2.bin`/`.json`: a version 2 object, a rewritten copy of that
+//!   repository's (version 1) snapshot: the same tree, one more exclude
+//!   pattern, and `rewritten_from` naming the original. Written in 2026-12 by
+//!   the version 2 writer and frozen since: this program writes version 3.
+//! - `snapshot-v3.bin`/`.json`: a version 3 object, the same copy with source
+//!   details (a Cassandra snapshot tag) and per-source chunk sizes. The
+//!   ignored `generate_snapshot_vector` writes it with the engine's writer:
 //!   `CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored`
-//! - `engine_reads_snapshot_v2_vector` puts it into a copy of the repository,
-//!   where the engine lists both versions side by side, and checks that the
-//!   engine encodes what it decoded to the same bytes.
-//! - `independent_decoder_reads_snapshot_v2_vector` decodes it from
-//!   format-spec/README.md alone (the shared decoder pieces in `common/`).
+//!
+//! The engine reads both beside the version 1 original and re-encodes the
+//! version 3 object to the same bytes; an independent decoder written from
+//! format-spec/README.md alone (the shared pieces in `common/`) reads both.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -20,26 +20,59 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_engine::{LocalBackend, RepoFile, Repository, Snapshot, SnapshotId};
+use cairn_engine::{
+    CassandraDetails, CassandraTable, ChunkSizes, LocalBackend, RepoFile, Repository, Snapshot, SnapshotId,
+    SourceDetails, SourceKind,
+};
 use common::*;
 use serde_json::{json, Value};
 
-const JSON_FILE: &str = "snapshot-v2.json";
-const SEALED_FILE: &str = "snapshot-v2.bin";
+const V2_JSON: &str = "snapshot-v2.json";
+const V2_SEALED: &str = "snapshot-v2.bin";
+const JSON_FILE: &str = "snapshot-v3.json";
+const SEALED_FILE: &str = "snapshot-v3.bin";
 /// The pattern the copy adds to the original's (empty) excludes.
 const EXCLUDE: &str = "*.secret";
 
-const HINT: &str = "\n\nThe snapshot version 2 vector (format-spec/test-vectors/snapshot-v2.*) no longer matches \
-what this code reads. If the snapshot format changed on purpose, regenerate it IN THE SAME COMMIT with\n    \
+const HINT: &str = "\n\nThe snapshot vectors (format-spec/test-vectors/snapshot-v*.*) no longer match \
+what this code reads. snapshot-v2.* is frozen: readers must keep reading it. If the snapshot format changed on purpose, regenerate it IN THE SAME COMMIT with\n    \
 CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored\n\
 and update format-spec/README.md (\"Snapshots\" and the change log). Otherwise this is a compatibility break.";
 
-fn vector() -> (Value, Vec<u8>) {
+fn vector(json_file: &str, sealed_file: &str) -> (Value, Vec<u8>) {
     let read = |name: &str| {
         let p = vectors_dir().join(name);
         fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}{HINT}", p.display()))
     };
-    (serde_json::from_slice(&read(JSON_FILE)).unwrap(), read(SEALED_FILE))
+    (serde_json::from_slice(&read(json_file)).unwrap(), read(sealed_file))
+}
+
+/// The version 3 vector's source details: a Cassandra tag of two tables.
+fn details() -> SourceDetails {
+    let table = |keyspace: &str, table: &str, id: &str, files, bytes| CassandraTable {
+        keyspace: keyspace.into(),
+        table: table.into(),
+        table_id: id.into(),
+        path: format!("/var/lib/cassandra/data/{keyspace}/{table}-{id}/snapshots/nightly"),
+        files,
+        bytes,
+    };
+    SourceDetails::Cassandra(CassandraDetails {
+        tag: "nightly".into(),
+        data_dirs: vec!["/var/lib/cassandra/data".into()],
+        tables: vec![
+            table("chat", "messages", "5a1c395e8a3c11ee9d0d1b5c3a0e6d41", 8, 1 << 20),
+            table("chat", "call_logs", "0f3e0b2a8a3d11ee9d0d1b5c3a0e6d41", 9, 4096),
+        ],
+    })
+}
+
+fn chunk_sizes() -> ChunkSizes {
+    ChunkSizes {
+        min_size: 16 << 10,
+        avg_size: 64 << 10,
+        max_size: 512 << 10,
+    }
 }
 
 /// The committed repository, copied to `dir` (tests must not change it).
@@ -53,7 +86,7 @@ fn original_id() -> SnapshotId {
 }
 
 #[test]
-#[ignore = "writes format-spec/test-vectors/snapshot-v2.*; run with CAIRN_WRITE_VECTORS=snapshot and --ignored"]
+#[ignore = "writes format-spec/test-vectors/snapshot-v3.*; run with CAIRN_WRITE_VECTORS=snapshot and --ignored"]
 fn generate_snapshot_vector() {
     if std::env::var("CAIRN_WRITE_VECTORS").as_deref() != Ok("snapshot") {
         eprintln!("CAIRN_WRITE_VECTORS=snapshot is not set: not writing the vector");
@@ -66,15 +99,19 @@ fn generate_snapshot_vector() {
     let copy = Snapshot {
         excludes: vec![EXCLUDE.into()],
         rewritten_from: Some(from),
+        source: SourceKind::Cassandra,
+        details: details(),
+        chunk_sizes: Some(chunk_sizes()),
         ..original
     };
     let id = repo.save_snapshot(&copy).unwrap();
     let sealed = fs::read(dir.path().join("snapshots").join(id.to_hex())).unwrap();
     fs::write(vectors_dir().join(SEALED_FILE), &sealed).unwrap();
     let doc = json!({
-        "description": "One snapshot object of version 2 (format-spec/README.md, \"Snapshots\"), sealed under the \
+        "description": "One snapshot object of version 3 (format-spec/README.md, \"Snapshots\"), sealed under the \
             encryption key of manifest.json's master key with the AD \"cairn.object.snapshot\", exactly as stored in \
-            snapshots/<id>. A rewritten copy of manifest.json's snapshot: field 14 (rewritten_from) names it.",
+            snapshots/<id>. A rewritten copy of manifest.json's snapshot: field 14 (rewritten_from) names it; field 9 \
+            is Cassandra, field 15 its details and field 16 per-source chunk sizes.",
         "regenerate": "CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored",
         "file": SEALED_FILE,
         "id": id.to_hex(),
@@ -100,43 +137,64 @@ fn fields(s: &Snapshot) -> Value {
         "tags": s.tags,
         "paths": s.paths,
         "excludes": s.excludes,
-        "source": "Files",
+        "source": serde_json::to_value(&s.source).unwrap(),
         "tree": s.tree.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()),
         "program_version": s.program_version,
         "summary": serde_json::to_value(&s.summary).unwrap(),
         "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
+        "details": serde_json::to_value(&s.details).unwrap(),
+        "chunk_sizes": serde_json::to_value(s.chunk_sizes).unwrap(),
     })
 }
 
 #[test]
-fn engine_reads_snapshot_v2_vector() {
-    let (doc, sealed) = vector();
-    let id = blake3::hash(&sealed).to_hex().to_string();
-    assert_eq!(
-        id,
-        doc["id"].as_str().unwrap(),
-        "the object's name is the BLAKE3 of its bytes{HINT}"
-    );
+fn engine_reads_snapshot_v2_and_v3_vectors() {
+    let (doc2, sealed2) = vector(V2_JSON, V2_SEALED);
+    let (doc3, sealed3) = vector(JSON_FILE, SEALED_FILE);
+    let id2 = blake3::hash(&sealed2).to_hex().to_string();
+    let id3 = blake3::hash(&sealed3).to_hex().to_string();
+    for (id, doc) in [(&id2, &doc2), (&id3, &doc3)] {
+        assert_eq!(
+            id,
+            doc["id"].as_str().unwrap(),
+            "the object's name is the BLAKE3 of its bytes{HINT}"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let repo = repo_copy(dir.path());
-    fs::write(dir.path().join("snapshots").join(&id), &sealed).unwrap();
+    fs::write(dir.path().join("snapshots").join(&id2), &sealed2).unwrap();
+    fs::write(dir.path().join("snapshots").join(&id3), &sealed3).unwrap();
 
     let from = original_id();
     let list = repo.list_snapshots().unwrap();
-    assert_eq!(list.len(), 2, "the version 1 and the version 2 snapshot");
+    assert_eq!(list.len(), 3, "the version 1, 2 and 3 snapshots");
     let original = list.iter().find(|(i, _)| *i == from).unwrap();
     assert_eq!(original.1.rewritten_from, None, "version 1 has no field 14");
-    let copy = repo.load_snapshot(&SnapshotId::from_hex(&id).unwrap()).unwrap();
-    assert_eq!(fields(&copy), doc["snapshot"], "{HINT}");
+    assert_eq!(original.1.details, SourceDetails::None, "version 1 has no field 15");
+
+    let v2 = repo.load_snapshot(&SnapshotId::from_hex(&id2).unwrap()).unwrap();
+    let mut v2_fields = fields(&v2);
+    assert_eq!(v2_fields["details"], json!("None"), "version 2 has no field 15");
+    assert_eq!(v2_fields["chunk_sizes"], Value::Null, "version 2 has no field 16");
+    let obj = v2_fields.as_object_mut().unwrap();
+    obj.remove("details");
+    obj.remove("chunk_sizes");
+    assert_eq!(v2_fields, doc2["snapshot"], "{HINT}");
+    assert_eq!(v2.rewritten_from, Some(from));
+
+    let copy = repo.load_snapshot(&SnapshotId::from_hex(&id3).unwrap()).unwrap();
+    assert_eq!(fields(&copy), doc3["snapshot"], "{HINT}");
     assert_eq!(copy.rewritten_from, Some(from));
     assert_eq!(copy.tree, original.1.tree);
     assert_eq!(copy.excludes, [EXCLUDE]);
+    assert_eq!(copy.details, details());
+    assert_eq!(copy.chunk_sizes, Some(chunk_sizes()));
 
     // The writer's layout: encoding what was read gives the stored plaintext.
     use cairn_engine::blob::{self, Aad};
     let keys = repo.master_key().derive();
-    let plain = blob::open(&keys, Aad::Object("snapshot"), &sealed).unwrap();
+    let plain = blob::open(&keys, Aad::Object("snapshot"), &sealed3).unwrap();
     let encoded = cairn_engine::encoding::encode("snapshot", <Snapshot as RepoFile>::VERSION, &copy).unwrap();
     assert_eq!(encoded, plain, "{HINT}");
 
@@ -146,24 +204,55 @@ fn engine_reads_snapshot_v2_vector() {
 
 #[test]
 fn independent_decoder_reads_snapshot_v2_vector() {
-    let (doc, sealed) = vector();
-    assert_eq!(doc["version"], 2);
+    let (doc, sealed) = vector(V2_JSON, V2_SEALED);
+    independent_decode(&doc, &sealed, 2);
+}
+
+#[test]
+fn independent_decoder_reads_snapshot_v3_vector() {
+    let (doc, sealed) = vector(JSON_FILE, SEALED_FILE);
+    independent_decode(&doc, &sealed, 3);
+}
+
+fn independent_decode(doc: &Value, sealed: &[u8], version: u8) {
+    assert_eq!(doc["version"], version);
     let master = unhex(manifest()["master_key"].as_str().unwrap());
     let enc = blake3::derive_key("cairn 2026-11 v1 encryption key", &master);
-    let (_, plain) = open_payload(&enc, &object_ad("snapshot"), &sealed, "snapshot v2");
-    let mut b = Bin::new("snapshot", &plain, 2);
+    let (_, plain) = open_payload(&enc, &object_ad("snapshot"), sealed, "snapshot");
+    let mut b = Bin::new("snapshot", &plain, version);
     let time_ns = b.i64();
     let (host, user) = (b.string(), b.string());
     let (uid, gid) = (b.u32(), b.u32());
     let (tags, paths, excludes) = (b.strings(), b.strings(), b.strings());
-    assert_eq!(b.u32(), 0, "source kind Files");
+    let source = b.u32();
     let tree = b.id();
     let parent = b.option(|b| b.id());
     let program_version = b.string();
     let summary: Vec<u64> = (0..14).map(|_| b.u64()).collect();
     // Field 14, the only difference from version 1.
     let rewritten_from = b.option(|b| b.id());
-    b.finish();
+    if version == 2 {
+        assert_eq!(source, 0, "source kind Files");
+        b.finish();
+    } else {
+        assert_eq!(source, 4, "source kind Cassandra");
+        // Field 15: SourceDetails variant 3, Cassandra { tag, data_dirs, tables }.
+        assert_eq!(b.u32(), 3, "details Cassandra");
+        let want = &doc["snapshot"]["details"]["Cassandra"];
+        assert_eq!(b.string(), want["tag"].as_str().unwrap());
+        assert_eq!(json!(b.strings()), want["data_dirs"]);
+        let tables = b.vec(|b| {
+            json!({
+                "keyspace": b.string(), "table": b.string(), "table_id": b.string(),
+                "path": b.string(), "files": b.u64(), "bytes": b.u64(),
+            })
+        });
+        assert_eq!(json!(tables), want["tables"]);
+        // Field 16: Option<ChunkSizes { min_size, avg_size, max_size }>.
+        let sizes = b.option(|b| json!({"min_size": b.u32(), "avg_size": b.u32(), "max_size": b.u32()}));
+        assert_eq!(sizes.unwrap(), doc["snapshot"]["chunk_sizes"]);
+        b.finish();
+    }
 
     let want = &doc["snapshot"];
     assert_eq!(time_ns, want["time_ns"].as_i64().unwrap());

@@ -107,6 +107,8 @@ impl<'a> TreeBuilder<'a> {
             program_version: cairn_engine::VERSION.to_string(),
             summary: self.summary(i, p1 - p0, tree_blobs_added, tree_bytes),
             rewritten_from: None,
+            details: Default::default(),
+            chunk_sizes: None,
         })
     }
 

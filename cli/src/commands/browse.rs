@@ -22,6 +22,7 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
                     "tree": s.tree.to_hex(),
                     "parent": s.parent.map(|p| p.to_hex()), "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
                     "program_version": s.program_version, "summary": s.summary,
+                    "details": s.details, "chunk_sizes": s.chunk_sizes,
                 })
             })
             .collect();

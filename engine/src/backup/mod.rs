@@ -29,7 +29,7 @@ use crate::encoding::{self, EncodingError};
 use crate::id::{SnapshotId, TreeId};
 use crate::pack::PackError;
 use crate::repository::{Repository, RepositoryError};
-use crate::snapshot::{Snapshot, SourceKind, Summary};
+use crate::snapshot::{CommandDetails, Snapshot, SourceDetails, SourceKind, Summary};
 use crate::sources::{SourceError, Stream};
 use crate::tree::{Node, NodeKind, Tree, TREE_VERSION};
 
@@ -285,6 +285,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     let saver = saver::Saver::start_cancellable(&repo, index.clone(), opts.sealers, opts.cancel.clone());
     let mut summary = Summary::default();
     let mut skipped = Vec::new();
+    let mut details = SourceDetails::None;
 
     let root = match source {
         BackupSource::Paths(_) => {
@@ -317,9 +318,13 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                     return Err(first_cause(e, saver));
                 }
             };
-            if let Err(e) = stream.finish() {
-                let _ = saver.finish();
-                return Err(e.into());
+            match stream.finish() {
+                Ok(Some(exit_code)) => details = SourceDetails::Command(CommandDetails { exit_code }),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = saver.finish();
+                    return Err(e.into());
+                }
             }
             let mut dir = dir::DirBuilder::synthetic_root();
             dir.insert_path(&paths[0], node);
@@ -350,6 +355,8 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         program_version: crate::VERSION.to_string(),
         summary,
         rewritten_from: None,
+        details,
+        chunk_sizes: None,
     };
     // Everything the snapshot references is stored (saver.finish returned),
     // so it may now be written.

@@ -311,6 +311,8 @@ fn test_snapshot() -> Snapshot {
         program_version: String::new(),
         summary: Default::default(),
         rewritten_from: None,
+        details: Default::default(),
+        chunk_sizes: None,
     }
 }
 

@@ -103,7 +103,7 @@ pub(super) fn apply_to_fd(file: &File, p: &Path, n: &Node, o: &MetaOptions, warn
     }
     if o.xattrs {
         use xattr::FileExt;
-        for x in &n.xattrs {
+        for x in n.xattrs.iter().filter(|x| !x.is_source_metadata()) {
             if let Err(e) = file.set_xattr(std::ffi::OsStr::from_bytes(&x.name), &x.value) {
                 warnings.push(format!("{}: extended attribute not set: {e}", p.display()));
             }
@@ -162,7 +162,7 @@ pub(super) fn apply_to_link_or_special(p: &Path, n: &Node, o: &MetaOptions, warn
         }
     }
     if o.xattrs {
-        for x in &n.xattrs {
+        for x in n.xattrs.iter().filter(|x| !x.is_source_metadata()) {
             // `xattr::set` is lsetxattr: it does not follow a symlink.
             if let Err(e) = xattr::set(p, std::ffi::OsStr::from_bytes(&x.name), &x.value) {
                 warnings.push(format!("{}: extended attribute not set: {e}", p.display()));

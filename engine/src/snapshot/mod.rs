@@ -5,9 +5,16 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{SnapshotId, TreeId};
 
-/// Version byte of the snapshot objects this program writes. Version 1
-/// (without `rewritten_from`) is still read.
-pub const SNAPSHOT_VERSION: u8 = 2;
+mod details;
+
+pub use details::{
+    CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, RedisDetails, RedisKeyspace, S3Details, SourceDetails,
+};
+
+/// Version byte of the snapshot objects this program writes. Versions 1
+/// (without `rewritten_from`) and 2 (without `details` and `chunk_sizes`)
+/// are still read.
+pub const SNAPSHOT_VERSION: u8 = 3;
 /// Object kind bound into a snapshot's authenticated data.
 pub const SNAPSHOT_KIND: &str = "snapshot";
 /// The most bytes a snapshot's decoder may claim (format-spec "Decoder
@@ -35,11 +42,13 @@ pub enum SourceKind {
     Redis,
     /// Cassandra snapshot folders.
     Cassandra,
+    /// Objects of an S3 bucket, stored as files (version 3).
+    S3,
 }
 
 impl SourceKind {
     /// Every [`SourceKind::label`], for checking what a user wrote.
-    pub const LABELS: [&'static str; 5] = ["files", "stdin", "command", "redis", "cassandra"];
+    pub const LABELS: [&'static str; 6] = ["files", "stdin", "command", "redis", "cassandra", "s3"];
 
     /// A short name for tables.
     pub fn label(&self) -> &'static str {
@@ -49,6 +58,7 @@ impl SourceKind {
             SourceKind::Command { .. } => "command",
             SourceKind::Redis => "redis",
             SourceKind::Cassandra => "cassandra",
+            SourceKind::S3 => "s3",
         }
     }
 }
@@ -118,6 +128,12 @@ pub struct Snapshot {
     /// The snapshot this one is a rewritten copy of (`cairn rewrite`), which
     /// may be gone since; `None` for a backup and for every version 1 object.
     pub rewritten_from: Option<SnapshotId>,
+    /// What the source recorded about its data; [`SourceDetails::None`] for
+    /// files, stdin and every version 1 and 2 object.
+    pub details: SourceDetails,
+    /// The chunk sizes this source's files were cut with, when not the
+    /// repository's; `None` for every version 1 and 2 object.
+    pub chunk_sizes: Option<ChunkSizes>,
 }
 
 impl Snapshot {
@@ -131,7 +147,49 @@ impl Snapshot {
     }
 }
 
-/// A version 1 snapshot object: [`Snapshot`] without its last field. bincode
+/// A version 2 snapshot object: [`Snapshot`] without its last two fields.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    time_ns: i64,
+    host: String,
+    user: String,
+    uid: u32,
+    gid: u32,
+    tags: Vec<String>,
+    paths: Vec<String>,
+    excludes: Vec<String>,
+    source: SourceKind,
+    tree: TreeId,
+    parent: Option<SnapshotId>,
+    program_version: String,
+    summary: Summary,
+    rewritten_from: Option<SnapshotId>,
+}
+
+impl From<SnapshotV2> for Snapshot {
+    fn from(v: SnapshotV2) -> Self {
+        Snapshot {
+            time_ns: v.time_ns,
+            host: v.host,
+            user: v.user,
+            uid: v.uid,
+            gid: v.gid,
+            tags: v.tags,
+            paths: v.paths,
+            excludes: v.excludes,
+            source: v.source,
+            tree: v.tree,
+            parent: v.parent,
+            program_version: v.program_version,
+            summary: v.summary,
+            rewritten_from: v.rewritten_from,
+            details: SourceDetails::None,
+            chunk_sizes: None,
+        }
+    }
+}
+
+/// A version 1 snapshot object: [`Snapshot`] without its last three fields. bincode
 /// writes no field count, so a version 1 body must be read with the version
 /// 1 layout, not the current one.
 #[derive(Deserialize)]
@@ -168,16 +226,25 @@ impl From<SnapshotV1> for Snapshot {
             program_version: v.program_version,
             summary: v.summary,
             rewritten_from: None,
+            details: SourceDetails::None,
+            chunk_sizes: None,
         }
     }
 }
 
 /// Decodes a snapshot object's plaintext (version byte + bincode) of any
-/// version this program reads (1 and 2).
+/// version this program reads (1, 2 and 3).
 pub(crate) fn decode(plain: &[u8]) -> Result<Snapshot, EncodingError> {
-    if plain.first() == Some(&1) {
-        let (_, v1) = encoding::decode::<SnapshotV1>(SNAPSHOT_KIND, 1, SNAPSHOT_LIMIT, plain)?;
-        return Ok(v1.into());
+    match plain.first() {
+        Some(1) => {
+            let (_, v1) = encoding::decode::<SnapshotV1>(SNAPSHOT_KIND, 1, SNAPSHOT_LIMIT, plain)?;
+            return Ok(v1.into());
+        }
+        Some(2) => {
+            let (_, v2) = encoding::decode::<SnapshotV2>(SNAPSHOT_KIND, 2, SNAPSHOT_LIMIT, plain)?;
+            return Ok(v2.into());
+        }
+        _ => {}
     }
     Ok(encoding::decode(SNAPSHOT_KIND, SNAPSHOT_VERSION, SNAPSHOT_LIMIT, plain)?.1)
 }
@@ -206,6 +273,8 @@ mod tests {
                 ..Default::default()
             },
             rewritten_from: None,
+            details: SourceDetails::None,
+            chunk_sizes: None,
         }
     }
 
@@ -236,25 +305,68 @@ mod tests {
         assert_eq!(decode(&v1_bytes(&s)).unwrap(), s);
     }
 
+    /// A version 2 object: the fourteen fields of version 2 in order.
+    fn v2_bytes(s: &Snapshot) -> Vec<u8> {
+        let fields = (
+            (s.time_ns, &s.host, &s.user, s.uid, s.gid, &s.tags, &s.paths),
+            (&s.excludes, &s.source, s.tree, s.parent, &s.program_version),
+            (&s.summary, s.rewritten_from),
+        );
+        encoding::encode(SNAPSHOT_KIND, 2, &fields).unwrap()
+    }
+
     #[test]
-    fn version_2_objects_round_trip_and_other_versions_are_refused() {
+    fn version_2_objects_read_with_no_details() {
         let mut s = sample();
         s.rewritten_from = Some(SnapshotId::from_bytes([9; 32]));
-        let v2 = encoding::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &s).unwrap();
-        assert_eq!(v2[0], 2);
-        assert_eq!(decode(&v2).unwrap(), s);
+        assert_eq!(decode(&v2_bytes(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn version_3_objects_round_trip_and_other_versions_are_refused() {
+        let mut s = sample();
+        s.rewritten_from = Some(SnapshotId::from_bytes([9; 32]));
+        s.source = SourceKind::Redis;
+        s.details = SourceDetails::Redis(RedisDetails {
+            origin: "redis://127.0.0.1:6379".into(),
+            rdb_version: 11,
+            rdb_size: 1234,
+            rdb_crc64: Some(0x1234_5678_9abc_def0),
+            keyspace: vec![RedisKeyspace {
+                db: 0,
+                keys: 10,
+                expires: 2,
+            }],
+            ..Default::default()
+        });
+        s.chunk_sizes = Some(ChunkSizes {
+            min_size: 16 << 10,
+            avg_size: 64 << 10,
+            max_size: 512 << 10,
+        });
+        let v3 = encoding::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &s).unwrap();
+        assert_eq!(v3[0], 3);
+        assert_eq!(decode(&v3).unwrap(), s);
         // The layouts are not interchangeable: each version byte means its own.
-        let mut v2_labelled_1 = v2.clone();
-        v2_labelled_1[0] = 1;
-        assert!(matches!(decode(&v2_labelled_1), Err(EncodingError::Decode { .. })));
+        for older in [1, 2] {
+            let mut v3_labelled_older = v3.clone();
+            v3_labelled_older[0] = older;
+            assert!(
+                matches!(decode(&v3_labelled_older), Err(EncodingError::Decode { .. })),
+                "version {older}"
+            );
+        }
         let mut v1_labelled_2 = v1_bytes(&s);
         v1_labelled_2[0] = 2;
         assert!(matches!(decode(&v1_labelled_2), Err(EncodingError::Decode { .. })));
-        for version in [0, 3] {
-            let mut other = v2.clone();
+        let mut v2_labelled_3 = v2_bytes(&s);
+        v2_labelled_3[0] = 3;
+        assert!(matches!(decode(&v2_labelled_3), Err(EncodingError::Decode { .. })));
+        for version in [0, 4] {
+            let mut other = v3.clone();
             other[0] = version;
             assert!(
-                matches!(decode(&other), Err(EncodingError::UnknownVersion { found, supported: 2, .. }) if found == version),
+                matches!(decode(&other), Err(EncodingError::UnknownVersion { found, supported: 3, .. }) if found == version),
                 "version {version}"
             );
         }

@@ -83,8 +83,9 @@ impl Stream {
     }
 
     /// Waits for the command (if any) and fails unless it succeeded. Must be
-    /// called before a snapshot of the stream is saved.
-    pub fn finish(self) -> Result<(), SourceError> {
+    /// called before a snapshot of the stream is saved. Returns the
+    /// command's exit code (`None` for a reader).
+    pub fn finish(self) -> Result<Option<i32>, SourceError> {
         drop(self.reader);
         if let Some((command, mut child)) = self.child {
             let status = child.wait().map_err(|source| SourceError::Read {
@@ -98,8 +99,9 @@ impl Stream {
                     code: status.code(),
                 });
             }
+            return Ok(status.code());
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Kills a command whose output is no longer wanted.

@@ -69,6 +69,18 @@ pub struct Xattr {
     pub value: Vec<u8>,
 }
 
+/// Names beginning with this are a source's metadata kept with an entry
+/// (an S3 object's ETag, ...), not file-system attributes: Linux has no
+/// `cairn.` namespace, and restore never sets them (format-spec "Trees").
+pub const SOURCE_XATTR_PREFIX: &[u8] = b"cairn.";
+
+impl Xattr {
+    /// Whether this is a source's metadata rather than a file's attribute.
+    pub fn is_source_metadata(&self) -> bool {
+        self.name.starts_with(SOURCE_XATTR_PREFIX)
+    }
+}
+
 /// One directory entry with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {

@@ -45,7 +45,7 @@ pub fn tree(bytes: &[u8]) -> Outcome {
     Tree::decode(bytes).map(drop).map_err(text)
 }
 
-/// A snapshot object's plaintext (versions 1 and 2).
+/// A snapshot object's plaintext (versions 1, 2 and 3).
 pub fn snapshot(bytes: &[u8]) -> Outcome {
     crate::snapshot::decode(bytes).map(drop).map_err(text)
 }

@@ -232,13 +232,11 @@ mod seeds {
                 put(target, &format!("vector-{}", short(&name)), &plain);
             }
         }
-        let v2 = blob::open(
-            keys,
-            Aad::Object("snapshot"),
-            &fs::read(v.join("snapshot-v2.bin")).unwrap(),
-        )
-        .unwrap();
-        put("snapshot", "vector-v2", &v2);
+        for version in ["v2", "v3"] {
+            let sealed = fs::read(v.join(format!("snapshot-{version}.bin"))).unwrap();
+            let plain = blob::open(keys, Aad::Object("snapshot"), &sealed).unwrap();
+            put("snapshot", &format!("vector-{version}"), &plain);
+        }
         let config = blob::open(keys, Aad::Object("config"), &fs::read(repo.join("config")).unwrap()).unwrap();
         put("config", "vector", &config);
         for p in fs::read_dir(repo.join("keys")).unwrap() {

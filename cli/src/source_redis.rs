@@ -81,7 +81,10 @@ pub fn report_lines(d: &RedisDetails) -> Vec<String> {
     if d.server_version.is_empty() {
         out.push(format!("Redis:  {}", d.origin));
     } else {
-        out.push(format!("Redis:  {} (version {}, role {})", d.origin, d.server_version, d.role));
+        out.push(format!(
+            "Redis:  {} (version {}, role {})",
+            d.origin, d.server_version, d.role
+        ));
     }
     let crc = match d.rdb_crc64 {
         Some(c) => format!("CRC-64 {c:016x} verified"),

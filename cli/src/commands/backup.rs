@@ -64,7 +64,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         }
     } else {
         if a.paths.is_empty() {
-            anyhow::bail!("nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, or a --redis source");
+            anyhow::bail!(
+                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, or a --redis source"
+            );
         }
         BackupSource::Paths(a.paths.clone())
     };

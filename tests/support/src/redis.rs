@@ -76,7 +76,14 @@ impl RedisServer {
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"])
                 .arg("--dir")
                 .arg(dir)
-                .args(["--dbfilename", "dump.rdb", "--save", "", "--enable-debug-command", "local"])
+                .args([
+                    "--dbfilename",
+                    "dump.rdb",
+                    "--save",
+                    "",
+                    "--enable-debug-command",
+                    "local",
+                ])
                 .arg("--logfile")
                 .arg(dir.join(format!("redis-{port}.log")));
             if !extra.contains(&"--appendonly") {
@@ -137,7 +144,10 @@ impl RedisServer {
             .expect("running redis-cli");
         assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(!text.starts_with("ERR") && !text.starts_with("NOAUTH"), "redis-cli {args:?}: {text}");
+        assert!(
+            !text.starts_with("ERR") && !text.starts_with("NOAUTH"),
+            "redis-cli {args:?}: {text}"
+        );
         text
     }
 

@@ -19,7 +19,16 @@ fn populate(server: &RedisServer) {
     for i in 0..15_000u32 {
         let n = i.to_string();
         let k = |p: &str| format!("{p}:{i}");
-        cmds.extend(resp(&[b"HSET", k("hash").as_bytes(), b"name", n.as_bytes(), b"size", b"42", b"tag", b"x"]));
+        cmds.extend(resp(&[
+            b"HSET",
+            k("hash").as_bytes(),
+            b"name",
+            n.as_bytes(),
+            b"size",
+            b"42",
+            b"tag",
+            b"x",
+        ]));
         cmds.extend(resp(&[b"RPUSH", k("list").as_bytes(), b"a", n.as_bytes(), b"c", b"d"]));
         cmds.extend(resp(&[b"SADD", k("set").as_bytes(), b"m1", b"m2", n.as_bytes()]));
         cmds.extend(resp(&[b"ZADD", k("zset").as_bytes(), b"1", b"a", b"2.5", n.as_bytes()]));
@@ -44,8 +53,11 @@ fn populate(server: &RedisServer) {
     assert!(keyspace[0].1 > 250_000, "{keyspace:?}");
 }
 
+/// `INFO keyspace` as (db, keys, expires) per database.
+type Keyspace = Vec<(u64, u64, u64)>;
+
 /// The keyspace the snapshot recorded, as (db, keys, expires).
-fn recorded_keyspace(details: &Value) -> Vec<(u64, u64, u64)> {
+fn recorded_keyspace(details: &Value) -> Keyspace {
     details["keyspace"]
         .as_array()
         .expect("keyspace is a list")
@@ -96,7 +108,11 @@ fn live_round_trip(test: &str, server_args: &[&str], redis_password: Option<&str
     let details = &snaps[0]["details"]["Redis"];
     assert_eq!(str_at(details, "/origin"), a.url());
     assert_eq!(str_at(details, "/server_version"), a.info_field("redis_version"));
-    assert_eq!(recorded_keyspace(details), keyspace, "the snapshot records INFO keyspace");
+    assert_eq!(
+        recorded_keyspace(details),
+        keyspace,
+        "the snapshot records INFO keyspace"
+    );
     assert!(!details["aof"].as_bool().unwrap());
 
     let rdb = f.dump("latest", &rdb_path);
@@ -160,7 +176,11 @@ fn redis_password_errors_leave_no_snapshot() {
         .env("CAIRN_REDIS_PASSWORD_FILE", f.password_file_for("wrong-pw-77"))
         .args(["backup", "--redis", &url])
         .fails();
-    assert!(wrong.stderr().contains("did not accept the password"), "{}", wrong.stderr());
+    assert!(
+        wrong.stderr().contains("did not accept the password"),
+        "{}",
+        wrong.stderr()
+    );
 
     let none = f.cairn().args(["backup", "--redis", &url]).fails();
     assert!(none.stderr().contains("requires a password"), "{}", none.stderr());
@@ -168,9 +188,17 @@ fn redis_password_errors_leave_no_snapshot() {
 
     let in_url = f
         .cairn()
-        .args(["backup", "--redis", &format!("redis://default:{pw}@127.0.0.1:{}", a.port)])
+        .args([
+            "backup",
+            "--redis",
+            &format!("redis://default:{pw}@127.0.0.1:{}", a.port),
+        ])
         .fails();
-    assert!(in_url.stderr().contains("never taken from the command line"), "{}", in_url.stderr());
+    assert!(
+        in_url.stderr().contains("never taken from the command line"),
+        "{}",
+        in_url.stderr()
+    );
 
     for r in [&wrong, &none, &in_url] {
         assert!(!r.stderr().contains(pw) && !r.stdout().contains(pw));
@@ -183,12 +211,16 @@ fn redis_password_errors_leave_no_snapshot() {
     let config = f.path("cairn.toml");
     write(&config, format!("[redis]\npassword-file = \"{}\"\n", pw_file.display()));
     chmod(&config, 0o600);
-    f.cairn().arg("--config").arg(&config).args(["backup", "--redis", &url]).ok();
+    f.cairn()
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "--redis", &url])
+        .ok();
     assert_eq!(f.snapshots().len(), 1);
 }
 
 /// A server's own `SAVE`d dump.rdb of the populated data set.
-fn saved_rdb(f: &Fixture, test: &str) -> Option<(Vec<u8>, String, Vec<(u64, u64, u64)>)> {
+fn saved_rdb(f: &Fixture, test: &str) -> Option<(Vec<u8>, String, Keyspace)> {
     let a = RedisServer::start(test, &f.path("a"), &[])?;
     populate(&a);
     a.cli(&["SAVE"]);

@@ -27,6 +27,7 @@ ENVIRONMENT:
     CAIRN_PASSWORD            the password itself (prefer the file or command)
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
+    CAIRN_REDIS_PASSWORD_FILE file whose first line is the password of `backup --redis`
     CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
 Passwords are never taken from command-line arguments and never logged.
 Commands cairn runs (--stdin-from-command, password and credentials commands)
@@ -199,6 +200,8 @@ pub struct BackupArgs {
     /// Read every file again (no parent).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub redis: crate::source_redis::RedisArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]

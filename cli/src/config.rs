@@ -21,6 +21,9 @@ pub struct FileConfig {
     /// `[[retention]]`: the retention table `forget --policy` applies.
     #[serde(default)]
     pub retention: Vec<crate::retention::RetentionEntry>,
+    /// `[redis]`: where the password of `backup --redis` comes from.
+    #[serde(default)]
+    pub redis: crate::source_redis::RedisConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -130,6 +130,7 @@ pub use snapshot::{
     CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, RedisDetails, RedisKeyspace, S3Details, Snapshot,
     SourceDetails, SourceKind, Summary,
 };
+pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
 pub use sources::{SourceError, Stream};
 pub use time::{format_ns, now_ns};
 pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr, SOURCE_XATTR_PREFIX};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use cairn_engine::{
     backup, find_snapshot, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SnapshotFilter,
-    SourceKind, Stream,
+    SourceDetails, SourceKind, Stream,
 };
 
 use super::{read_exclude_files, Ctx};
@@ -42,7 +42,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     } else {
         ParentChoice::Auto
     };
-    let source = if a.stdin_from_command {
+    let source = if let Some(r) = crate::source_redis::source(&a.redis, &ctx.config.redis)? {
+        BackupSource::Redis(r)
+    } else if a.stdin_from_command {
         let stream = Stream::from_command(&a.command)?;
         BackupSource::Stream {
             stream,
@@ -62,7 +64,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         }
     } else {
         if a.paths.is_empty() {
-            anyhow::bail!("nothing to back up: give paths, --stdin, or --stdin-from-command -- COMMAND");
+            anyhow::bail!(
+                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, or a --redis source"
+            );
         }
         BackupSource::Paths(a.paths.clone())
     };
@@ -110,12 +114,18 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
             "paths": out.snapshot.paths,
             "tags": out.snapshot.tags,
             "summary": s,
+            "details": out.snapshot.details,
             "retries": ctx.retries(),
             "skipped": out.skipped.iter().map(|k| serde_json::json!({"path": k.path.to_string_lossy(), "error": k.error})).collect::<Vec<_>>(),
         }));
     }
     for k in &out.skipped {
         eprintln!("warning: skipped {}: {}", k.path.display(), k.error);
+    }
+    if let SourceDetails::Redis(d) = &out.snapshot.details {
+        for line in crate::source_redis::report_lines(d) {
+            ctx.say(line);
+        }
     }
     if let Some(p) = out.snapshot.parent {
         ctx.say(format!("parent snapshot {}", p.short()));

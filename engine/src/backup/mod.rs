@@ -108,6 +108,9 @@ pub enum BackupSource {
         /// Recorded source kind (`Stdin` or `Command`).
         kind: SourceKind,
     },
+    /// A Redis dump, checked as it is read (`--redis`, `--redis-rdb`,
+    /// `--redis-data-dir`).
+    Redis(crate::sources::redis::RedisSource),
 }
 
 /// Which snapshot to compare against for change detection.
@@ -226,7 +229,7 @@ pub(crate) fn default_host() -> String {
 pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
     let again = match &source {
         BackupSource::Paths(p) => Some(p.clone()),
-        BackupSource::Stream { .. } => None,
+        BackupSource::Stream { .. } | BackupSource::Redis(_) => None,
     };
     let r = match (backup_once(repo, source, opts), again) {
         (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) if !opts.cancelled() => {
@@ -261,6 +264,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             vec![PathBuf::from(format!("/{}", filename.trim_start_matches('/')))],
             kind.clone(),
         ),
+        BackupSource::Redis(r) => (r.paths().to_vec(), SourceKind::Redis),
     };
     let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     let crate::repository::SnapshotList { snapshots, damaged } = repo.list_snapshots_lenient()?;
@@ -330,6 +334,33 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             dir.insert_path(&paths[0], node);
             dir.store(&saver, &repo)?
         }
+        BackupSource::Redis(mut redis) => {
+            let root = match redis.take_stream() {
+                Some(stream) => stream_root(&repo, &saver, stream, &paths[0], opts, &mut summary),
+                None => redis_files_root(
+                    &repo,
+                    &saver,
+                    &index,
+                    parent_id.as_ref(),
+                    &paths,
+                    opts,
+                    &mut summary,
+                    &mut skipped,
+                ),
+            };
+            let root = match root {
+                Ok(root) => root,
+                Err(e) => return Err(first_cause(e, saver)),
+            };
+            match redis.finish() {
+                Ok(d) => details = SourceDetails::Redis(d),
+                Err(e) => {
+                    let _ = saver.finish();
+                    return Err(e.into());
+                }
+            }
+            root
+        }
     };
     let stats = saver.stats.clone();
     saver.finish()?;
@@ -391,6 +422,58 @@ fn current_user() -> (String, u32, u32) {
         .map(|u| u.name)
         .unwrap_or_default();
     (name, uid.as_raw(), nix::unistd::getgid().as_raw())
+}
+
+/// The root of a snapshot holding one stream, stored at `path`, that must
+/// end well (a dump that checks itself as it is read).
+fn stream_root(
+    repo: &Repository,
+    saver: &saver::Saver,
+    mut stream: Stream,
+    path: &std::path::Path,
+    opts: &BackupOptions,
+    summary: &mut Summary,
+) -> Result<TreeId, BackupError> {
+    let name = path.to_string_lossy();
+    let node = match stream_file(repo, saver, &mut stream, &name, opts, summary) {
+        Ok(n) => n,
+        Err(e) => {
+            stream.abort();
+            return Err(e);
+        }
+    };
+    stream.finish()?;
+    let mut dir = dir::DirBuilder::synthetic_root();
+    dir.insert_path(path, node);
+    dir.store(saver, repo)
+}
+
+/// A Redis data folder's files, walked as files are (with the parent's
+/// unchanged files not read again).
+#[allow(clippy::too_many_arguments)]
+fn redis_files_root(
+    repo: &Repository,
+    saver: &saver::Saver,
+    index: &Arc<crate::index::Index>,
+    parent_id: Option<&SnapshotId>,
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    summary: &mut Summary,
+    skipped: &mut Vec<SkippedEntry>,
+) -> Result<TreeId, BackupError> {
+    let parent = match parent_id {
+        Some(id) => parent::ParentFiles::load(repo, index, id).ok(),
+        None => None,
+    };
+    let root = walk::run(repo, saver, paths, parent.as_ref(), opts, summary, skipped)?;
+    if let Some(k) = skipped.first() {
+        // A data folder with a file missing is no restorable data folder.
+        return Err(BackupError::Source {
+            path: k.path.clone(),
+            source: std::io::Error::other(k.error.clone()),
+        });
+    }
+    Ok(root)
 }
 
 /// Chunks a stream into data blobs and returns its file node.

@@ -2,6 +2,8 @@
 //! (`backend`). File trees are walked by `backup::walk`; streams come from
 //! here.
 
+pub mod redis;
+
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};
 

@@ -22,6 +22,7 @@ mod lock;
 mod misc;
 mod prune;
 mod recovery;
+mod redis;
 mod repair;
 mod restore;
 mod restore_damage;

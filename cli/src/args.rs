@@ -199,6 +199,10 @@ pub struct BackupArgs {
     /// Read every file again (no parent).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub cassandra: crate::source_cassandra::CassandraBackupArgs,
+    #[command(flatten)]
+    pub hooks: crate::source_cassandra::HookArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -282,6 +286,8 @@ pub struct RestoreArgs {
     pub retrieval: RetrievalArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub cassandra: crate::source_cassandra::CassandraRestoreArgs,
 }
 
 /// How packs in archive storage (GLACIER, DEEP_ARCHIVE) are retrieved by

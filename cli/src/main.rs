@@ -9,6 +9,7 @@ mod password;
 mod progress;
 mod retention;
 mod signals;
+mod source_cassandra;
 mod units;
 
 use std::process::ExitCode;

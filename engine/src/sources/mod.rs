@@ -2,6 +2,9 @@
 //! (`backend`). File trees are walked by `backup::walk`; streams come from
 //! here.
 
+pub(crate) mod cassandra;
+pub(crate) mod hooks;
+
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};
 

@@ -304,6 +304,7 @@ pub(crate) fn discover(src: &CassandraSource) -> Result<Found, CassandraError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn write(path: &Path, bytes: &[u8]) {

@@ -149,6 +149,7 @@ pub fn layout_for(snapshot: &Snapshot, req: &CassandraRestore) -> Result<Restore
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -119,7 +119,8 @@ pub enum BackupSource {
 /// Which snapshot to compare against for change detection.
 #[derive(Debug, Clone, Default)]
 pub enum ParentChoice {
-    /// The newest snapshot with the same host and paths.
+    /// The newest snapshot with the same host, paths and kind of source (a
+    /// Cassandra backup's paths are its data folders, whatever the tag).
     #[default]
     Auto,
     /// None: read everything.

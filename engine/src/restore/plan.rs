@@ -363,6 +363,12 @@ impl Builder<'_> {
             let node = tree::resolve_path(repo, index, &snapshot.tree, &p.from)?
                 .filter(|n| n.kind == NodeKind::Dir)
                 .ok_or_else(|| RestoreError::PathNotFound(p.from.clone()))?;
+            if p.to.components().any(|c| !matches!(c, Component::Normal(_))) {
+                // Nothing may land outside the target, whatever a layout says.
+                let at = target.join(&p.to);
+                self.refuse(at, format!("{} would be placed outside the target; left out", p.from));
+                continue;
+            }
             let spath = Path::new(&p.from);
             self.snapshot_base = spath.to_path_buf();
             self.dest_base = target.join(&p.to);

@@ -462,6 +462,48 @@ fn cassandra_hooks_and_clear_errors() {
         .collect();
     assert_eq!(files_under(&restored), want);
 
+    // A node with two data folders: the same table's SSTables in both are
+    // restored into one table folder (schema and manifest from the first).
+    let msg = node.table("chat", "messages");
+    let data2 = f.path("cassandra/data2");
+    let second = data2.join(format!("chat/messages-{}/snapshots/nightly-2", msg.id));
+    let mut want = below(
+        &format!("chat/messages-{}", msg.id),
+        &node.folder("nightly-2", "chat", "messages").files,
+    );
+    let mut rng = Rng::new(5);
+    for c in ["Data.db", "Index.db", "TOC.txt", "schema.cql"] {
+        let name = if c == "schema.cql" {
+            c.to_string()
+        } else {
+            format!("nb-7-big-{c}")
+        };
+        let bytes = rng.bytes(3000);
+        write(&second.join(&name), &bytes);
+        want.entry(format!("chat/messages-{}/{name}", msg.id)).or_insert(bytes);
+    }
+    let out = f
+        .cairn()
+        .args([
+            "backup",
+            "--cassandra",
+            &data,
+            "--cassandra",
+            &s(&data2),
+            "--snapshot-tag",
+            "nightly-2",
+        ])
+        .args(["--table", "chat.messages"])
+        .json();
+    assert_eq!(tables_of(&out), 2);
+    assert_eq!(strings_at(&out, "/paths"), vec![data.clone(), s(&data2)]);
+    let merged = f.path("two-dirs-restore");
+    f.cairn()
+        .args(["restore", "latest", "--cassandra-layout", "refresh", "--target"])
+        .arg(&merged)
+        .ok();
+    assert_eq!(files_under(&merged), want);
+
     // A failing post-command after a saved snapshot: reported, non-zero, snapshot kept.
     let before = f.snapshots().len();
     let r = f

@@ -115,6 +115,13 @@ pub fn layout_for(snapshot: &Snapshot, req: &CassandraRestore) -> Result<Restore
                 t.path
             )));
         };
+        let safe = |n: &str| !(n.is_empty() || n == "." || n == ".." || n.contains('/') || n.contains('\0'));
+        if ![&t.keyspace, &t.table, &t.table_id].iter().all(|n| safe(n)) {
+            return Err(CassandraError::Invalid(format!(
+                "the snapshot's details name a table `{}.{}-{}` that is no folder name; not restored",
+                t.keyspace, t.table, t.table_id
+            )));
+        }
         let ks_to = PathBuf::from(&t.keyspace);
         let to = match req.layout {
             CassandraLayout::Refresh => ks_to.join(format!("{}-{}", t.table, t.table_id)),

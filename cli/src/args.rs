@@ -202,6 +202,10 @@ pub struct BackupArgs {
     pub force: bool,
     #[command(flatten)]
     pub redis: crate::source_redis::RedisArgs,
+    #[command(flatten)]
+    pub cassandra: crate::source_cassandra::CassandraBackupArgs,
+    #[command(flatten)]
+    pub hooks: crate::source_cassandra::HookArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -285,6 +289,8 @@ pub struct RestoreArgs {
     pub retrieval: RetrievalArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub cassandra: crate::source_cassandra::CassandraRestoreArgs,
 }
 
 /// How packs in archive storage (GLACIER, DEEP_ARCHIVE) are retrieved by

@@ -10,6 +10,7 @@ mod progress;
 mod retention;
 mod signals;
 mod source_redis;
+mod source_cassandra;
 mod units;
 
 use std::process::ExitCode;

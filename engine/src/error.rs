@@ -215,6 +215,7 @@ impl BackupError {
             BackupError::PipelineStopped | BackupError::Thread(_) | BackupError::ThreadPanicked => ErrorKind::Internal,
             BackupError::ReusedDataDeleted { .. } => ErrorKind::Storage,
             BackupError::Interrupted => ErrorKind::Interrupted,
+            BackupError::Cassandra(c) => c.kind(),
         }
     }
 }
@@ -231,6 +232,7 @@ impl RestoreError {
             RestoreError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
             RestoreError::Repository(r) => r.kind(),
             RestoreError::Backend(b) => b.kind(),
+            RestoreError::Cassandra(c) => c.kind(),
         }
     }
 }

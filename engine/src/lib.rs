@@ -118,7 +118,10 @@ pub use repair::{
 pub use repository::{
     Config, IndexObject, InitOptions, KeyFile, RepoFile, Repository, RepositoryError, SnapshotList, FORMAT_VERSION,
 };
-pub use restore::{RestoreError, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary, IN_PROGRESS_MARKER};
+pub use restore::{
+    Placement, RestoreError, RestoreLayout, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary,
+    IN_PROGRESS_MARKER,
+};
 pub use retrieve::{tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate};
 pub use rewrite::{rewrite_snapshots, RemovedPath, RewriteError, RewriteOptions, RewriteReport, SnapshotRewrite};
 pub use secrets::{
@@ -131,6 +134,8 @@ pub use snapshot::{
     SourceDetails, SourceKind, Summary,
 };
 pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
+pub use sources::cassandra::{CassandraError, CassandraLayout, CassandraRestore, CassandraSource};
+pub use sources::hooks::{HookError, HookResult, Hooked, Hooks};
 pub use sources::{SourceError, Stream};
 pub use time::{format_ns, now_ns};
 pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr, SOURCE_XATTR_PREFIX};
@@ -147,6 +152,12 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
 /// Restores `snapshot` (or the part `opts.subpath` names) into `target`.
 pub fn restore(repo: &Repository, snapshot: &Snapshot, target: &Path, opts: &RestoreOptions) -> Result<RestoreSummary> {
     Ok(restore::restore(repo, snapshot, target, opts)?)
+}
+
+/// The restore layout (`nodetool refresh` or `sstableloader` folders) of
+/// the part of a Cassandra snapshot `req` names; refused for other kinds.
+pub fn cassandra_layout(snapshot: &Snapshot, req: &CassandraRestore) -> Result<RestoreLayout> {
+    Ok(sources::cassandra::layout_for(snapshot, req).map_err(RestoreError::from)?)
 }
 
 /// Checks the repository; what is damaged goes into the report, and only a

@@ -14,6 +14,13 @@ use crate::progress::Bar;
 use crate::EXIT_PARTIAL;
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
+    // From here on SIGINT/SIGTERM stop the backup cleanly (exit 130/143),
+    // and the post-command still runs.
+    let cancel = crate::signals::install()?;
+    crate::source_cassandra::with_hooks(&a.hooks, || run_backup(ctx, &a, cancel))
+}
+
+fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBool>) -> Result<u8> {
     let repo = ctx.open()?;
     let d = &ctx.config.backup;
     let mut opts = BackupOptions {
@@ -62,18 +69,19 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 filename: a.stdin_filename.clone(),
             },
         }
+    } else if let Some(c) = crate::source_cassandra::source(&a.cassandra) {
+        BackupSource::Cassandra(c)
     } else {
         if a.paths.is_empty() {
             anyhow::bail!(
-                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, or a --redis source"
+                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, a --redis source, or --cassandra DATA_DIR"
             );
         }
         BackupSource::Paths(a.paths.clone())
     };
     let progress = Arc::new(BackupProgress::default());
     opts.progress = Some(progress.clone());
-    // From here on SIGINT/SIGTERM stop the backup cleanly (exit 130/143).
-    opts.cancel = Some(crate::signals::install()?);
+    opts.cancel = Some(cancel);
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
         Bar::bytes("backup", move || {
@@ -115,6 +123,7 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
             "tags": out.snapshot.tags,
             "summary": s,
             "details": out.snapshot.details,
+            "cassandra": crate::source_cassandra::report_json(&out.snapshot),
             "retries": ctx.retries(),
             "skipped": out.skipped.iter().map(|k| serde_json::json!({"path": k.path.to_string_lossy(), "error": k.error})).collect::<Vec<_>>(),
         }));
@@ -140,6 +149,7 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
         bytes(s.bytes_read),
         bytes(s.bytes_new + s.bytes_changed + s.bytes_unchanged)
     ));
+    crate::source_cassandra::report_text(ctx, &out.snapshot);
     ctx.say(format!(
         "Added to the repository: {} ({} before compression and encryption), {} data blobs, {} tree blobs",
         bytes(s.bytes_added_stored),

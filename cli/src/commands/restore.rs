@@ -43,7 +43,9 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         check_archive_first: true,
         retrieval: retrieval_options(&a.retrieval),
         on_retrieval: retrieval_hook(ctx),
+        layout: None,
     };
+    let opts = crate::source_cassandra::apply_layout(&a.cassandra, &snap, opts)?;
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
         Bar::bytes("restore", move || {
@@ -101,6 +103,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         other => other?,
     };
     report(ctx, &a, &id, &s, started)?;
+    crate::source_cassandra::after_restore(ctx, &a.cassandra, &a.target);
     Ok(0)
 }
 

@@ -89,6 +89,9 @@ pub enum BackupError {
     /// Invalid options.
     #[error("{0}")]
     Invalid(String),
+    /// The Cassandra source found nothing to back up, or cannot read.
+    #[error(transparent)]
+    Cassandra(#[from] crate::sources::cassandra::CassandraError),
     /// Stopped on request ([`BackupOptions::cancel`]): no snapshot was
     /// written; packs stored so far are indexed and reused by the next backup.
     #[error("interrupted: the backup stopped before writing a snapshot (what it stored is reused by the next backup)")]
@@ -111,12 +114,16 @@ pub enum BackupSource {
     /// A Redis dump, checked as it is read (`--redis`, `--redis-rdb`,
     /// `--redis-data-dir`).
     Redis(crate::sources::redis::RedisSource),
+    /// Cassandra snapshot folders of one tag, walked as files; the
+    /// snapshot's paths are the data folders (`sources::cassandra`).
+    Cassandra(crate::sources::cassandra::CassandraSource),
 }
 
 /// Which snapshot to compare against for change detection.
 #[derive(Debug, Clone, Default)]
 pub enum ParentChoice {
-    /// The newest snapshot with the same host and paths.
+    /// The newest snapshot with the same host, paths and kind of source (a
+    /// Cassandra backup's paths are its data folders, whatever the tag).
     #[default]
     Auto,
     /// None: read everything.
@@ -228,15 +235,16 @@ pub(crate) fn default_host() -> String {
 /// stream cannot be read twice, so its backup fails instead.
 pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
     let again = match &source {
-        BackupSource::Paths(p) => Some(p.clone()),
+        BackupSource::Paths(p) => Some(BackupSource::Paths(p.clone())),
+        BackupSource::Cassandra(c) => Some(BackupSource::Cassandra(c.clone())),
         BackupSource::Stream { .. } | BackupSource::Redis(_) => None,
     };
     let r = match (backup_once(repo, source, opts), again) {
-        (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) if !opts.cancelled() => {
+        (Err(BackupError::ReusedDataDeleted { blobs }), Some(source)) if !opts.cancelled() => {
             tracing::warn!(
                 "a prune recorded {blobs} reused blob(s) for deletion while the backup ran; backing up again"
             );
-            backup_once(repo, BackupSource::Paths(paths), opts)
+            backup_once(repo, source, opts)
         }
         (r, _) => r,
     };
@@ -258,15 +266,28 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         repo.clone()
     };
     let host = opts.host.clone().unwrap_or_else(default_host);
+    let mut details = SourceDetails::None;
+    let mut recorded_paths = None;
     let (paths, source_kind) = match &source {
         BackupSource::Paths(p) => (walk::absolute_paths(p)?, SourceKind::Files),
+        BackupSource::Cassandra(c) => {
+            let found = crate::sources::cassandra::discover(c)?;
+            details = SourceDetails::Cassandra(found.details);
+            recorded_paths = Some(found.data_dirs);
+            (found.folders, SourceKind::Cassandra)
+        }
         BackupSource::Stream { filename, kind, .. } => (
             vec![PathBuf::from(format!("/{}", filename.trim_start_matches('/')))],
             kind.clone(),
         ),
         BackupSource::Redis(r) => (r.paths().to_vec(), SourceKind::Redis),
     };
-    let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let path_strings: Vec<String> = recorded_paths
+        .as_ref()
+        .unwrap_or(&paths)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let crate::repository::SnapshotList { snapshots, damaged } = repo.list_snapshots_lenient()?;
     for e in &damaged {
         tracing::warn!("ignoring {e} when choosing the parent; run `cairn check`");
@@ -289,11 +310,11 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     let saver = saver::Saver::start_cancellable(&repo, index.clone(), opts.sealers, opts.cancel.clone());
     let mut summary = Summary::default();
     let mut skipped = Vec::new();
-    let mut details = SourceDetails::None;
 
     let root = match source {
-        BackupSource::Paths(_) => {
-            let parent = match (&parent_id, matches!(source_kind, SourceKind::Files)) {
+        BackupSource::Paths(_) | BackupSource::Cassandra(_) => {
+            let walked = matches!(source_kind, SourceKind::Files | SourceKind::Cassandra);
+            let parent = match (&parent_id, walked) {
                 (Some(id), true) => match parent::ParentFiles::load(&repo, &index, id) {
                     Ok(p) => Some(p),
                     // A parent whose trees are damaged, or only in packs a

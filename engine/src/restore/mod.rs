@@ -14,6 +14,7 @@
 //! [`RestoreError::Incomplete`] after restoring everything else.
 
 mod files;
+mod layout;
 mod meta;
 mod plan;
 mod write;
@@ -23,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
+pub use layout::{Placement, RestoreLayout};
 pub use plan::RestorePlan;
 
 use crate::backend::BackendError;
@@ -99,6 +101,9 @@ pub enum RestoreError {
     /// Storage failure.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A Cassandra restore layout that cannot be made.
+    #[error(transparent)]
+    Cassandra(#[from] crate::sources::cassandra::CassandraError),
 }
 
 impl RestoreError {
@@ -156,6 +161,9 @@ pub struct RestoreOptions {
     /// Told what must be retrieved (once) and how many packs are ready (on
     /// every poll), for the CLI to print.
     pub on_retrieval: Option<Arc<RetrievalHook>>,
+    /// Place snapshot folders elsewhere in the target (a source's restore
+    /// layout); `subpath` is then ignored.
+    pub layout: Option<RestoreLayout>,
 }
 
 /// Name of the file that marks an unfinished restore in the target.

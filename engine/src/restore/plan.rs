@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use super::{FailedEntry, RestoreError, RestoreOptions};
+use super::{FailedEntry, Placement, RestoreError, RestoreOptions};
 use crate::blob::BlobType;
 use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Index;
@@ -124,11 +124,15 @@ struct Builder<'a> {
     /// Every destination so far: a (hostile or damaged) tree naming one
     /// entry twice must not make the restore write one through the other.
     seen: HashSet<PathBuf>,
+    /// A layout's folders placed at one destination are merged.
+    merge_dirs: bool,
 }
 
 impl Builder<'_> {
     fn dest(&self, spath: &Path) -> PathBuf {
         match spath.strip_prefix(&self.snapshot_base) {
+            // A layout's placed folder itself (no trailing `/` added).
+            Ok(rel) if rel.as_os_str().is_empty() => self.dest_base.clone(),
             Ok(rel) => self.dest_base.join(rel),
             Err(_) => self.dest_base.clone(),
         }
@@ -211,6 +215,15 @@ impl Visitor for Builder<'_> {
         let parent_included = self.open.last().is_some_and(|d| d.included);
         let included = !self.has_include || parent_included || self.include.is_match(spath);
         let dest = self.dest(spath);
+        if self.merge_dirs && node.kind == NodeKind::Dir && node.subtree.is_some() && self.seen.contains(&dest) {
+            // A layout placing two folders at one destination merges them.
+            self.open.push(OpenDir {
+                at: self.plan.dirs.len(),
+                included,
+                any: false,
+            });
+            return Ok(Descend::Yes);
+        }
         if !self.seen.insert(dest.clone()) {
             self.refuse(
                 dest,
@@ -335,6 +348,48 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// Follows a layout: each placed folder's entries land below its
+    /// destination instead of their own paths.
+    fn place(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        snapshot: &Snapshot,
+        target: &Path,
+        places: &[Placement],
+    ) -> Result<(), RestoreError> {
+        for p in places {
+            let node = tree::resolve_path(repo, index, &snapshot.tree, &p.from)?
+                .filter(|n| n.kind == NodeKind::Dir)
+                .ok_or_else(|| RestoreError::PathNotFound(p.from.clone()))?;
+            if p.to.components().any(|c| !matches!(c, Component::Normal(_))) {
+                // Nothing may land outside the target, whatever a layout says.
+                let at = target.join(&p.to);
+                self.refuse(at, format!("{} would be placed outside the target; left out", p.from));
+                continue;
+            }
+            let spath = Path::new(&p.from);
+            self.snapshot_base = spath.to_path_buf();
+            self.dest_base = target.join(&p.to);
+            if !p.contents {
+                // Only the folder, as the parent of other placements.
+                if self.seen.insert(self.dest_base.clone()) {
+                    self.plan.dirs.push((self.dest_base.clone(), node));
+                }
+                continue;
+            }
+            if self.enter(spath, &snapshot.tree, &node)? == Descend::Yes {
+                if let Some(sub) = node.subtree {
+                    tree::walk(repo, index, &sub, spath, self)?;
+                }
+                self.leave(spath, &node)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RestorePlan {
     /// Plans the restore of `snapshot` into `target` with `opts`.
     pub fn build(
@@ -344,11 +399,15 @@ impl RestorePlan {
         target: &Path,
         opts: &RestoreOptions,
     ) -> Result<Self, RestoreError> {
+        let layout = opts.layout.as_ref();
+        let include = [&opts.include[..], layout.map_or(&[][..], |l| &l.include[..])].concat();
+        let exclude = [&opts.exclude[..], layout.map_or(&[][..], |l| &l.exclude[..])].concat();
         let mut b = Builder {
             index,
-            include: globset(&opts.include)?,
-            exclude: globset(&opts.exclude)?,
-            has_include: !opts.include.is_empty(),
+            include: globset(&include)?,
+            exclude: globset(&exclude)?,
+            has_include: !include.is_empty(),
+            merge_dirs: layout.is_some(),
             plan: RestorePlan {
                 target: target.to_path_buf(),
                 ..Default::default()
@@ -360,6 +419,7 @@ impl RestorePlan {
             open: Vec::new(),
         };
         match &opts.subpath {
+            _ if layout.is_some() => b.place(repo, index, snapshot, target, layout.map_or(&[][..], |l| &l.places))?,
             Some(sp) if Path::new(sp).components().any(|c| matches!(c, Component::Normal(_))) => {
                 let node = tree::resolve_path(repo, index, &snapshot.tree, sp)?
                     .ok_or_else(|| RestoreError::PathNotFound(sp.clone()))?;

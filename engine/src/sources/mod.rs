@@ -3,6 +3,8 @@
 //! here.
 
 pub mod redis;
+pub(crate) mod cassandra;
+pub(crate) mod hooks;
 
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};

@@ -10,6 +10,7 @@ mod util;
 
 mod backup;
 mod browse;
+mod cassandra;
 mod check;
 mod config;
 mod crash;

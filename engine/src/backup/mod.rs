@@ -10,6 +10,7 @@ mod dir;
 mod meta;
 mod parent;
 mod saver;
+mod sizes;
 mod verify;
 mod walk;
 
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
+pub use sizes::{ChunkSizeChoice, DedupStats};
 pub(crate) use verify::verify_reuse;
 
 use crate::backend::BackendError;
@@ -164,6 +166,8 @@ pub struct BackupOptions {
     /// file, chunk, blob or pack: it then fails with
     /// [`BackupError::Interrupted`] and writes no snapshot.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Chunk sizes for the contents read (recorded in the snapshot).
+    pub chunk_sizes: ChunkSizeChoice,
 }
 
 impl BackupOptions {
@@ -187,6 +191,7 @@ impl Default for BackupOptions {
             readers: 2,
             sealers: cpus,
             cancel: None,
+            chunk_sizes: ChunkSizeChoice::Parent,
         }
     }
 }
@@ -209,6 +214,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries skipped because they could not be read.
     pub skipped: Vec<SkippedEntry>,
+    /// How much of the content read the repository held already.
+    pub dedup: DedupStats,
 }
 
 pub(crate) fn default_host() -> String {
@@ -280,6 +287,14 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             })
             .map(|(id, _)| *id),
     };
+    let parent_sizes = match (&opts.chunk_sizes, &parent_id) {
+        (sizes::ChunkSizeChoice::Parent, Some(id)) => match snapshots.iter().find(|(i, _)| i == id) {
+            Some((_, s)) => s.chunk_sizes,
+            None => repo.load_snapshot(id)?.chunk_sizes,
+        },
+        _ => None,
+    };
+    let (chunker, chunk_sizes) = sizes::resolve(opts.chunk_sizes, &repo.config().chunker, parent_sizes);
     let (index, deletions) = repo.load_index_for_backup()?;
     let index = Arc::new(index);
     let saver = saver::Saver::start_cancellable(&repo, index.clone(), opts.sealers, opts.cancel.clone());
@@ -302,7 +317,16 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 },
                 _ => None,
             };
-            let result = walk::run(&repo, &saver, &paths, parent.as_ref(), opts, &mut summary, &mut skipped);
+            let result = walk::run(
+                &repo,
+                &saver,
+                &chunker,
+                &paths,
+                parent.as_ref(),
+                opts,
+                &mut summary,
+                &mut skipped,
+            );
             match result {
                 Ok(root) => root,
                 Err(e) => return Err(first_cause(e, saver)),
@@ -311,7 +335,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         BackupSource::Stream {
             mut stream, filename, ..
         } => {
-            let node = match stream_file(&repo, &saver, &mut stream, &filename, opts, &mut summary) {
+            let node = match stream_file(&repo, &saver, &chunker, &mut stream, &filename, opts, &mut summary) {
                 Ok(n) => n,
                 Err(e) => {
                     stream.abort();
@@ -337,6 +361,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     summary.tree_blobs_added = stats.tree_blobs.load(Ordering::Relaxed);
     summary.bytes_added_raw = stats.raw_bytes.load(Ordering::Relaxed);
     summary.bytes_added_stored = stats.stored_bytes.load(Ordering::Relaxed);
+    let dedup = DedupStats::from_saver(&stats);
     summary.errors = skipped.len() as u64;
     summary.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let (user, uid, gid) = current_user();
@@ -356,7 +381,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         summary,
         rewritten_from: None,
         details,
-        chunk_sizes: None,
+        chunk_sizes,
     };
     // Everything the snapshot references is stored (saver.finish returned),
     // so it may now be written.
@@ -370,7 +395,12 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         }
         Some(repo.save_snapshot(&snapshot)?)
     };
-    Ok(BackupOutcome { id, snapshot, skipped })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        skipped,
+        dedup,
+    })
 }
 
 /// Stops the saver after the walk failed with `e`: when `e` only says the
@@ -397,6 +427,7 @@ fn current_user() -> (String, u32, u32) {
 fn stream_file(
     repo: &Repository,
     saver: &saver::Saver,
+    chunker: &crate::chunker::ChunkerParams,
     stream: &mut Stream,
     filename: &str,
     opts: &BackupOptions,
@@ -416,7 +447,7 @@ fn stream_file(
     node.user = user;
     node.uid = uid;
     node.gid = gid;
-    let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
+    let mut chunk_buffer = ChunkBuffer::new(chunker);
     let content = content::save_content(repo, saver, &mut chunk_buffer, stream.reader(), |len| {
         if let Some(p) = &opts.progress {
             p.bytes_done.fetch_add(len, Ordering::Relaxed);

@@ -14,6 +14,7 @@
 //! Everything here panics with a message instead of returning errors: it
 //! runs inside tests, where a panic is the report.
 
+pub mod postgres;
 pub mod s3;
 pub mod tree;
 

@@ -107,12 +107,12 @@ fn git_bundle_backup_clones_back_with_every_branch() {
         .args(["git", "-C"])
         .arg(&src)
         .args(["bundle", "create", "-", "--all"])
+        .ok()
         .json();
     assert_eq!(out["details"]["Command"]["exit_code"], 0, "{out:#}");
 
     let bundle = f.root.join("restored.bundle");
     std::fs::write(&bundle, f.dump("latest", "/repo.bundle")).unwrap();
-    git(&f.root, &["bundle", "verify", "-q", bundle.to_str().unwrap()]);
     let clone = f.root.join("clone");
     git(
         &f.root,

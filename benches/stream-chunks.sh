@@ -10,14 +10,18 @@
 #                                     # at each chunk size; prints a table
 #
 # Environment: WORK (default /tmp/cairn-stream-chunks), NIGHTS (default 4),
-# PG_SCALE (pgbench scale, default 20), REDIS_KEYS (default 900000),
+# PG_SCALE (pgbench scale, default 10), CUSTOMERS/ORDERS (rows of the
+# application-like tables, default 400000/1200000), REDIS_KEYS (default 900000),
 # CAIRN (default target/debug/cairn; dependencies are optimised in dev
-# builds, and only sizes are measured), SIZES (default "16KiB 64KiB 256KiB 1MiB").
+# builds, and only sizes are measured), SIZES (default "16KiB 64KiB 256KiB 1MiB"),
+# SOURCES (default "pg redis").
 set -euo pipefail
 
 WORK=${WORK:-/tmp/cairn-stream-chunks}
 NIGHTS=${NIGHTS:-4}
-PG_SCALE=${PG_SCALE:-20}
+PG_SCALE=${PG_SCALE:-10}
+CUSTOMERS=${CUSTOMERS:-400000}
+ORDERS=${ORDERS:-1200000}
 REDIS_KEYS=${REDIS_KEYS:-900000}
 CAIRN=${CAIRN:-$(cd "$(dirname "$0")/.." && pwd)/target/debug/cairn}
 SIZES=${SIZES:-"16KiB 64KiB 256KiB 1MiB"}
@@ -37,14 +41,38 @@ gen_postgres() {
     trap 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null' RETURN
     local pg=(-h 127.0.0.1 -p "$port" -U postgres)
     createdb "${pg[@]}" bench
+    # pgbench's tables (accounts padded with blanks: they compress ~60x)
+    # and application-like tables with real entropy (hashes, text, jsonb).
     pgbench "${pg[@]}" -i -q -s "$PG_SCALE" bench 2>/dev/null
-    # Rows touched per night: ~1 % of pgbench_accounts through the TPC-B-like
-    # transaction (each updates one account, teller, branch, inserts history).
+    psql "${pg[@]}" -q -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE TABLE customers (id int PRIMARY KEY, name text, email text, balance numeric(12,2),
+  created timestamptz, profile jsonb);
+INSERT INTO customers SELECT i, 'customer ' || substr(md5(i::text), 1, 12), 'c' || i || '@example.com',
+  (random() * 100000)::numeric(12,2), now() - random() * interval '900 days',
+  jsonb_build_object('level', i % 5, 'city', 'city-' || (random() * 500)::int, 'ref', md5(random()::text))
+  FROM generate_series(1, $((CUSTOMERS))) i;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, placed date, amount numeric(10,2),
+  status text, note text);
+INSERT INTO orders SELECT i, 1 + (random() * ($((CUSTOMERS)) - 1))::int, date '2024-01-01' + (i / 2000),
+  (random() * 1000)::numeric(10,2), (ARRAY['new','paid','shipped','done'])[1 + (random() * 3)::int],
+  CASE WHEN random() < 0.3 THEN NULL ELSE 'note ' || md5(random()::text) END
+  FROM generate_series(1, $((ORDERS))) i;
+SQL
+    # Changed per night: ~1 % of pgbench accounts (TPC-B-like transactions),
+    # ~1.5 % of customers and orders updated, 0.5 % new orders, 0.1 % deleted.
     local tx=$((PG_SCALE * 100000 / 100 / 2))
     for n in $(seq 1 "$NIGHTS"); do
         if [ "$n" -gt 1 ]; then
             pgbench "${pg[@]}" -n -c 2 -j 2 -t "$tx" bench >/dev/null 2>&1
-            psql "${pg[@]}" -q -d bench -c 'VACUUM' >/dev/null
+            psql "${pg[@]}" -q -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+UPDATE customers SET balance = (random() * 100000)::numeric(12,2) WHERE random() < 0.015;
+UPDATE orders SET status = 'done', amount = amount + 1 WHERE random() < 0.015;
+INSERT INTO orders SELECT i, 1 + (random() * ($((CUSTOMERS)) - 1))::int, current_date, (random() * 1000)::numeric(10,2),
+  'new', 'note ' || md5(random()::text)
+  FROM generate_series((SELECT max(id) + 1 FROM orders), (SELECT max(id) FROM orders) + $((ORDERS / 200))) i;
+DELETE FROM orders WHERE random() < 0.001;
+VACUUM;
+SQL
         fi
         pg_dump "${pg[@]}" bench >"$WORK/pg-night$n.sql"
         echo "postgres night $n: $(stat -c %s "$WORK/pg-night$n.sql") bytes"
@@ -107,38 +135,36 @@ gen_redis() {
 
 # One repository per (source, chunk size); each night backed up from stdin
 # with --chunk-size; the figures come from the backup's --json summary and
-# the repository's index/ folder.
+# the repository's index/ and data/ folders.
 measure() {
-    export CAIRN_PASSWORD=bench
-    printf '| source | avg chunk (min/max) | night | stream MiB | dedup % | new stored KiB | data blobs added | index objects KiB (cumulative) | blobs in repo |\n'
-    printf '|---|---|---|---|---|---|---|---|---|\n'
-    for src in pg redis; do
-        for size in default $SIZES; do
-            local repo=$WORK/repo-$src-$size
-            rm -rf "$repo"
-            "$CAIRN" -q -r "$repo" init --kdf-memory-kib 64 --kdf-iterations 1 >/dev/null
-            local flag=() ext=sql
-            [ "$size" != default ] && flag=(--chunk-size "$size")
-            [ "$src" = redis ] && ext=rdb
-            local total_blobs=0
-            for n in $(seq 1 "$NIGHTS"); do
-                local j
-                j=$("$CAIRN" -r "$repo" --json backup --stdin --stdin-filename "$src.$ext" "${flag[@]}" \
-                    <"$WORK/$src-night$n.$ext")
-                python3 - "$src" "$size" "$n" "$j" "$(du -sb "$repo/index" | cut -f1)" "$total_blobs" <<'EOF'
-import json, sys
-src, size, n, j, index_bytes, blobs = sys.argv[1:]
-j = json.loads(j)
-s, d = j["summary"], j["dedup"]
-cs = j.get("chunk_sizes")
-label = "repo default 512KiB/1MiB/4MiB" if cs is None else "%dKiB (%d/%d KiB)" % (cs["avg_size"]//1024, cs["min_size"]//1024, cs["max_size"]//1024)
-total = int(blobs) + s["data_blobs_added"] + s["tree_blobs_added"]
-print("| %s | %s | %s | %.1f | %.1f | %d | %d | %.1f | %d |" % (src, label, n, s["bytes_read"]/2**20, d["percent"], s["bytes_added_stored"]//1024, s["data_blobs_added"], int(index_bytes)/1024, total))
-open("/dev/stderr","w").write("%d\n" % total)
+    CAIRN_PASSWORD=bench python3 - "$CAIRN" "$WORK" "$NIGHTS" $SIZES <<'EOF'
+import json, os, subprocess, sys
+cairn, work, nights, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+def du(p):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs)
+print("| source | chunk sizes avg (min–max) | night | stream MiB | dedup vs earlier nights | new stored MiB | data blobs added | blobs in repo | index objects KiB | repo MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for src, ext in (("pg", "sql"), ("redis", "rdb")):
+    if src not in os.environ.get("SOURCES", "pg redis").split():
+        continue
+    for size in ["default"] + sizes:
+        repo = os.path.join(work, "repo-%s-%s" % (src, size))
+        subprocess.run(["rm", "-rf", repo], check=True)
+        subprocess.run([cairn, "-q", "-r", repo, "init", "--kdf-memory-kib", "64", "--kdf-iterations", "1"], check=True, stdout=subprocess.DEVNULL)
+        blobs = 0
+        for n in range(1, nights + 1):
+            args = [cairn, "-r", repo, "--json", "backup", "--stdin", "--stdin-filename", "%s.%s" % (src, ext)]
+            if size != "default":
+                args += ["--chunk-size", size]
+            with open(os.path.join(work, "%s-night%d.%s" % (src, n, ext)), "rb") as f:
+                j = json.loads(subprocess.run(args, stdin=f, check=True, capture_output=True).stdout)
+            s, d, cs = j["summary"], j["dedup"], j["chunk_sizes"]
+            label = "512KiB/1MiB/4MiB (repository default)" if cs is None else "%dKiB (%d–%d KiB)" % (cs["avg_size"] // 1024, cs["min_size"] // 1024, cs["max_size"] // 1024)
+            blobs += s["data_blobs_added"] + s["tree_blobs_added"]
+            print("| %s | %s | %d | %.1f | %.2f %% | %.2f | %d | %d | %.1f | %.1f |" % (
+                src, label, n, s["bytes_read"] / 2**20, d["percent_known"], s["bytes_added_stored"] / 2**20,
+                s["data_blobs_added"], blobs, du(os.path.join(repo, "index")) / 1024, du(repo) / 2**20), flush=True)
 EOF
-            done 2> >(tail -n1 >/dev/null)
-        done
-    done
 }
 
 mkdir -p "$WORK"
@@ -146,6 +172,6 @@ case "${1:-}" in
     gen) gen_postgres; gen_redis ;;
     gen-postgres) gen_postgres ;;
     gen-redis) gen_redis ;;
-    measure) measure ;;
+    measure) export SOURCES=${SOURCES:-pg redis}; measure ;;
     *) echo "usage: $0 gen|gen-postgres|gen-redis|measure" >&2; exit 2 ;;
 esac

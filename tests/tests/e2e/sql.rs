@@ -193,7 +193,7 @@ fn pg_dump_round_trips_through_cairn_dump_and_psql() {
     // need: the server may have moved rows within its pages meanwhile).
     let again = check_dedup(&r2.json());
     assert!(again > pct, "unchanged database: {again} % vs night 2's {pct} %");
-    restore_into(&f, &pg, &str_at(&night2, "/snapshot_id").to_string(), "restored2");
+    restore_into(&f, &pg, str_at(&night2, "/snapshot_id"), "restored2");
     assert_eq!(fingerprint(&pg, "restored2"), source2);
 }
 

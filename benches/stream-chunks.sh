@@ -6,6 +6,8 @@
 # of speed (it may run while other work compiles).
 #
 #   benches/stream-chunks.sh gen      # make the nights' dumps in $WORK
+#                                     # (pg: changes spread everywhere;
+#                                     # pghot: changes in the newest rows)
 #   benches/stream-chunks.sh measure  # back each night up with real `cairn`
 #                                     # at each chunk size; prints a table
 #
@@ -14,7 +16,7 @@
 # application-like tables, default 400000/1200000), REDIS_KEYS (default 900000),
 # CAIRN (default target/debug/cairn; dependencies are optimised in dev
 # builds, and only sizes are measured), SIZES (default "16KiB 64KiB 256KiB 1MiB"),
-# SOURCES (default "pg redis").
+# SOURCES (default "pg pghot redis").
 set -euo pipefail
 
 WORK=${WORK:-/tmp/cairn-stream-chunks}
@@ -76,6 +78,31 @@ SQL
         fi
         pg_dump "${pg[@]}" bench >"$WORK/pg-night$n.sql"
         echo "postgres night $n: $(stat -c %s "$WORK/pg-night$n.sql") bytes"
+    done
+}
+
+# The second pattern: changes that cluster where an application's data is
+# hot (the newest 10 % of orders: 15 % of them updated, 0.5 % new orders a
+# night), on the database gen_postgres left; night 1 is its last dump.
+gen_postgres_hot() {
+    local d=$WORK/pg port
+    port=$(free_port)
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" \
+        -o "-p $port -k $d/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" -w start >/dev/null
+    trap 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null' RETURN
+    local pg=(-h 127.0.0.1 -p "$port" -U postgres)
+    cp "$WORK/pg-night$NIGHTS.sql" "$WORK/pghot-night1.sql"
+    for n in $(seq 2 "$NIGHTS"); do
+        psql "${pg[@]}" -q -d bench -v ON_ERROR_STOP=1 >/dev/null <<SQL
+UPDATE orders SET status = 'done', amount = amount + 1
+  WHERE id > (SELECT max(id) - $((ORDERS / 10)) FROM orders) AND random() < 0.15;
+INSERT INTO orders SELECT i, 1 + (random() * ($((CUSTOMERS)) - 1))::int, current_date, (random() * 1000)::numeric(10,2),
+  'new', 'note ' || md5(random()::text)
+  FROM generate_series((SELECT max(id) + 1 FROM orders), (SELECT max(id) FROM orders) + $((ORDERS / 200))) i;
+VACUUM;
+SQL
+        pg_dump "${pg[@]}" bench >"$WORK/pghot-night$n.sql"
+        echo "postgres (hot rows) night $n: $(stat -c %s "$WORK/pghot-night$n.sql") bytes"
     done
 }
 
@@ -144,8 +171,8 @@ def du(p):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs)
 print("| source | chunk sizes avg (min–max) | night | stream MiB | dedup vs earlier nights | new stored MiB | data blobs added | blobs in repo | index objects KiB | repo MiB |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for src, ext in (("pg", "sql"), ("redis", "rdb")):
-    if src not in os.environ.get("SOURCES", "pg redis").split():
+for src, ext in (("pg", "sql"), ("pghot", "sql"), ("redis", "rdb")):
+    if src not in os.environ.get("SOURCES", "pg pghot redis").split():
         continue
     for size in ["default"] + sizes:
         repo = os.path.join(work, "repo-%s-%s" % (src, size))
@@ -169,9 +196,10 @@ EOF
 
 mkdir -p "$WORK"
 case "${1:-}" in
-    gen) gen_postgres; gen_redis ;;
+    gen) gen_postgres; gen_postgres_hot; gen_redis ;;
     gen-postgres) gen_postgres ;;
     gen-redis) gen_redis ;;
-    measure) export SOURCES=${SOURCES:-pg redis}; measure ;;
+    gen-postgres-hot) gen_postgres_hot ;;
+    measure) export SOURCES=${SOURCES:-pg pghot redis}; measure ;;
     *) echo "usage: $0 gen|gen-postgres|gen-redis|measure" >&2; exit 2 ;;
 esac

@@ -141,6 +141,15 @@ fn pg_dump_round_trips_through_cairn_dump_and_psql() {
     let night1 = r.json();
     check_dedup(&night1);
     assert_eq!(u64_at(&night1, "/chunk_sizes/avg_size"), 16 * 1024, "{night1:#}");
+    // Cut with those sizes: no chunk is over the 128 KiB maximum, so there
+    // are at least as many blobs as 128 KiB pieces (the repository's 512 KiB
+    // minimum would give fewer than a quarter of that).
+    let max = u64_at(&night1, "/chunk_sizes/max_size");
+    assert_eq!(max, 128 * 1024);
+    assert!(
+        u64_at(&night1, "/summary/data_blobs_added") >= u64_at(&night1, "/summary/bytes_read") / max,
+        "{night1:#}"
+    );
     assert_eq!(night1["details"]["Command"]["exit_code"], 0, "{night1:#}");
 
     // The snapshot keeps the command and its exit status; no secret in it.

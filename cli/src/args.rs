@@ -206,6 +206,15 @@ pub struct BackupArgs {
     pub cassandra: crate::source_cassandra::CassandraBackupArgs,
     #[command(flatten)]
     pub hooks: crate::source_cassandra::HookArgs,
+    /// Average chunk size for the contents this backup reads (a power of
+    /// two from 4KiB to 2MiB; min = avg/4, max = avg*8), recorded in the
+    /// snapshot and kept by the next backup of the same source; `repository`
+    /// goes back to the repository's sizes. Default: the parent snapshot's,
+    /// else the repository's (1MiB). Smaller chunks deduplicate more of a
+    /// dump that changes a little everywhere and cost more index: see the
+    /// README "SQL dumps".
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::chunk_size)]
+    pub chunk_size: Option<cairn_engine::ChunkSizeChoice>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

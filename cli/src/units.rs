@@ -59,6 +59,14 @@ pub fn size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// `--chunk-size`: an average size (`64KiB`) or `repository`.
+pub fn chunk_size(s: &str) -> Result<cairn_engine::ChunkSizeChoice, String> {
+    if s.eq_ignore_ascii_case("repository") {
+        return Ok(cairn_engine::ChunkSizeChoice::Repository);
+    }
+    cairn_engine::ChunkSizes::for_average(size(s)?).map(cairn_engine::ChunkSizeChoice::Sizes)
+}
+
 /// `--max-unused`: `5%`, a size, or `unlimited`.
 pub fn max_unused(s: &str) -> Result<MaxUnused, String> {
     if s.eq_ignore_ascii_case("unlimited") {

@@ -16,6 +16,8 @@ use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
 
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::ChunkSizes;
+
 /// FastCDC parameters. The seed is secret (the config is encrypted) so chunk
 /// boundaries do not leak file contents through chunk sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,32 @@ impl ChunkerParams {
         }
     }
 
+    /// The parameters a snapshot's file contents were cut with: the
+    /// repository's seed with the snapshot's sizes, or the repository's
+    /// sizes when the snapshot recorded none. Two snapshots' contents chunk
+    /// alike (what `copy` needs to know before it can reuse blobs) exactly
+    /// when these are equal: seed and all three sizes.
+    pub fn for_sizes(&self, sizes: Option<&ChunkSizes>) -> Self {
+        match sizes {
+            Some(s) => Self {
+                seed: self.seed,
+                min_size: s.min_size,
+                avg_size: s.avg_size,
+                max_size: s.max_size,
+            },
+            None => *self,
+        }
+    }
+
+    /// The sizes of these parameters, for a snapshot's `chunk_sizes`.
+    pub fn sizes(&self) -> ChunkSizes {
+        ChunkSizes {
+            min_size: self.min_size,
+            avg_size: self.avg_size,
+            max_size: self.max_size,
+        }
+    }
+
     /// Whether fastcdc accepts these sizes.
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
@@ -60,6 +88,39 @@ impl ChunkerParams {
                 "chunk sizes {min}/{avg}/{max} are outside what FastCDC supports"
             ))
         }
+    }
+}
+
+impl ChunkSizes {
+    /// Smallest average a backup may ask for: below it the index costs
+    /// more than deduplication saves (benches/RESULTS.md "Stream chunk
+    /// sizes": ~90 bytes of pack header and index per blob on disk and ~35
+    /// in memory, so 4 KiB chunks already cost ~2 % of the data in index).
+    pub const MIN_AVERAGE: u32 = 4 * 1024;
+    /// Largest average: `max = 8 × avg` must stay within FastCDC's 16 MiB.
+    pub const MAX_AVERAGE: u32 = 2 * 1024 * 1024;
+
+    /// The bounds for an average chunk size: min = avg/4, max = avg×8
+    /// (FastCDC's normalisation keeps most chunks near the average; a
+    /// small minimum lets the cut points find their way back soon after
+    /// an edit, which is what streams changed a little everywhere need).
+    /// The average must be a power of two (FastCDC's masks are) between
+    /// [`Self::MIN_AVERAGE`] and [`Self::MAX_AVERAGE`].
+    pub fn for_average(avg: u64) -> Result<Self, String> {
+        if avg < u64::from(Self::MIN_AVERAGE) || avg > u64::from(Self::MAX_AVERAGE) || !avg.is_power_of_two() {
+            return Err(format!(
+                "average chunk size {avg} bytes: give a power of two from 4KiB to 2MiB (like 16KiB, 64KiB, 1MiB)"
+            ));
+        }
+        // In range, so it fits.
+        let avg = avg as u32;
+        let sizes = Self {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg * 8,
+        };
+        ChunkerParams::with_seed(0).for_sizes(Some(&sizes)).validate()?;
+        Ok(sizes)
     }
 }
 

@@ -83,7 +83,8 @@ pub use backend::{
     RetrievalTier,
 };
 pub use backup::{
-    BackupError, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ParentChoice, SaverStats, SkippedEntry,
+    BackupError, BackupOptions, BackupOutcome, BackupProgress, BackupSource, ChunkSizeChoice, DedupStats, ParentChoice,
+    SaverStats, SkippedEntry,
 };
 pub use blob::BlobType;
 pub use browse::{

@@ -40,6 +40,7 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
             .collect(),
         one_file_system: a.one_file_system || d.one_file_system,
         dry_run: a.dry_run,
+        chunk_sizes: a.chunk_size.unwrap_or_default(),
         ..Default::default()
     };
     opts.parent = if a.force {
@@ -110,6 +111,18 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
     Ok(if out.skipped.is_empty() { 0 } else { EXIT_PARTIAL })
 }
 
+/// The deduplication figures of the content read, for `--json`.
+fn dedup_json(out: &BackupOutcome) -> serde_json::Value {
+    let d = &out.dedup;
+    serde_json::json!({
+        "bytes": d.bytes, "bytes_known": d.bytes_known, "bytes_repeated": d.bytes_repeated,
+        "bytes_new": d.bytes_new,
+        // Rounded to 0.01 so scripts need no float formatting.
+        "percent": (d.percent() * 100.0).round() / 100.0,
+        "percent_known": (d.percent_known() * 100.0).round() / 100.0,
+    })
+}
+
 fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
     let s = &out.snapshot.summary;
     if ctx.json {
@@ -124,6 +137,8 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
             "summary": s,
             "details": out.snapshot.details,
             "cassandra": crate::source_cassandra::report_json(&out.snapshot),
+            "dedup": dedup_json(out),
+            "chunk_sizes": out.snapshot.chunk_sizes,
             "retries": ctx.retries(),
             "skipped": out.skipped.iter().map(|k| serde_json::json!({"path": k.path.to_string_lossy(), "error": k.error})).collect::<Vec<_>>(),
         }));
@@ -157,6 +172,25 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
         s.data_blobs_added,
         s.tree_blobs_added
     ));
+    let d = &out.dedup;
+    if d.bytes > 0 {
+        ctx.say(format!(
+            "Deduplicated: {:.1} % of {} read ({} already in the repository, {} repeated within this backup), {} new",
+            d.percent(),
+            bytes(d.bytes),
+            bytes(d.bytes_known),
+            bytes(d.bytes_repeated),
+            bytes(d.bytes_new)
+        ));
+    }
+    if let Some(c) = out.snapshot.chunk_sizes {
+        ctx.say(format!(
+            "Chunk sizes: {} average ({} to {})",
+            bytes(u64::from(c.avg_size)),
+            bytes(u64::from(c.min_size)),
+            bytes(u64::from(c.max_size))
+        ));
+    }
     let secs = s.duration_ns as f64 / 1e9;
     ctx.say(format!("Took {secs:.2} s"));
     match out.id {

@@ -56,7 +56,29 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
     }
     output::table(&header, &rows)?;
     output::outln(&format!("{} snapshot(s)", list.len()))?;
+    command_lines(&list)?;
     Ok(0)
+}
+
+/// Under the table, each command snapshot's command line (secrets in it
+/// masked, README "Secrets") and how it exited: too long for a column.
+fn command_lines(list: &[(cairn_engine::SnapshotId, cairn_engine::Snapshot)]) -> Result<()> {
+    let mut first = true;
+    for (id, s) in list {
+        let SourceKind::Command { argv, .. } = &s.source else {
+            continue;
+        };
+        if first {
+            output::outln("commands:")?;
+            first = false;
+        }
+        let status = match &s.details {
+            cairn_engine::SourceDetails::Command(c) => format!("exit {}", c.exit_code),
+            _ => "exit status not recorded".into(),
+        };
+        output::outln(&format!("  {}  {status}  {}", id.short(), argv.join(" ")))?;
+    }
+    Ok(())
 }
 
 fn kind_char(k: NodeKind) -> char {

@@ -10,6 +10,7 @@ mod dir;
 mod meta;
 mod parent;
 mod saver;
+mod sizes;
 mod verify;
 mod walk;
 
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
+pub use sizes::{ChunkSizeChoice, DedupStats};
 pub(crate) use verify::verify_reuse;
 
 use crate::backend::BackendError;
@@ -174,6 +176,8 @@ pub struct BackupOptions {
     /// file, chunk, blob or pack: it then fails with
     /// [`BackupError::Interrupted`] and writes no snapshot.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Chunk sizes for the contents read (recorded in the snapshot).
+    pub chunk_sizes: ChunkSizeChoice,
 }
 
 impl BackupOptions {
@@ -197,6 +201,7 @@ impl Default for BackupOptions {
             readers: 2,
             sealers: cpus,
             cancel: None,
+            chunk_sizes: ChunkSizeChoice::Parent,
         }
     }
 }
@@ -219,6 +224,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries skipped because they could not be read.
     pub skipped: Vec<SkippedEntry>,
+    /// How much of the content read the repository held already.
+    pub dedup: DedupStats,
 }
 
 pub(crate) fn default_host() -> String {
@@ -305,6 +312,14 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             })
             .map(|(id, _)| *id),
     };
+    let parent_sizes = match (&opts.chunk_sizes, &parent_id) {
+        (sizes::ChunkSizeChoice::Parent, Some(id)) => match snapshots.iter().find(|(i, _)| i == id) {
+            Some((_, s)) => s.chunk_sizes,
+            None => repo.load_snapshot(id)?.chunk_sizes,
+        },
+        _ => None,
+    };
+    let (chunker, chunk_sizes) = sizes::resolve(opts.chunk_sizes, &repo.config().chunker, parent_sizes);
     let (index, deletions) = repo.load_index_for_backup()?;
     let index = Arc::new(index);
     let saver = saver::Saver::start_cancellable(&repo, index.clone(), opts.sealers, opts.cancel.clone());
@@ -327,40 +342,41 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 },
                 _ => None,
             };
-            let result = walk::run(&repo, &saver, &paths, parent.as_ref(), opts, &mut summary, &mut skipped);
+            let result = walk::run(
+                &repo,
+                &saver,
+                &chunker,
+                &paths,
+                parent.as_ref(),
+                opts,
+                &mut summary,
+                &mut skipped,
+            );
             match result {
                 Ok(root) => root,
                 Err(e) => return Err(first_cause(e, saver)),
             }
         }
-        BackupSource::Stream {
-            mut stream, filename, ..
-        } => {
-            let node = match stream_file(&repo, &saver, &mut stream, &filename, opts, &mut summary) {
-                Ok(n) => n,
-                Err(e) => {
-                    stream.abort();
-                    return Err(first_cause(e, saver));
+        BackupSource::Stream { stream, .. } => {
+            match stream_root(&repo, &saver, &chunker, stream, &paths[0], opts, &mut summary) {
+                Ok((root, exit_code)) => {
+                    if let Some(exit_code) = exit_code {
+                        details = SourceDetails::Command(CommandDetails { exit_code });
+                    }
+                    root
                 }
-            };
-            match stream.finish() {
-                Ok(Some(exit_code)) => details = SourceDetails::Command(CommandDetails { exit_code }),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = saver.finish();
-                    return Err(e.into());
-                }
+                Err(e) => return Err(first_cause(e, saver)),
             }
-            let mut dir = dir::DirBuilder::synthetic_root();
-            dir.insert_path(&paths[0], node);
-            dir.store(&saver, &repo)?
         }
         BackupSource::Redis(mut redis) => {
             let root = match redis.take_stream() {
-                Some(stream) => stream_root(&repo, &saver, stream, &paths[0], opts, &mut summary),
+                Some(stream) => {
+                    stream_root(&repo, &saver, &chunker, stream, &paths[0], opts, &mut summary).map(|(root, _)| root)
+                }
                 None => redis_files_root(
                     &repo,
                     &saver,
+                    &chunker,
                     &index,
                     parent_id.as_ref(),
                     &paths,
@@ -389,6 +405,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
     summary.tree_blobs_added = stats.tree_blobs.load(Ordering::Relaxed);
     summary.bytes_added_raw = stats.raw_bytes.load(Ordering::Relaxed);
     summary.bytes_added_stored = stats.stored_bytes.load(Ordering::Relaxed);
+    let dedup = DedupStats::from_saver(&stats);
     summary.errors = skipped.len() as u64;
     summary.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let (user, uid, gid) = current_user();
@@ -408,7 +425,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         summary,
         rewritten_from: None,
         details,
-        chunk_sizes: None,
+        chunk_sizes,
     };
     // Everything the snapshot references is stored (saver.finish returned),
     // so it may now be written.
@@ -422,7 +439,12 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         }
         Some(repo.save_snapshot(&snapshot)?)
     };
-    Ok(BackupOutcome { id, snapshot, skipped })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        skipped,
+        dedup,
+    })
 }
 
 /// Stops the saver after the walk failed with `e`: when `e` only says the
@@ -446,27 +468,29 @@ fn current_user() -> (String, u32, u32) {
 }
 
 /// The root of a snapshot holding one stream, stored at `path`, that must
-/// end well (a dump that checks itself as it is read).
+/// end well (a command that exits 0, a dump that checks itself as it is
+/// read); with the command's exit code.
 fn stream_root(
     repo: &Repository,
     saver: &saver::Saver,
+    chunker: &crate::chunker::ChunkerParams,
     mut stream: Stream,
     path: &std::path::Path,
     opts: &BackupOptions,
     summary: &mut Summary,
-) -> Result<TreeId, BackupError> {
+) -> Result<(TreeId, Option<i32>), BackupError> {
     let name = path.to_string_lossy();
-    let node = match stream_file(repo, saver, &mut stream, &name, opts, summary) {
+    let node = match stream_file(repo, saver, chunker, &mut stream, &name, opts, summary) {
         Ok(n) => n,
         Err(e) => {
             stream.abort();
             return Err(e);
         }
     };
-    stream.finish()?;
+    let exit_code = stream.finish()?;
     let mut dir = dir::DirBuilder::synthetic_root();
     dir.insert_path(path, node);
-    dir.store(saver, repo)
+    Ok((dir.store(saver, repo)?, exit_code))
 }
 
 /// A Redis data folder's files, walked as files are (with the parent's
@@ -475,6 +499,7 @@ fn stream_root(
 fn redis_files_root(
     repo: &Repository,
     saver: &saver::Saver,
+    chunker: &crate::chunker::ChunkerParams,
     index: &Arc<crate::index::Index>,
     parent_id: Option<&SnapshotId>,
     paths: &[PathBuf],
@@ -486,7 +511,7 @@ fn redis_files_root(
         Some(id) => parent::ParentFiles::load(repo, index, id).ok(),
         None => None,
     };
-    let root = walk::run(repo, saver, paths, parent.as_ref(), opts, summary, skipped)?;
+    let root = walk::run(repo, saver, chunker, paths, parent.as_ref(), opts, summary, skipped)?;
     if let Some(k) = skipped.first() {
         // A data folder with a file missing is no restorable data folder.
         return Err(BackupError::Source {
@@ -501,6 +526,7 @@ fn redis_files_root(
 fn stream_file(
     repo: &Repository,
     saver: &saver::Saver,
+    chunker: &crate::chunker::ChunkerParams,
     stream: &mut Stream,
     filename: &str,
     opts: &BackupOptions,
@@ -520,7 +546,7 @@ fn stream_file(
     node.user = user;
     node.uid = uid;
     node.gid = gid;
-    let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
+    let mut chunk_buffer = ChunkBuffer::new(chunker);
     let content = content::save_content(repo, saver, &mut chunk_buffer, stream.reader(), |len| {
         if let Some(p) = &opts.progress {
             p.bytes_done.fetch_add(len, Ordering::Relaxed);

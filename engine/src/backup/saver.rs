@@ -51,6 +51,14 @@ pub struct SaverStats {
     pub raw_bytes: AtomicU64,
     /// Bytes stored (packs + index objects).
     pub stored_bytes: AtomicU64,
+    /// Plaintext bytes of data blobs offered that the repository held
+    /// already (in its index when the backup started).
+    pub data_bytes_known: AtomicU64,
+    /// Plaintext bytes of data blobs offered that this backup had queued
+    /// already (content repeated within the backup).
+    pub data_bytes_repeated: AtomicU64,
+    /// Plaintext bytes of data blobs offered that were new and queued.
+    pub data_bytes_new: AtomicU64,
 }
 
 /// Handle to the running write pipeline.
@@ -142,15 +150,26 @@ impl Saver {
     /// Queues a blob unless the repository or this session already has it.
     /// Returns true when it was new. The id must be the keyed hash of `data`.
     pub(crate) fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<bool, BackupError> {
+        // Counted where the decision is made, so the deduplication share
+        // the summary reports is of content only (trees are not in it).
+        let count = |c: &AtomicU64| {
+            if blob_type == BlobType::Data {
+                c.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        };
         if self.known.contains(&id) {
+            count(&self.stats.data_bytes_known);
             return Ok(false);
         }
         {
             let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
             if !q.insert(id) {
+                drop(q);
+                count(&self.stats.data_bytes_repeated);
                 return Ok(false);
             }
         }
+        count(&self.stats.data_bytes_new);
         let tx = self.tx.as_ref().ok_or(BackupError::PipelineStopped)?;
         tx.send(SealJob { blob_type, id, data })
             .map_err(|_| BackupError::PipelineStopped)?;

@@ -20,7 +20,7 @@ use super::meta::{node_from_meta, read_xattrs, NameCache};
 use super::parent::ParentFiles;
 use super::saver::Saver;
 use super::{BackupError, BackupOptions, BackupProgress, SkippedEntry};
-use crate::chunker::ChunkBuffer;
+use crate::chunker::{ChunkBuffer, ChunkerParams};
 use crate::id::TreeId;
 use crate::repository::Repository;
 use crate::snapshot::Summary;
@@ -237,12 +237,13 @@ impl Walk<'_> {
 fn reader_loop(
     repo: &Repository,
     saver: &Saver,
+    chunker: &ChunkerParams,
     rx: Receiver<FileJob>,
     results: &Mutex<Results>,
     progress: Option<&BackupProgress>,
     bytes_read: &std::sync::atomic::AtomicU64,
 ) {
-    let mut chunk_buffer = ChunkBuffer::new(&repo.config().chunker);
+    let mut chunk_buffer = ChunkBuffer::new(chunker);
     for job in rx {
         if saver.failed() {
             break;
@@ -285,9 +286,11 @@ fn read_file(
 }
 
 /// Walks `paths`, reads what changed, stores all trees; returns the root tree.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     repo: &Repository,
     saver: &Saver,
+    chunker: &ChunkerParams,
     paths: &[PathBuf],
     parent: Option<&ParentFiles>,
     opts: &BackupOptions,
@@ -305,7 +308,7 @@ pub(crate) fn run(
             let results = &results;
             let bytes_read = &bytes_read;
             let progress = opts.progress.as_deref();
-            s.spawn(move || reader_loop(repo, saver, rx, results, progress, bytes_read));
+            s.spawn(move || reader_loop(repo, saver, chunker, rx, results, progress, bytes_read));
         }
         drop(rx);
         let mut walk = Walk {

@@ -15,6 +15,7 @@
 //! runs inside tests, where a panic is the report.
 
 pub mod redis;
+pub mod postgres;
 pub mod s3;
 pub mod tree;
 

@@ -199,6 +199,8 @@ pub struct BackupArgs {
     /// Read every file again (no parent).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub s3: crate::source_s3::S3SourceArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -253,8 +255,8 @@ pub struct RestoreArgs {
     #[arg(default_value = "latest")]
     pub snapshot: String,
     /// Folder to restore into (created if missing).
-    #[arg(short, long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(short, long, value_name = "DIR", required_unless_present = "to_s3")]
+    pub target: Option<PathBuf>,
     /// Only paths matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
@@ -278,6 +280,8 @@ pub struct RestoreArgs {
     /// Leave extended attributes out.
     #[arg(long)]
     pub no_xattrs: bool,
+    #[command(flatten)]
+    pub s3: crate::source_s3::S3RestoreArgs,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
     #[command(flatten)]

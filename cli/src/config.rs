@@ -21,6 +21,9 @@ pub struct FileConfig {
     /// `[[retention]]`: the retention table `forget --policy` applies.
     #[serde(default)]
     pub retention: Vec<crate::retention::RetentionEntry>,
+    /// `[s3-source]`: how to reach the bucket of `backup --s3-source` and
+    /// `restore --to-s3` (same keys as a repository's s3 table).
+    pub s3_source: Option<S3Profile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

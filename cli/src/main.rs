@@ -9,6 +9,7 @@ mod password;
 mod progress;
 mod retention;
 mod signals;
+mod source_s3;
 mod units;
 
 use std::process::ExitCode;

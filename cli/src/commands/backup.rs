@@ -42,7 +42,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     } else {
         ParentChoice::Auto
     };
-    let source = if a.stdin_from_command {
+    let source = if let Some(location) = &a.s3.s3_source {
+        BackupSource::S3(crate::source_s3::open(ctx, location, a.s3.versions)?)
+    } else if a.stdin_from_command {
         let stream = Stream::from_command(&a.command)?;
         BackupSource::Stream {
             stream,

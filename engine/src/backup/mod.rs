@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use content::{save_content, ContentError};
+pub(crate) use dir::DirBuilder;
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
 pub(crate) use verify::verify_reuse;
@@ -30,7 +32,7 @@ use crate::id::{SnapshotId, TreeId};
 use crate::pack::PackError;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::{CommandDetails, Snapshot, SourceDetails, SourceKind, Summary};
-use crate::sources::{SourceError, Stream};
+use crate::sources::{S3Source, SourceError, Stream};
 use crate::tree::{Node, NodeKind, Tree, TREE_VERSION};
 
 /// Errors of a backup.
@@ -108,6 +110,8 @@ pub enum BackupSource {
         /// Recorded source kind (`Stdin` or `Command`).
         kind: SourceKind,
     },
+    /// The objects of an S3 bucket as files (`sources::s3`).
+    S3(S3Source),
 }
 
 /// Which snapshot to compare against for change detection.
@@ -226,7 +230,7 @@ pub(crate) fn default_host() -> String {
 pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> Result<BackupOutcome, BackupError> {
     let again = match &source {
         BackupSource::Paths(p) => Some(p.clone()),
-        BackupSource::Stream { .. } => None,
+        BackupSource::Stream { .. } | BackupSource::S3(_) => None,
     };
     let r = match (backup_once(repo, source, opts), again) {
         (Err(BackupError::ReusedDataDeleted { blobs }), Some(paths)) if !opts.cancelled() => {
@@ -261,6 +265,12 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             vec![PathBuf::from(format!("/{}", filename.trim_start_matches('/')))],
             kind.clone(),
         ),
+        BackupSource::S3(src) => (vec![PathBuf::from(src.root_path())], SourceKind::S3),
+    };
+    // The same bucket through the same endpoint: paths alone cannot say it.
+    let s3_url = match &source {
+        BackupSource::S3(src) => Some(src.url()),
+        _ => None,
     };
     let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     let crate::repository::SnapshotList { snapshots, damaged } = repo.list_snapshots_lenient()?;
@@ -277,6 +287,11 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 s.host == host
                     && s.paths == path_strings
                     && std::mem::discriminant(&s.source) == std::mem::discriminant(&source_kind)
+                    && match (&s3_url, &s.details) {
+                        (None, _) => true,
+                        (Some(url), SourceDetails::S3(d)) => &d.url == url,
+                        (Some(_), _) => false,
+                    }
             })
             .map(|(id, _)| *id),
     };
@@ -329,6 +344,25 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             let mut dir = dir::DirBuilder::synthetic_root();
             dir.insert_path(&paths[0], node);
             dir.store(&saver, &repo)?
+        }
+        BackupSource::S3(src) => {
+            let r = crate::sources::s3::backup_bucket(
+                &repo,
+                &index,
+                &saver,
+                &src,
+                parent_id.as_ref(),
+                opts,
+                &mut summary,
+                &mut skipped,
+            );
+            match r {
+                Ok((root, d)) => {
+                    details = SourceDetails::S3(d);
+                    root
+                }
+                Err(e) => return Err(first_cause(e, saver)),
+            }
         }
     };
     let stats = saver.stats.clone();

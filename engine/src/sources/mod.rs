@@ -2,6 +2,10 @@
 //! (`backend`). File trees are walked by `backup::walk`; streams come from
 //! here.
 
+pub(crate) mod s3;
+
+pub use s3::S3Source;
+
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};
 

@@ -27,6 +27,7 @@ ENVIRONMENT:
     CAIRN_PASSWORD            the password itself (prefer the file or command)
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
+    CAIRN_S3_SOURCE_CREDENTIALS_FILE  credentials of the --s3-source / --to-s3 bucket
     CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
 Passwords are never taken from command-line arguments and never logged.
 Commands cairn runs (--stdin-from-command, password and credentials commands)

@@ -55,7 +55,9 @@ pub struct S3RestoreArgs {
 /// table, in that order; otherwise the AWS chain.
 pub fn options(ctx: &Ctx) -> Result<S3Options> {
     let mut o = match &ctx.config.s3_source {
-        Some(p) => p.options().context("the [s3-source] settings in cairn.toml are invalid")?,
+        Some(p) => p
+            .options()
+            .context("the [s3-source] settings in cairn.toml are invalid")?,
         None => S3Options::default(),
     };
     let own = ctx

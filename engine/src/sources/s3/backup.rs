@@ -174,12 +174,7 @@ impl S3Source {
                     .send(),
             )
             .map_err(|e| ReadError::Object(describe(b.fail(&l.key, e))))?;
-        let meta = ObjectMeta::from_parts(
-            resp.e_tag(),
-            resp.last_modified(),
-            resp.content_type(),
-            resp.metadata(),
-        );
+        let meta = ObjectMeta::from_parts(resp.e_tag(), resp.last_modified(), resp.content_type(), resp.metadata());
         let announced = resp.content_length().and_then(|n| u64::try_from(n).ok());
         let body = Body {
             src: self,
@@ -392,7 +387,11 @@ pub(crate) fn backup_bucket(
     let mut to_read: Vec<usize> = Vec::new();
     for (i, p) in planned.iter().enumerate() {
         let l = &p.listed;
-        let name = p.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        let name = p
+            .path
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
         match &p.prev {
             Some(prev) if prev.size == l.size && prev.etag == l.etag && !l.etag.is_empty() => {
                 // Same content. Its metadata is the parent's unless the
@@ -434,7 +433,11 @@ pub(crate) fn backup_bucket(
         let p = &planned[i];
         match r {
             Ok((content, size, meta)) => {
-                let name = p.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+                let name = p
+                    .path
+                    .file_name()
+                    .map(|n| n.as_encoded_bytes().to_vec())
+                    .unwrap_or_default();
                 nodes[i] = Some(file_node(&name, &p.listed, &meta, size, content));
                 summary.bytes_read += size;
                 if p.prev.is_some() {

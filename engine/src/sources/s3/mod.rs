@@ -118,7 +118,9 @@ impl S3Source {
 /// An S3 failure as the source's error, naming the source (the backend's
 /// own wording speaks of "the repository").
 pub(crate) fn s3_error(what: &str, e: BackendError) -> SourceError {
-    let text = e.to_string().replace("the repository location", "the S3 source location");
+    let text = e
+        .to_string()
+        .replace("the repository location", "the S3 source location");
     SourceError::Read {
         what: format!("S3 source {what}"),
         source: std::io::Error::other(text),

@@ -104,7 +104,10 @@ impl Visitor for Files {
 }
 
 fn xattr<'a>(n: &'a Node, name: &str) -> Option<&'a [u8]> {
-    n.xattrs.iter().find(|x| x.name == name.as_bytes()).map(|x| x.value.as_slice())
+    n.xattrs
+        .iter()
+        .find(|x| x.name == name.as_bytes())
+        .map(|x| x.value.as_slice())
 }
 
 /// The key (below the bucket folder) of the file at `path`: everything
@@ -196,7 +199,7 @@ pub fn restore_to_s3(
                 let Some(job) = next.lock().ok().and_then(|mut it| it.next()) else {
                     return;
                 };
-                let r = put_one(repo, &index, snapshot, target, job, opts);
+                let r = put_one(repo, &index, target, job, opts);
                 if let Some(p) = &opts.progress {
                     p.objects_done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -234,7 +237,6 @@ pub fn restore_to_s3(
 fn put_one(
     repo: &Repository,
     index: &crate::index::Index,
-    snapshot: &Snapshot,
     target: &S3Source,
     job: &Job,
     opts: &S3RestoreOptions,
@@ -258,7 +260,7 @@ fn put_one(
         parts: Vec::new(),
         progress: opts.progress.clone(),
     };
-    match crate::browse::dump(repo, index, snapshot, path, &mut up) {
+    match crate::browse::dump_node(repo, index, &job.node, path, &mut up) {
         Ok(n) => up.finish().map(|()| n),
         Err(e) => {
             up.abort();

@@ -163,12 +163,7 @@ fn s3_source_seaweedfs_backup_reads_only_changes_and_restores_into_bucket_and_fo
     bucket.delete(logo.key).expect("delete");
     assert!(!bucket.exists(logo.key).expect("head"));
     let one = cairn_src(&f, &creds)
-        .args([
-            "restore",
-            &format!("latest:/{name}/{}", logo.key),
-            "--to-s3",
-            &location,
-        ])
+        .args(["restore", &format!("latest:/{name}/{}", logo.key), "--to-s3", &location])
         .json();
     assert_eq!(u64_at(&one, "/summary/objects"), 1, "{one:#}");
     assert_eq!(bucket.get(logo.key, None).expect("get"), logo.expected());
@@ -179,7 +174,10 @@ fn s3_source_seaweedfs_backup_reads_only_changes_and_restores_into_bucket_and_fo
         .args(["restore", "latest", "--to-s3", &restored])
         .json();
     assert_eq!(u64_at(&all, "/summary/objects"), objects.len() as u64, "{all:#}");
-    assert!(all["summary"]["failed"].as_array().is_some_and(|v| v.is_empty()), "{all:#}");
+    assert!(
+        all["summary"]["failed"].as_array().is_some_and(|v| v.is_empty()),
+        "{all:#}"
+    );
     for o in &objects {
         let got = bucket.get(&format!("restored/{}", o.key), None).expect("get");
         assert_eq!(got, o.expected(), "{}", o.key);
@@ -222,7 +220,10 @@ fn s3_source_moto_versions_come_back_distinctly() {
     // The source's credentials from cairn.toml's [s3-source] table.
     write(
         &f.user_config(),
-        format!("[s3-source]\nregion = \"us-east-1\"\ncredentials-file = \"{}\"\n", s(&creds)),
+        format!(
+            "[s3-source]\nregion = \"us-east-1\"\ncredentials-file = \"{}\"\n",
+            s(&creds)
+        ),
     );
     let out = f
         .cairn()
@@ -230,7 +231,12 @@ fn s3_source_moto_versions_come_back_distinctly() {
         .json();
     assert_eq!(u64_at(&out, "/summary/files_new"), 3, "{out:#}");
     let snaps = f.snapshots();
-    assert_eq!(snaps[0]["details"]["S3"]["versions"].as_bool(), Some(true), "{:#}", snaps[0]);
+    assert_eq!(
+        snaps[0]["details"]["S3"]["versions"].as_bool(),
+        Some(true),
+        "{:#}",
+        snaps[0]
+    );
     assert_eq!(snaps[0]["details"]["S3"]["objects"].as_u64(), Some(3), "{:#}", snaps[0]);
 
     let dir = f.path("restored");
@@ -266,11 +272,19 @@ fn s3_source_moto_versions_come_back_distinctly() {
     // A folder's restore leaves the older versions out and says so.
     let r = f
         .cairn()
-        .args(["restore", &format!("latest:/{name}/v"), "--to-s3", &format!("{location}/again")])
+        .args([
+            "restore",
+            &format!("latest:/{name}/v"),
+            "--to-s3",
+            &format!("{location}/again"),
+        ])
         .json();
     assert_eq!(u64_at(&r, "/summary/objects"), 1, "{r:#}");
     assert_eq!(u64_at(&r, "/summary/versions_left_out"), 2, "{r:#}");
-    assert_eq!(bucket.get("again/v/key.txt", None).expect("get").body, b"second version\n");
+    assert_eq!(
+        bucket.get("again/v/key.txt", None).expect("get").body,
+        b"second version\n"
+    );
 }
 
 #[test]
@@ -294,4 +308,45 @@ fn s3_source_missing_bucket_or_wrong_credentials_fail_without_snapshot() {
         "{r}"
     );
     assert!(f.snapshots().is_empty(), "a failed backup left a snapshot");
+}
+
+#[test]
+fn s3_source_keys_that_cannot_be_paths_are_left_out_with_a_warning() {
+    let Some(m) = moto() else { return };
+    let f = Fixture::init();
+    let (bucket, location, creds) = fresh_bucket(&m, &f.root, "oddkeys");
+    let name = bucket_name(&location).to_string();
+    for key in ["ok.txt", "odd//double", "dots/../up", "folder/", "clash", "clash/inner"] {
+        bucket.put(key, key.as_bytes(), Some("text/plain"), &[]).expect("put");
+    }
+    // A folder marker is empty.
+    bucket.put("marker/", b"", None, &[]).expect("put");
+    let r = cairn_src(&f, &creds)
+        .args(["backup", "--json", "--s3-source", &location])
+        .code(3);
+    let out = r.json();
+    let skipped: Vec<String> = out["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|k| k["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for key in ["odd//double", "dots/../up", "folder/", "clash"] {
+        assert!(
+            skipped
+                .iter()
+                .any(|p| p.ends_with(key) || p.ends_with(key.trim_end_matches('/'))),
+            "{key} not reported as skipped: {out:#}"
+        );
+    }
+    assert!(!skipped.iter().any(|p| p.contains("marker")), "{out:#}");
+    assert_eq!(u64_at(&out, "/summary/files_new"), 2, "{out:#}");
+    let dir = f.path("restored");
+    f.cairn().args(["restore", "latest", "--target", &s(&dir)]).ok();
+    let files = regular_files(&dir);
+    let want: Vec<std::path::PathBuf> = ["clash/inner", "ok.txt"]
+        .iter()
+        .map(|k| Path::new(&name).join(k))
+        .collect();
+    assert_eq!(files.keys().cloned().collect::<Vec<_>>(), want);
 }

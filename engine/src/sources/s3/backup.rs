@@ -257,8 +257,10 @@ fn file_node(name: &[u8], l: &Listed, meta: &ObjectMeta, size: u64, content: Vec
     }
     if let Some(v) = &l.version_id {
         x(attr::VERSION_ID, v);
-        x(attr::LATEST, if l.latest { "true" } else { "false" });
+        x(attr::LATEST, if l.latest { "1" } else { "0" });
     }
+    // format-spec "Trees": xattrs sorted by name.
+    n.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
     n
 }
 

@@ -11,7 +11,7 @@
 //!
 //! With `--versions`, the current version of a key is at its path as above
 //! and each non-current version at `KEY.versions/<version-id>`, each with
-//! `cairn.s3.version-id` and `cairn.s3.latest` (`true`/`false`). Delete
+//! `cairn.s3.version-id` and `cairn.s3.latest` (`1`/`0`, format-spec "Trees"). Delete
 //! markers hold no data and are only counted.
 //!
 //! Keys that cannot be a path (an empty segment as in `a//b`, a `.` or `..`
@@ -48,7 +48,7 @@ pub(crate) mod attr {
     pub const LAST_MODIFIED: &str = "cairn.s3.last-modified";
     /// The version id (`--versions` only).
     pub const VERSION_ID: &str = "cairn.s3.version-id";
-    /// `true` for the current version, `false` for older ones (`--versions` only).
+    /// `1` for the current version, `0` for older ones (`--versions` only).
     pub const LATEST: &str = "cairn.s3.latest";
     /// Prefix of user metadata entries (`x-amz-meta-NAME` → `cairn.s3.meta.NAME`).
     pub const META: &str = "cairn.s3.meta.";

@@ -166,7 +166,7 @@ pub fn restore_to_s3(
     };
     let mut jobs = Vec::new();
     for (path, node) in files.0 {
-        let old = xattr(&node, attr::LATEST) == Some(b"false".as_slice());
+        let old = xattr(&node, attr::LATEST) == Some(b"0".as_slice());
         if old && !single {
             summary.versions_left_out += 1;
             continue;

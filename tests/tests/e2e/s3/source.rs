@@ -10,6 +10,7 @@ use std::path::Path;
 
 use cairn_engine::{TestBucket, TestObject};
 use cairn_test_support::s3::{moto, seaweed, unique, Server};
+use serde_json::Value;
 
 use super::*;
 
@@ -195,6 +196,51 @@ fn s3_source_seaweedfs_backup_reads_only_changes_and_restores_into_bucket_and_fo
     assert_no_cairn_xattrs(&dir);
 }
 
+/// The tree node at `path` of the latest snapshot, as `cat tree` prints it.
+fn snapshot_node(f: &Fixture, path: &str) -> Value {
+    let snap = f.cairn().args(["cat", "snapshot", "latest"]).ok().json();
+    let mut tree = str_at(&snap, "/snapshot/tree").to_string();
+    let names: Vec<&str> = path.split('/').filter(|n| !n.is_empty()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let t = f.cairn().args(["cat", "tree", &tree]).ok().json();
+        let node = t["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| bytes_of(&n["name"]) == name.as_bytes())
+            .unwrap_or_else(|| panic!("{name} not in the tree of {path}: {t:#}"))
+            .clone();
+        if i + 1 == names.len() {
+            return node;
+        }
+        tree = node["subtree"].as_str().expect("a folder").to_string();
+    }
+    panic!("empty path")
+}
+
+fn bytes_of(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .expect("bytes")
+        .iter()
+        .map(|b| b.as_u64().expect("a byte") as u8)
+        .collect()
+}
+
+/// A node's extended attributes as text, in stored order.
+fn xattrs_of(node: &Value) -> Vec<(String, String)> {
+    node["xattrs"]
+        .as_array()
+        .expect("xattrs")
+        .iter()
+        .map(|x| {
+            (
+                String::from_utf8(bytes_of(&x["name"])).expect("utf-8"),
+                String::from_utf8(bytes_of(&x["value"])).expect("utf-8"),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn s3_source_moto_versions_come_back_distinctly() {
     let Some(m) = moto() else { return };
@@ -238,6 +284,28 @@ fn s3_source_moto_versions_come_back_distinctly() {
         snaps[0]
     );
     assert_eq!(snaps[0]["details"]["S3"]["objects"].as_u64(), Some(3), "{:#}", snaps[0]);
+
+    // The source's metadata on the nodes, sorted by name (format-spec "Trees").
+    let old = xattrs_of(&snapshot_node(&f, &format!("/{name}/v/key.txt.versions/{v1}")));
+    let mut sorted = old.clone();
+    sorted.sort();
+    assert_eq!(old, sorted);
+    let get = |x: &[(String, String)], k: &str| x.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get(&old, "cairn.s3.latest").as_deref(), Some("0"), "{old:?}");
+    assert_eq!(get(&old, "cairn.s3.version-id"), Some(v1.clone()), "{old:?}");
+    assert_eq!(get(&old, "cairn.s3.meta.rev").as_deref(), Some("1"), "{old:?}");
+    assert_eq!(
+        get(&old, "cairn.s3.content-type").as_deref(),
+        Some("text/plain"),
+        "{old:?}"
+    );
+    assert!(
+        get(&old, "cairn.s3.etag").is_some_and(|e| !e.is_empty() && !e.contains('"')),
+        "{old:?}"
+    );
+    let cur = xattrs_of(&snapshot_node(&f, &format!("/{name}/v/key.txt")));
+    assert_eq!(get(&cur, "cairn.s3.latest").as_deref(), Some("1"), "{cur:?}");
+    assert_eq!(get(&cur, "cairn.s3.version-id"), Some(v2.clone()), "{cur:?}");
 
     let dir = f.path("restored");
     f.cairn().args(["restore", "latest", "--target", &s(&dir)]).ok();

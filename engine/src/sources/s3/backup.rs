@@ -399,7 +399,10 @@ pub(crate) fn backup_bucket(
                 // Same content. Its metadata is the parent's unless the
                 // object was rewritten since (a copy onto itself with new
                 // metadata keeps the ETag): then one HEAD, still no read.
-                let meta = if prev.mtime_ns == l.modified_ns {
+                // Whole seconds: listings may carry milliseconds that the
+                // Last-Modified header of a GET (what the parent kept) drops.
+                let same_time = prev.mtime_ns.div_euclid(1_000_000_000) == l.modified_ns.div_euclid(1_000_000_000);
+                let meta = if same_time {
                     Ok(meta_of(prev))
                 } else {
                     src.head_object(l)

@@ -28,6 +28,7 @@ ENVIRONMENT:
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
     CAIRN_REDIS_PASSWORD_FILE file whose first line is the password of `backup --redis`
+    CAIRN_S3_SOURCE_CREDENTIALS_FILE  credentials of the --s3-source / --to-s3 bucket
     CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
 Passwords are never taken from command-line arguments and never logged.
 Commands cairn runs (--stdin-from-command, password and credentials commands)
@@ -215,6 +216,8 @@ pub struct BackupArgs {
     /// README "SQL dumps".
     #[arg(long, value_name = "SIZE", value_parser = crate::units::chunk_size)]
     pub chunk_size: Option<cairn_engine::ChunkSizeChoice>,
+    #[command(flatten)]
+    pub s3: crate::source_s3::S3SourceArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -269,8 +272,8 @@ pub struct RestoreArgs {
     #[arg(default_value = "latest")]
     pub snapshot: String,
     /// Folder to restore into (created if missing).
-    #[arg(short, long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(short, long, value_name = "DIR", required_unless_present = "to_s3")]
+    pub target: Option<PathBuf>,
     /// Only paths matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
@@ -294,6 +297,8 @@ pub struct RestoreArgs {
     /// Leave extended attributes out.
     #[arg(long)]
     pub no_xattrs: bool,
+    #[command(flatten)]
+    pub s3: crate::source_s3::S3RestoreArgs,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
     #[command(flatten)]

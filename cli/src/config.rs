@@ -24,6 +24,9 @@ pub struct FileConfig {
     /// `[redis]`: where the password of `backup --redis` comes from.
     #[serde(default)]
     pub redis: crate::source_redis::RedisConfig,
+    /// `[s3-source]`: how to reach the bucket of `backup --s3-source` and
+    /// `restore --to-s3` (same keys as a repository's s3 table).
+    pub s3_source: Option<S3Profile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,8 +9,9 @@ mod password;
 mod progress;
 mod retention;
 mod signals;
-mod source_redis;
 mod source_cassandra;
+mod source_redis;
+mod source_s3;
 mod units;
 
 use std::process::ExitCode;

@@ -92,6 +92,12 @@ pub fn walk(
 /// for the file.
 pub fn dump(repo: &Repository, index: &Index, snapshot: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
     let node = node_at(repo, index, snapshot, path)?;
+    dump_node(repo, index, &node, path, out)
+}
+
+/// [`dump`] of a file node already at hand (found by a walk), named `path`
+/// in messages.
+pub(crate) fn dump_node(repo: &Repository, index: &Index, node: &Node, path: &str, out: &mut dyn Write) -> Result<u64> {
     if node.kind != NodeKind::File {
         return Err(BrowseError::Path(format!("{path} is not a file")).into());
     }

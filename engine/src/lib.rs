@@ -134,10 +134,15 @@ pub use snapshot::{
     CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, RedisDetails, RedisKeyspace, S3Details, Snapshot,
     SourceDetails, SourceKind, Summary,
 };
-pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
 pub use sources::cassandra::{CassandraError, CassandraLayout, CassandraRestore, CassandraSource};
 pub use sources::hooks::{HookError, HookResult, Hooked, Hooks};
-pub use sources::{SourceError, Stream};
+pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
+#[cfg(feature = "testing")]
+pub use sources::s3::testing::{TestBucket, TestObject};
+pub use sources::s3::{
+    restore_to_s3, S3RestoreFailure, S3RestoreOptions, S3RestoreProgress, S3RestoreSummary, VERSIONS_SUFFIX,
+};
+pub use sources::{S3Source, SourceError, Stream};
 pub use time::{format_ns, now_ns};
 pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr, SOURCE_XATTR_PREFIX};
 

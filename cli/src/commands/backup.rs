@@ -52,6 +52,8 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
     };
     let source = if let Some(r) = crate::source_redis::source(&a.redis, &ctx.config.redis)? {
         BackupSource::Redis(r)
+    } else if let Some(location) = &a.s3.s3_source {
+        BackupSource::S3(crate::source_s3::open(ctx, location, a.s3.versions)?)
     } else if a.stdin_from_command {
         let stream = Stream::from_command(&a.command)?;
         BackupSource::Stream {
@@ -75,7 +77,7 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
     } else {
         if a.paths.is_empty() {
             anyhow::bail!(
-                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, a --redis source, or --cassandra DATA_DIR"
+                "nothing to back up: give paths, --stdin, --stdin-from-command -- COMMAND, --redis, --cassandra or --s3-source"
             );
         }
         BackupSource::Paths(a.paths.clone())

@@ -27,6 +27,12 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         f.as_of_ns = Some(output::parse_time(t)?);
     }
     let (id, snap) = find_snapshot(&repo, &spec, &f)?;
+    if let Some(location) = &a.s3.to_s3 {
+        return crate::source_s3::restore(ctx, &repo, &id, &snap, sub, location);
+    }
+    let Some(target) = a.target.clone() else {
+        bail!("give --target DIR (or --to-s3 LOCATION)");
+    };
     let progress = Arc::new(RestoreProgress::default());
     let opts = RestoreOptions {
         subpath: sub,
@@ -61,7 +67,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         })
     });
     let started = std::time::Instant::now();
-    let r = restore(&repo, &snap, &a.target, &opts);
+    let r = restore(&repo, &snap, &target, &opts);
     drop(bar);
     let s = match r {
         Err(Error::Restore(RestoreError::Incomplete { summary, .. })) => {
@@ -90,7 +96,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         })) => {
             if ctx.json {
                 output::json(
-                    &serde_json::json!({"snapshot": id.to_hex(), "target": a.target, "retrieval_pending": true, "objects": objects, "bytes": b, "report": report}),
+                    &serde_json::json!({"snapshot": id.to_hex(), "target": target, "retrieval_pending": true, "objects": objects, "bytes": b, "report": report}),
                 )?;
             } else {
                 eprintln!(
@@ -103,7 +109,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         other => other?,
     };
     report(ctx, &a, &id, &s, started)?;
-    crate::source_cassandra::after_restore(ctx, &a.cassandra, &a.target);
+    crate::source_cassandra::after_restore(ctx, &a.cassandra, &target);
     Ok(0)
 }
 
@@ -134,7 +140,7 @@ fn report(ctx: &Ctx, a: &RestoreArgs, id: &SnapshotId, s: &RestoreSummary, start
         ctx.say(format!(
             "restored snapshot {} to {}: {} files, {} folders, {} other, {} ({} written, {} already correct) in {:.2} s",
             id.short(),
-            a.target.display(),
+            a.target.as_deref().unwrap_or(std::path::Path::new("")).display(),
             s.files,
             s.dirs,
             s.others,

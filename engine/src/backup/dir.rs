@@ -90,6 +90,18 @@ impl DirBuilder {
         dir.children.insert(node.name.clone(), Child::Leaf(node));
     }
 
+    /// Makes sure the folder at absolute `path` exists (made up like the
+    /// parent folders of [`DirBuilder::insert_path`]), even with nothing in it.
+    pub(crate) fn insert_dir(&mut self, path: &Path) {
+        let mut names = NameCache::default();
+        let mut dir = self;
+        for c in path.components() {
+            if let Component::Normal(n) = c {
+                dir = dir.child_dir(n.as_bytes(), None, &mut names);
+            }
+        }
+    }
+
     /// Stores every tree bottom-up; returns the root tree's id.
     pub(crate) fn store(self, saver: &Saver, repo: &Repository) -> Result<TreeId, BackupError> {
         let mut none = Results::new();

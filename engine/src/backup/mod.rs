@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use content::{save_content, ContentError};
+pub(crate) use dir::DirBuilder;
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
 pub use sizes::{ChunkSizeChoice, DedupStats};
@@ -32,7 +34,7 @@ use crate::id::{SnapshotId, TreeId};
 use crate::pack::PackError;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::{CommandDetails, Snapshot, SourceDetails, SourceKind, Summary};
-use crate::sources::{SourceError, Stream};
+use crate::sources::{S3Source, SourceError, Stream};
 use crate::tree::{Node, NodeKind, Tree, TREE_VERSION};
 
 /// Errors of a backup.
@@ -119,6 +121,8 @@ pub enum BackupSource {
     /// Cassandra snapshot folders of one tag, walked as files; the
     /// snapshot's paths are the data folders (`sources::cassandra`).
     Cassandra(crate::sources::cassandra::CassandraSource),
+    /// The objects of an S3 bucket as files (`sources::s3`).
+    S3(S3Source),
 }
 
 /// Which snapshot to compare against for change detection.
@@ -244,7 +248,7 @@ pub fn backup(repo: &Repository, source: BackupSource, opts: &BackupOptions) -> 
     let again = match &source {
         BackupSource::Paths(p) => Some(BackupSource::Paths(p.clone())),
         BackupSource::Cassandra(c) => Some(BackupSource::Cassandra(c.clone())),
-        BackupSource::Stream { .. } | BackupSource::Redis(_) => None,
+        BackupSource::Stream { .. } | BackupSource::Redis(_) | BackupSource::S3(_) => None,
     };
     let r = match (backup_once(repo, source, opts), again) {
         (Err(BackupError::ReusedDataDeleted { blobs }), Some(source)) if !opts.cancelled() => {
@@ -288,6 +292,12 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
             kind.clone(),
         ),
         BackupSource::Redis(r) => (r.paths().to_vec(), SourceKind::Redis),
+        BackupSource::S3(src) => (vec![PathBuf::from(src.root_path())], SourceKind::S3),
+    };
+    // The same bucket through the same endpoint: paths alone cannot say it.
+    let s3_url = match &source {
+        BackupSource::S3(src) => Some(src.url()),
+        _ => None,
     };
     let path_strings: Vec<String> = recorded_paths
         .as_ref()
@@ -309,6 +319,11 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 s.host == host
                     && s.paths == path_strings
                     && std::mem::discriminant(&s.source) == std::mem::discriminant(&source_kind)
+                    && match (&s3_url, &s.details) {
+                        (None, _) => true,
+                        (Some(url), SourceDetails::S3(d)) => &d.url == url,
+                        (Some(_), _) => false,
+                    }
             })
             .map(|(id, _)| *id),
     };
@@ -397,6 +412,25 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 }
             }
             root
+        }
+        BackupSource::S3(src) => {
+            let r = crate::sources::s3::backup_bucket(
+                &repo,
+                &index,
+                &saver,
+                &src,
+                parent_id.as_ref(),
+                opts,
+                &mut summary,
+                &mut skipped,
+            );
+            match r {
+                Ok((root, d)) => {
+                    details = SourceDetails::S3(d);
+                    root
+                }
+                Err(e) => return Err(first_cause(e, saver)),
+            }
         }
     };
     let stats = saver.stats.clone();

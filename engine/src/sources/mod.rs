@@ -2,9 +2,12 @@
 //! (`backend`). File trees are walked by `backup::walk`; streams come from
 //! here.
 
-pub mod redis;
 pub(crate) mod cassandra;
 pub(crate) mod hooks;
+pub mod redis;
+pub(crate) mod s3;
+
+pub use s3::S3Source;
 
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};

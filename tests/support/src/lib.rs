@@ -14,8 +14,8 @@
 //! Everything here panics with a message instead of returning errors: it
 //! runs inside tests, where a panic is the report.
 
-pub mod redis;
 pub mod postgres;
+pub mod redis;
 pub mod s3;
 pub mod tree;
 

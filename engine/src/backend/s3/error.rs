@@ -9,7 +9,7 @@ use crate::backend::BackendError;
 /// An error and its sources as one line (`a: b: c`), without the debug
 /// dumps of the SDK's own formatting, and without repeating a message that a
 /// source already gave.
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {

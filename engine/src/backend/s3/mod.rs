@@ -61,7 +61,8 @@ pub use options::{DataStorageClass, S3Location, S3Options, S3OptionsError};
 
 use super::{config_listing, ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 use connect::{block_on, RuntimeOwner};
-use error::{classify, error_chain};
+use error::classify;
+pub(crate) use error::error_chain;
 
 /// Objects in an S3 bucket under a prefix. See the module documentation.
 pub struct S3Backend {
@@ -91,22 +92,26 @@ impl fmt::Debug for S3Backend {
 
 impl S3Backend {
     /// The bucket.
-    #[cfg(any(test, feature = "testing"))]
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
     /// The key prefix (empty or ending in `/`).
-    #[cfg(any(test, feature = "testing"))]
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The client, for the S3 bucket source (`sources::s3`), which lists and
+    /// reads a bucket through the same connection settings and credentials.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     fn key(&self, kind: ObjectKind, name: &str) -> String {
         format!("{}{}", self.prefix, kind.path(name))
     }
 
-    fn run<F>(&self, f: F) -> F::Output
+    pub(crate) fn run<F>(&self, f: F) -> F::Output
     where
         F: Future + Send,
         F::Output: Send,
@@ -121,7 +126,7 @@ impl S3Backend {
         })
     }
 
-    fn fail<E>(&self, path: &str, e: SdkError<E>) -> BackendError
+    pub(crate) fn fail<E>(&self, path: &str, e: SdkError<E>) -> BackendError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {

@@ -36,6 +36,7 @@ mod damage;
 mod faults;
 mod moto;
 mod seaweedfs;
+mod source;
 
 /// Size of the pseudo-random file in `s3_tree`.
 const BIG: usize = 5 * 1000 * 1000;

@@ -205,7 +205,12 @@ fn mask_word(word: &str) -> Option<(String, bool)> {
                 Some((format!("{dashes}{name}={}", mask_url_passwords(value)), false))
             }
         }
-        None if !dashes.is_empty() && is_name(body) => Some((word.to_string(), name_looks_secret(body))),
+        // `--no-password` (pg_dump's never-prompt flag) negates an option
+        // and takes no value: the word after it (the database) is no secret.
+        None if !dashes.is_empty() && is_name(body) => Some((
+            word.to_string(),
+            name_looks_secret(body) && !body.to_ascii_lowercase().starts_with("no-"),
+        )),
         _ => None,
     }
 }
@@ -337,6 +342,11 @@ mod tests {
         );
         // The argument after such an option is masked whatever it looks like.
         assert_eq!(mask(&["x", "--passwd", "--x"]), ["x", "--passwd", "***"]);
+        // A negated option takes no value.
+        assert_eq!(
+            mask(&["pg_dump", "--no-password", "shop"]),
+            ["pg_dump", "--no-password", "shop"]
+        );
         // Assignments, as given to `env`.
         assert_eq!(
             mask(&["env", "PGPASSWORD=hunter2", "LANG=C", "pg_dump"]),

@@ -11,6 +11,7 @@ mod meta;
 mod parent;
 mod saver;
 mod sizes;
+mod sources;
 mod verify;
 mod walk;
 
@@ -24,18 +25,19 @@ pub(crate) use dir::DirBuilder;
 pub(crate) use saver::Saver;
 pub use saver::SaverStats;
 pub use sizes::{ChunkSizeChoice, DedupStats};
+use sources::{stream_root, Files};
 pub(crate) use verify::verify_reuse;
+pub(crate) use walk::lexically_clean;
 
 use crate::backend::BackendError;
 use crate::blob::{BlobError, BlobType};
-use crate::chunker::ChunkBuffer;
 use crate::encoding::{self, EncodingError};
 use crate::id::{SnapshotId, TreeId};
 use crate::pack::PackError;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::{CommandDetails, Snapshot, SourceDetails, SourceKind, Summary};
 use crate::sources::{S3Source, SourceError, Stream};
-use crate::tree::{Node, NodeKind, Tree, TREE_VERSION};
+use crate::tree::{Tree, TREE_VERSION};
 
 /// Errors of a backup.
 #[derive(Debug, thiserror::Error)]
@@ -343,31 +345,13 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
 
     let root = match source {
         BackupSource::Paths(_) | BackupSource::Cassandra(_) => {
-            let walked = matches!(source_kind, SourceKind::Files | SourceKind::Cassandra);
-            let parent = match (&parent_id, walked) {
-                (Some(id), true) => match parent::ParentFiles::load(&repo, &index, id) {
-                    Ok(p) => Some(p),
-                    // A parent whose trees are damaged, or only in packs a
-                    // prune recorded for deletion (B3): read every file.
-                    Err(BackupError::Repository(e)) if e.kind() == crate::error::ErrorKind::Damaged => {
-                        tracing::warn!("not using the parent snapshot: {e}; every file is read");
-                        None
-                    }
-                    Err(e) => return Err(e),
-                },
-                _ => None,
+            let files = Files {
+                repo: &repo,
+                saver: &saver,
+                chunker: &chunker,
+                index: &index,
             };
-            let result = walk::run(
-                &repo,
-                &saver,
-                &chunker,
-                &paths,
-                parent.as_ref(),
-                opts,
-                &mut summary,
-                &mut skipped,
-            );
-            match result {
+            match files.walk(parent_id.as_ref(), &paths, opts, &mut summary, &mut skipped) {
                 Ok(root) => root,
                 Err(e) => return Err(first_cause(e, saver)),
             }
@@ -388,17 +372,24 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
                 Some(stream) => {
                     stream_root(&repo, &saver, &chunker, stream, &paths[0], opts, &mut summary).map(|(root, _)| root)
                 }
-                None => redis_files_root(
-                    &repo,
-                    &saver,
-                    &chunker,
-                    &index,
-                    parent_id.as_ref(),
-                    &paths,
-                    opts,
-                    &mut summary,
-                    &mut skipped,
-                ),
+                None => {
+                    let files = Files {
+                        repo: &repo,
+                        saver: &saver,
+                        chunker: &chunker,
+                        index: &index,
+                    };
+                    files
+                        .walk(parent_id.as_ref(), &paths, opts, &mut summary, &mut skipped)
+                        .and_then(|root| match skipped.first() {
+                            // A data folder with a file missing is no restorable data folder.
+                            Some(k) => Err(BackupError::Source {
+                                path: k.path.clone(),
+                                source: std::io::Error::other(k.error.clone()),
+                            }),
+                            None => Ok(root),
+                        })
+                }
             };
             let root = match root {
                 Ok(root) => root,
@@ -499,108 +490,6 @@ fn current_user() -> (String, u32, u32) {
         .map(|u| u.name)
         .unwrap_or_default();
     (name, uid.as_raw(), nix::unistd::getgid().as_raw())
-}
-
-/// The root of a snapshot holding one stream, stored at `path`, that must
-/// end well (a command that exits 0, a dump that checks itself as it is
-/// read); with the command's exit code.
-fn stream_root(
-    repo: &Repository,
-    saver: &saver::Saver,
-    chunker: &crate::chunker::ChunkerParams,
-    mut stream: Stream,
-    path: &std::path::Path,
-    opts: &BackupOptions,
-    summary: &mut Summary,
-) -> Result<(TreeId, Option<i32>), BackupError> {
-    let name = path.to_string_lossy();
-    let node = match stream_file(repo, saver, chunker, &mut stream, &name, opts, summary) {
-        Ok(n) => n,
-        Err(e) => {
-            stream.abort();
-            return Err(e);
-        }
-    };
-    let exit_code = stream.finish()?;
-    let mut dir = dir::DirBuilder::synthetic_root();
-    dir.insert_path(path, node);
-    Ok((dir.store(saver, repo)?, exit_code))
-}
-
-/// A Redis data folder's files, walked as files are (with the parent's
-/// unchanged files not read again).
-#[allow(clippy::too_many_arguments)]
-fn redis_files_root(
-    repo: &Repository,
-    saver: &saver::Saver,
-    chunker: &crate::chunker::ChunkerParams,
-    index: &Arc<crate::index::Index>,
-    parent_id: Option<&SnapshotId>,
-    paths: &[PathBuf],
-    opts: &BackupOptions,
-    summary: &mut Summary,
-    skipped: &mut Vec<SkippedEntry>,
-) -> Result<TreeId, BackupError> {
-    let parent = match parent_id {
-        Some(id) => parent::ParentFiles::load(repo, index, id).ok(),
-        None => None,
-    };
-    let root = walk::run(repo, saver, chunker, paths, parent.as_ref(), opts, summary, skipped)?;
-    if let Some(k) = skipped.first() {
-        // A data folder with a file missing is no restorable data folder.
-        return Err(BackupError::Source {
-            path: k.path.clone(),
-            source: std::io::Error::other(k.error.clone()),
-        });
-    }
-    Ok(root)
-}
-
-/// Chunks a stream into data blobs and returns its file node.
-fn stream_file(
-    repo: &Repository,
-    saver: &saver::Saver,
-    chunker: &crate::chunker::ChunkerParams,
-    stream: &mut Stream,
-    filename: &str,
-    opts: &BackupOptions,
-    summary: &mut Summary,
-) -> Result<Node, BackupError> {
-    let name = filename.rsplit('/').next().unwrap_or(filename);
-    if crate::tree::check_name(name.as_bytes()).is_err() {
-        return Err(BackupError::Invalid(format!(
-            "`{filename}` is not a usable file name for a stream"
-        )));
-    }
-    let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-    node.mode = 0o600;
-    node.mtime_ns = crate::time::now_ns();
-    node.ctime_ns = node.mtime_ns;
-    let (user, uid, gid) = current_user();
-    node.user = user;
-    node.uid = uid;
-    node.gid = gid;
-    let mut chunk_buffer = ChunkBuffer::new(chunker);
-    let content = content::save_content(repo, saver, &mut chunk_buffer, stream.reader(), |len| {
-        if let Some(p) = &opts.progress {
-            p.bytes_done.fetch_add(len, Ordering::Relaxed);
-            p.bytes_total.fetch_add(len, Ordering::Relaxed);
-        }
-    })
-    .map_err(|e| match e {
-        content::ContentError::Read(source) => BackupError::Stream(SourceError::Read {
-            what: filename.to_string(),
-            source,
-        }),
-        content::ContentError::Save(e) => e,
-    })?;
-    let size = content.size;
-    node.content = content.refs;
-    node.size = size;
-    summary.files_new = 1;
-    summary.bytes_new = size;
-    summary.bytes_read = size;
-    Ok(node)
 }
 
 /// Encodes a tree and queues it as a tree blob; returns its id.

@@ -26,6 +26,22 @@ use crate::repository::Repository;
 use crate::snapshot::Summary;
 use crate::tree::{ContentRef, Node, NodeKind};
 
+/// `abs` (absolute) without `.` and `..` components, resolved lexically as
+/// the user wrote them (not through symlinks).
+pub(crate) fn lexically_clean(abs: &std::path::Path) -> PathBuf {
+    let mut clean = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => clean.push(n),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean
+}
+
 /// Makes paths absolute and lexically clean, drops duplicates and paths
 /// inside another given path.
 pub(crate) fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BackupError> {
@@ -38,17 +54,7 @@ pub(crate) fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BackupEr
     })?;
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
-        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
-        let mut clean = PathBuf::from("/");
-        for c in abs.components() {
-            match c {
-                Component::Normal(n) => clean.push(n),
-                Component::ParentDir => {
-                    clean.pop();
-                }
-                _ => {}
-            }
-        }
+        let clean = lexically_clean(&if p.is_absolute() { p.clone() } else { cwd.join(p) });
         fs::symlink_metadata(&clean).map_err(|source| BackupError::Source {
             path: clean.clone(),
             source,

@@ -211,7 +211,7 @@ struct SnapshotV1 {
 
 impl From<SnapshotV1> for Snapshot {
     fn from(v: SnapshotV1) -> Self {
-        Snapshot {
+        SnapshotV2 {
             time_ns: v.time_ns,
             host: v.host,
             user: v.user,
@@ -226,9 +226,8 @@ impl From<SnapshotV1> for Snapshot {
             program_version: v.program_version,
             summary: v.summary,
             rewritten_from: None,
-            details: SourceDetails::None,
-            chunk_sizes: None,
         }
+        .into()
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) mod restore;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::snapshot::{CassandraDetails, CassandraTable};
 
@@ -130,17 +130,7 @@ fn absolute(p: &Path) -> Result<PathBuf, CassandraError> {
         path: p.to_path_buf(),
         source,
     })?;
-    let mut clean = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => clean.push(n),
-            Component::ParentDir => {
-                clean.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(clean)
+    Ok(crate::backup::lexically_clean(&abs))
 }
 
 fn sorted_dir(path: &Path) -> Result<Vec<(String, fs::Metadata)>, CassandraError> {

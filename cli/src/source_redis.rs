@@ -15,7 +15,8 @@ use crate::password::{self, Password};
 #[derive(Debug, Args, Default)]
 pub struct RedisArgs {
     /// Back up a live Redis server's dump, taken as a replica takes it
-    /// (`redis-cli --rdb`): `redis://[USER@]HOST[:PORT][/DB]`. It is stored as
+    /// (`redis-cli --rdb`): `redis://[USER@]HOST[:PORT][/DB]`, or `rediss://`
+    /// for TLS (the server's `tls-port`). It is stored as
     /// `/redis/HOST:PORT/dump.rdb`. The password comes from
     /// CAIRN_REDIS_PASSWORD_FILE or cairn.toml's [redis] table, never the URL.
     #[arg(long, value_name = "URL", group = "redis_source", conflicts_with_all = ["paths", "stdin", "stdin_from_command"])]
@@ -26,6 +27,11 @@ pub struct RedisArgs {
     /// Back up a Redis data folder: its RDB (checked) and `appendonlydir/`.
     #[arg(long, value_name = "DIR", group = "redis_source", conflicts_with_all = ["paths", "stdin", "stdin_from_command"])]
     pub redis_data_dir: Option<PathBuf>,
+    /// For `rediss://`: a PEM file of the CA that signed the server's
+    /// certificate, trusted besides the system's roots (default: cairn.toml's
+    /// [redis] ca-file).
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub redis_ca_file: Option<PathBuf>,
     /// The RDB's name in --redis-data-dir (the server's `dbfilename`).
     #[arg(long, value_name = "NAME", default_value = "dump.rdb", requires = "redis_data_dir")]
     pub redis_dbfilename: String,
@@ -38,6 +44,8 @@ pub struct RedisArgs {
 pub struct RedisConfig {
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
+    /// CA certificates (PEM) for `rediss://` servers.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The password for `--redis`: CAIRN_REDIS_PASSWORD_FILE, then the
@@ -64,7 +72,8 @@ fn redis_password(config: &RedisConfig) -> Result<Option<Password>> {
 pub fn source(a: &RedisArgs, config: &RedisConfig) -> Result<Option<RedisSource>> {
     if let Some(url) = &a.redis {
         let pw = redis_password(config)?;
-        return Ok(Some(RedisSource::live(url, pw.as_ref().map(|p| p.as_slice()))?));
+        let ca = a.redis_ca_file.as_deref().or(config.ca_file.as_deref());
+        return Ok(Some(RedisSource::live(url, pw.as_ref().map(|p| p.as_slice()), ca)?));
     }
     if let Some(f) = &a.redis_rdb {
         return Ok(Some(RedisSource::rdb_file(f)?));

@@ -6,6 +6,7 @@
 //! root the server runs as the `postgres` user (`runuser`), with its data
 //! and socket folders owned by it.
 
+use crate::redis::free_port;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -44,11 +45,6 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local address").port()
 }
 
 impl Postgres {

@@ -317,3 +317,128 @@ fn redis_data_dir_with_aof_restores_identically() {
     assert_eq!(b.digest(), digest);
     assert_eq!(b.keyspace(), keyspace);
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl` in
+/// `dir`: (ca.crt, server.crt, server.key). `None` (said loudly) where
+/// `openssl` is missing; in CI that fails instead.
+fn test_certificates(dir: &Path) -> Option<(String, String, String)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| std::process::Command::new("openssl").args(args).output();
+    if openssl(&["version"]).is_err() {
+        assert!(std::env::var_os("CI").is_none(), "openssl is missing (CI must have it)");
+        eprintln!("SKIPPED: redis_live_backup_over_tls needs openssl to make certificates");
+        return None;
+    }
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let steps: [Vec<String>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cairn-test-ca",
+            "-keyout",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([p("ca.key"), "-out".into(), p("ca.crt")])
+        .collect(),
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([p("server.key"), "-out".into(), p("server.csr")])
+        .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                p("server.csr"),
+                "-CA".into(),
+                p("ca.crt"),
+                "-CAkey".into(),
+                p("ca.key"),
+                "-extfile".into(),
+                p("ext"),
+                "-out".into(),
+                p("server.crt"),
+            ])
+            .collect(),
+    ];
+    for args in &steps {
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = openssl(&args).unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+    Some((p("ca.crt"), p("server.crt"), p("server.key")))
+}
+
+#[test]
+fn redis_live_backup_over_tls() {
+    let f = Fixture::init();
+    let Some((ca, cert, key)) = test_certificates(&f.path("tls")) else {
+        return;
+    };
+    let tls_port = cairn_test_support::redis::free_port().to_string();
+    let args = [
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+        "--repl-diskless-sync",
+        "no",
+    ];
+    let Some(a) = RedisServer::start("redis_live_backup_over_tls", &f.path("server-a"), &args) else {
+        return;
+    };
+    a.cli(&["DEBUG", "POPULATE", "20000", "tls", "32"]);
+    a.cli(&["HSET", "h", "f", "v"]);
+    let digest = a.digest();
+    let keyspace = a.keyspace();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+
+    // The server's certificate is signed by a CA the system does not know.
+    let untrusted = f.cairn().args(["backup", "--redis", &url]).fails();
+    assert!(
+        untrusted.stderr().contains("handshake") && untrusted.stderr().contains("--redis-ca-file"),
+        "{}",
+        untrusted.stderr()
+    );
+    assert!(f.snapshots().is_empty(), "a failed TLS backup leaves no snapshot");
+    // A CA file for plain redis:// is a mistake, said so.
+    let plain = f
+        .cairn()
+        .args(["backup", "--redis", &a.url(), "--redis-ca-file", &ca])
+        .fails();
+    assert!(plain.stderr().contains("rediss://"), "{}", plain.stderr());
+
+    let out = f
+        .cairn()
+        .args(["backup", "--json", "--redis", &url, "--redis-ca-file", &ca])
+        .ok()
+        .json();
+    assert_eq!(str_at(&out, "/details/Redis/origin"), url);
+    let rdb_path = format!("/redis/127.0.0.1:{tls_port}/dump.rdb");
+    assert_eq!(strings_at(&out, "/paths"), vec![rdb_path.clone()]);
+    let rdb = f.dump("latest", &rdb_path);
+    assert_eq!(u64_at(&out, "/details/Redis/rdb_size"), rdb.len() as u64);
+    serve_restored(&f, &rdb, &digest, &keyspace);
+}

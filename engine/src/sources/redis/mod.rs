@@ -11,6 +11,7 @@
 
 mod rdb;
 mod resp;
+mod tls;
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -36,9 +37,12 @@ pub enum RedisError {
     /// The URL holds a password.
     #[error("the Redis URL holds a password; passwords are never taken from the command line (it shows in the process list and shell history): put it in a file named by CAIRN_REDIS_PASSWORD_FILE, or set password-file or password-command in cairn.toml's [redis] table")]
     PasswordInUrl,
-    /// `rediss://`.
-    #[error("`rediss://` (TLS) is not supported yet; use redis:// on a trusted network, or back up the data folder with --redis-data-dir")]
-    TlsUnsupported,
+    /// TLS (`rediss://`) could not be set up or failed.
+    #[error("TLS to Redis: {detail}")]
+    Tls {
+        /// Why.
+        detail: String,
+    },
     /// No connection.
     #[error("cannot connect to Redis at {addr}: {source}")]
     Connect {
@@ -105,6 +109,8 @@ pub enum PayloadKind {
 /// A parsed `redis://[user@]host[:port][/db]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RedisUrl {
+    /// `rediss://`.
+    tls: bool,
     user: Option<String>,
     host: String,
     port: u16,
@@ -117,12 +123,11 @@ impl RedisUrl {
             url: url.to_string(),
             detail: detail.to_string(),
         };
-        if url.starts_with("rediss://") {
-            return Err(RedisError::TlsUnsupported);
-        }
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| bad("it must start with redis://"))?;
+        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(bad("it must start with redis:// (or rediss:// for TLS)")),
+        };
         let (authority, path) = match rest.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (rest, None),
@@ -165,6 +170,7 @@ impl RedisUrl {
             None => None,
         };
         Ok(Self {
+            tls,
             user,
             host: host.to_string(),
             port,
@@ -185,7 +191,8 @@ impl RedisUrl {
     fn origin(&self) -> String {
         let user = self.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
         let db = self.db.map(|d| format!("/{d}")).unwrap_or_default();
-        format!("redis://{user}{}{db}", self.host_port())
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{user}{}{db}", self.host_port())
     }
 }
 
@@ -281,15 +288,26 @@ pub(crate) fn parse_info(text: &str) -> (String, String, Vec<RedisKeyspace>) {
 }
 
 impl RedisSource {
-    /// Connects to the server at `url` (`redis://[user@]host[:port][/db]`;
-    /// a dump holds every database, the number is only recorded), logs in
+    /// Connects to the server at `url` (`redis://[user@]host[:port][/db]`,
+    /// or `rediss://` for TLS, checked against the system's roots and the
+    /// PEM certificates of `ca_file`; a dump holds every database, the
+    /// number is only recorded), logs in
     /// with `password` if given, reads `INFO`, and asks for the dump as a
     /// replica would (`REPLCONF capa eof`, `REPLCONF rdb-only 1`, `SYNC`).
     /// The dump is then read by the backup, straight into the chunker.
-    pub fn live(url: &str, password: Option<&[u8]>) -> Result<Self, RedisError> {
+    pub fn live(url: &str, password: Option<&[u8]>, ca_file: Option<&Path>) -> Result<Self, RedisError> {
         let url = RedisUrl::parse(url)?;
         let origin = url.origin();
-        let mut conn = Conn::connect(&url.host, url.port)?;
+        let tls = match (url.tls, ca_file) {
+            (true, ca) => Some(tls::client_config(ca)?),
+            (false, Some(_)) => {
+                return Err(RedisError::Tls {
+                    detail: "a CA file was given for a redis:// URL; use rediss:// for TLS".into(),
+                })
+            }
+            (false, None) => None,
+        };
+        let mut conn = Conn::connect(&url.host, url.port, tls)?;
         if let Some(pw) = password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(u) = &url.user {
@@ -534,10 +552,10 @@ mod tests {
         ));
         let e = RedisUrl::parse("redis://u:secret@h:1").unwrap_err().to_string();
         assert!(!e.contains("secret"), "{e}");
-        assert!(matches!(
-            RedisUrl::parse("rediss://h:1"),
-            Err(RedisError::TlsUnsupported)
-        ));
+        let tls = RedisUrl::parse("rediss://u@h:1/2").unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.origin(), "rediss://u@h:1/2");
+        assert!(!RedisUrl::parse("redis://h").unwrap().tls);
         for bad in [
             "http://h:1",
             "redis://:1",

@@ -2,7 +2,8 @@
 //! commands as arrays of bulk strings, replies that are simple strings,
 //! errors, integers or bulk strings, and the payload `SYNC` answers with.
 //!
-//! Written by hand on `std::net::TcpStream` rather than with the `redis`
+//! Written by hand on `std::net::TcpStream` (in TLS for `rediss://`,
+//! `tls.rs`) rather than with the `redis`
 //! crate: that crate has no API for the replication stream (the `$EOF:`
 //! payload, the keep-alive newlines before it), which is the point here,
 //! and the rest is a few dozen lines.
@@ -11,6 +12,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::tls::{self, Transport};
 use super::RedisError;
 
 /// How long to wait for a connection.
@@ -62,14 +64,20 @@ impl std::fmt::Display for PayloadForm {
 
 /// A connection to one server.
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Replies are read through the buffer; commands are written to the
+    /// transport under it (request, then reply: nothing is in flight both ways).
+    stream: BufReader<Transport>,
     addr: String,
 }
 
 impl Conn {
-    /// Connects to `host:port`, trying each address it resolves to.
-    pub(crate) fn connect(host: &str, port: u16) -> Result<Conn, RedisError> {
+    /// Connects to `host:port`, trying each address it resolves to; in TLS
+    /// checked by `tls` when given.
+    pub(crate) fn connect(
+        host: &str,
+        port: u16,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Conn, RedisError> {
         let addr = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -91,16 +99,18 @@ impl Conn {
             }
         }
         let stream = stream.ok_or_else(|| io_err(last))?;
-        let setup = |s: &TcpStream| -> io::Result<TcpStream> {
+        let setup = |s: &TcpStream| -> io::Result<()> {
             s.set_read_timeout(Some(IO_TIMEOUT))?;
             s.set_write_timeout(Some(IO_TIMEOUT))?;
-            s.set_nodelay(true)?;
-            s.try_clone()
+            s.set_nodelay(true)
         };
-        let writer = setup(&stream).map_err(io_err)?;
+        setup(&stream).map_err(io_err)?;
+        let transport = match tls {
+            Some(config) => tls::wrap(stream, host, config)?,
+            None => Transport::Plain(stream),
+        };
         Ok(Conn {
-            reader: BufReader::with_capacity(256 * 1024, stream),
-            writer,
+            stream: BufReader::with_capacity(256 * 1024, transport),
             addr,
         })
     }
@@ -115,21 +125,20 @@ impl Conn {
     /// Sends one command and reads its reply.
     pub(crate) fn command(&mut self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         self.send(args)?;
-        read_reply(&mut self.reader).map_err(|e| self.io("reading a reply", e))
+        read_reply(&mut self.stream).map_err(|e| self.io("reading a reply", e))
     }
 
     /// Sends one command.
     pub(crate) fn send(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
         let bytes = encode_command(args);
-        self.writer
-            .write_all(&bytes)
-            .and_then(|()| self.writer.flush())
-            .map_err(|e| self.io("sending a command", e))
+        let w = self.stream.get_mut();
+        let r = w.write_all(&bytes).and_then(|()| w.flush());
+        r.map_err(|e| self.io("sending a command", e))
     }
 
     /// After `SYNC`: skips keep-alive newlines and reads the payload header.
     pub(crate) fn sync_preamble(&mut self) -> Result<(PayloadForm, u64), RedisError> {
-        read_preamble(&mut self.reader).map_err(|e| match e {
+        read_preamble(&mut self.stream).map_err(|e| match e {
             Preamble::Io(e) => self.io("waiting for the dump", e),
             Preamble::Refused(message) => RedisError::Server {
                 what: "SYNC".into(),
@@ -139,8 +148,8 @@ impl Conn {
     }
 
     /// The payload as a reader that ends where the RDB ends.
-    pub(crate) fn into_payload(self, form: PayloadForm) -> Payload<BufReader<TcpStream>> {
-        Payload::new(self.reader, form)
+    pub(crate) fn into_payload(self, form: PayloadForm) -> Payload<BufReader<Transport>> {
+        Payload::new(self.stream, form)
     }
 }
 

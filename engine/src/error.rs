@@ -8,6 +8,7 @@ use crate::backup::BackupError;
 use crate::blob::BlobError;
 use crate::browse::BrowseError;
 use crate::check::CheckError;
+use crate::copy::CopyError;
 use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
 use crate::index::IndexError;
@@ -66,6 +67,9 @@ pub enum Error {
     /// Repair.
     #[error(transparent)]
     Repair(#[from] RepairError),
+    /// Copy.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
 }
 
 /// The result type of the engine's public functions.
@@ -130,7 +134,8 @@ impl ErrorKind {
             ParseIdError,
             PrefixError,
             PruneError,
-            RepairError
+            RepairError,
+            CopyError
         );
         None
     }
@@ -154,6 +159,7 @@ impl Error {
             Error::Id(e) => e.kind(),
             Error::Prune(e) => e.kind(),
             Error::Repair(e) => e.kind(),
+            Error::Copy(e) => e.kind(),
         }
     }
 
@@ -268,6 +274,22 @@ impl RepairError {
             RepairError::Lock(e) => e.kind(),
             RepairError::Save(e) => e.kind(),
             RepairError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl CopyError {
+    /// What kind of failure this is: pending retrievals are what restore
+    /// reports them as (exit 14 in the CLI).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CopyError::Repository(e) => e.kind(),
+            CopyError::Backend(e) => e.kind(),
+            CopyError::Save(e) => e.kind(),
+            CopyError::Damaged(_) => ErrorKind::Damaged,
+            CopyError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
+            CopyError::Interrupted { .. } => ErrorKind::Interrupted,
+            CopyError::Internal(_) => ErrorKind::Internal,
         }
     }
 }

@@ -44,6 +44,7 @@ internal!(backend, blob, chunker, crypto, encoding, id, index, pack);
 mod backup;
 mod browse;
 mod check;
+mod copy;
 mod error;
 mod failpoint;
 mod forget;
@@ -92,6 +93,7 @@ pub use browse::{
 };
 pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
 pub use chunker::ChunkerParams;
+pub use copy::{copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport};
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{

@@ -44,6 +44,7 @@ internal!(backend, blob, chunker, crypto, encoding, id, index, pack);
 mod backup;
 mod browse;
 mod check;
+mod copy;
 mod error;
 mod failpoint;
 mod forget;

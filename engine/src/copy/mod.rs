@@ -19,6 +19,11 @@
 //! alongside backups, restores and checks on either side; the engine takes
 //! no lock and the CLI must not either.
 
+#[allow(dead_code)] // until copy calls it
+pub(crate) mod rechunk;
+#[cfg(test)]
+mod rechunk_tests;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

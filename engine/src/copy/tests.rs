@@ -40,12 +40,12 @@ fn init(backend: &Arc<MemoryBackend>, password: &[u8], chunker: ChunkerParams) -
 fn pair() -> (Repository, Repository, Arc<MemoryBackend>) {
     let src = init(&Arc::new(MemoryBackend::new()), b"source pw", small_chunks(7));
     let dst_storage = Arc::new(MemoryBackend::new());
-    let opts = InitOptions {
+    let mut opts = InitOptions {
         kdf: CHEAP_KDF,
         pack_size: 1024 * 1024,
         ..Default::default()
-    }
-    .like(&src);
+    };
+    opts.dedup_like(&src);
     let dst = Repository::init(dst_storage.clone(), b"destination pw", opts).unwrap();
     assert!(src.same_blob_ids(&dst));
     (src, dst, dst_storage)
@@ -372,4 +372,43 @@ fn only_copies_of_this_source_count_as_already_copied() {
     let twice = [selected[0].clone(), selected[0].clone()];
     let again = copy(&src, &dst, &twice, &CopyOptions::default()).unwrap();
     assert_eq!((again.copied.len(), again.skipped), (0, 1));
+}
+
+#[test]
+fn other_chunker_takes_the_rechunk_path_and_reuses_the_prior_copy() {
+    let src = init(&Arc::new(MemoryBackend::new()), b"source pw", small_chunks(7));
+    let dst = init(&Arc::new(MemoryBackend::new()), b"destination pw", small_chunks(8));
+    assert!(!src.same_blob_ids(&dst));
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), 1);
+    let first = backup_dir(&src, dir.path(), 1_000);
+    let selected = src.list_snapshots().unwrap();
+    let one = copy(&src, &dst, &selected, &CopyOptions::default()).unwrap();
+    assert_eq!(one.path, CopyPath::Rechunk);
+    assert_eq!(one.copied.len(), 1);
+    assert_eq!(one.copied[0].source, first);
+    let copy1 = dst.load_snapshot(&one.copied[0].destination).unwrap();
+    assert_ne!(
+        copy1.tree, selected[0].1.tree,
+        "trees are rebuilt with the destination's blob ids"
+    );
+    assert_eq!(contents(&dst, &copy1.tree), contents(&src, &selected[0].1.tree));
+    assert_eq!(copy1.copied_from.map(|o| o.snapshot), Some(first));
+
+    // A second backup changes one file: the next copy reads only it.
+    write_files(dir.path(), 2);
+    backup_dir(&src, dir.path(), 2_000);
+    let selected = src.list_snapshots().unwrap();
+    let two = copy(&src, &dst, &selected, &CopyOptions::default()).unwrap();
+    assert_eq!((two.copied.len(), two.skipped), (1, 1));
+    assert!(
+        two.bytes_read < one.bytes_read / 2,
+        "the prior copy's unchanged files are reused ({} of {} bytes read)",
+        two.bytes_read,
+        one.bytes_read
+    );
+    let copy2 = dst.load_snapshot(&two.copied[0].destination).unwrap();
+    assert_eq!(copy2.parent, Some(one.copied[0].destination));
+    assert_eq!(contents(&dst, &copy2.tree), on_disk(dir.path()));
+    assert_checks(&dst);
 }

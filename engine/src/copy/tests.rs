@@ -412,3 +412,168 @@ fn other_chunker_takes_the_rechunk_path_and_reuses_the_prior_copy() {
     assert_eq!(contents(&dst, &copy2.tree), on_disk(dir.path()));
     assert_checks(&dst);
 }
+
+/// A memory backend whose data packs sit in GLACIER once `frozen`: they
+/// refuse reads until their retrieval was requested and `thaw` ran.
+#[derive(Debug, Default)]
+struct Glacier {
+    inner: MemoryBackend,
+    frozen: AtomicBool,
+    requested: std::sync::Mutex<Vec<String>>,
+    retrieved: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Glacier {
+    fn cold(&self, kind: ObjectKind, name: &str) -> bool {
+        kind == ObjectKind::DataPack
+            && self.frozen.load(Ordering::Relaxed)
+            && !self.retrieved.lock().unwrap().contains(name)
+    }
+
+    fn refuse(&self, kind: ObjectKind, name: &str) -> Result<(), crate::backend::BackendError> {
+        if self.cold(kind, name) {
+            return Err(crate::backend::BackendError::Archived { path: kind.path(name) });
+        }
+        Ok(())
+    }
+
+    /// Every requested retrieval finishes.
+    fn thaw(&self) {
+        let done: Vec<String> = self.requested.lock().unwrap().clone();
+        self.retrieved.lock().unwrap().extend(done);
+    }
+}
+
+impl Backend for Glacier {
+    crate::backend::forward!(inner: location, create, write, remove, stat, remove_temporaries);
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<crate::backend::ObjectInfo>, crate::backend::BackendError> {
+        let mut out = self.inner.list(kind)?;
+        for o in &mut out {
+            if self.cold(kind, &o.name) {
+                o.storage_class = Some("GLACIER".into());
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, crate::backend::BackendError> {
+        self.refuse(kind, name)?;
+        self.inner.read(kind, name)
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, crate::backend::BackendError> {
+        self.refuse(kind, name)?;
+        self.inner.read_range(kind, name, offset, len)
+    }
+
+    fn archive_state(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<crate::backend::ArchiveState, crate::backend::BackendError> {
+        use crate::backend::ArchiveState;
+        if !self.cold(kind, name) {
+            return Ok(ArchiveState::Readable);
+        }
+        let class = "GLACIER".to_string();
+        if self.requested.lock().unwrap().iter().any(|n| n == name) {
+            Ok(ArchiveState::Retrieving { class })
+        } else {
+            Ok(ArchiveState::Archived { class })
+        }
+    }
+
+    fn request_retrieval(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        _how: crate::backend::RetrievalRequest,
+    ) -> Result<(), crate::backend::BackendError> {
+        assert_eq!(kind, ObjectKind::DataPack);
+        self.requested.lock().unwrap().push(name.to_string());
+        Ok(())
+    }
+}
+
+#[test]
+fn archived_source_packs_are_requested_once_and_their_snapshot_waits_for_them() {
+    let storage = Arc::new(Glacier::default());
+    let opts = InitOptions {
+        kdf: CHEAP_KDF,
+        chunker: Some(small_chunks(7)),
+        pack_size: 1024 * 1024,
+        ..Default::default()
+    };
+    let src = Repository::init(storage.clone(), b"source pw", opts).unwrap();
+    let dst_storage = Arc::new(MemoryBackend::new());
+    let mut dst_opts = InitOptions {
+        kdf: CHEAP_KDF,
+        pack_size: 1024 * 1024,
+        ..Default::default()
+    };
+    dst_opts.dedup_like(&src);
+    let dst = Repository::init(dst_storage.clone(), b"destination pw", dst_opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), 1);
+    let first = backup_dir(&src, dir.path(), 1_000);
+    let selected = src.list_snapshots().unwrap();
+    storage.frozen.store(true, Ordering::Relaxed);
+    let data_packs = storage.inner.list(ObjectKind::DataPack).unwrap().len();
+
+    // A dry run says what must be retrieved and requests nothing.
+    let dry = CopyOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let plan = copy(&src, &dst, &selected, &dry).unwrap();
+    assert_eq!(plan.pending_packs, data_packs);
+    assert_eq!(plan.retrieval.as_ref().map(|r| r.archived), Some(data_packs));
+    assert!(plan.copied.is_empty() && plan.waiting == 1);
+    assert!(
+        storage.requested.lock().unwrap().is_empty(),
+        "a dry run requests no retrieval"
+    );
+
+    // Without waiting: every needed pack requested, no snapshot written.
+    let first_run = copy(&src, &dst, &selected, &CopyOptions::default()).unwrap();
+    assert_eq!(first_run.pending_packs, data_packs);
+    assert_eq!((first_run.copied.len(), first_run.waiting), (0, 1));
+    assert_eq!(storage.requested.lock().unwrap().len(), data_packs);
+    let err = first_run.pending_error(&CopyOptions::default()).unwrap();
+    assert_eq!(
+        crate::error::ErrorKind::of(&err),
+        Some(crate::error::ErrorKind::RetrievalPending)
+    );
+    assert!(
+        dst.list_snapshots().unwrap().is_empty(),
+        "no snapshot whose data is pending"
+    );
+
+    // Run again before the retrievals finish: nothing is requested twice.
+    let second_run = copy(&src, &dst, &selected, &CopyOptions::default()).unwrap();
+    assert_eq!(second_run.pending_packs, data_packs);
+    assert_eq!(
+        second_run.retrieval.as_ref().map(|r| r.already_in_progress),
+        Some(data_packs)
+    );
+    assert_eq!(storage.requested.lock().unwrap().len(), data_packs);
+
+    // Once readable, the copy completes.
+    storage.thaw();
+    let done = copy(&src, &dst, &selected, &CopyOptions::default()).unwrap();
+    assert_eq!(done.pending_packs, 0);
+    assert_eq!(done.copied.len(), 1);
+    assert_eq!(done.copied[0].source, first);
+    assert!(done.pending_error(&CopyOptions::default()).is_none());
+    assert_eq!(storage.requested.lock().unwrap().len(), data_packs);
+    let copy1 = dst.load_snapshot(&done.copied[0].destination).unwrap();
+    assert_eq!(contents(&dst, &copy1.tree), on_disk(dir.path()));
+    assert_checks(&dst);
+}

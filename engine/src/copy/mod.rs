@@ -171,15 +171,19 @@ pub struct CopyReport {
     pub copied: Vec<CopiedSnapshot>,
     /// Selected snapshots the destination holds already.
     pub skipped: usize,
-    /// Blobs read from source packs.
+    /// Blobs read from source packs (in a dry run of the fast path: to read).
     pub blobs_read: u64,
-    /// Bytes read from source packs.
+    /// Bytes read from source packs (in a dry run: to read; on the re-chunk
+    /// path, the snapshots' file bytes, as their summaries say).
     pub bytes_read: u64,
-    /// Blobs written to the destination.
+    /// Blobs written to the destination (in a dry run of the fast path: to
+    /// write; 0 on the re-chunk path, known only by cutting the files).
     pub blobs_written: u64,
-    /// Bytes stored in the destination (packs and index objects).
+    /// Bytes stored in the destination, packs and index objects (in a dry
+    /// run of the fast path: the blobs' sealed sizes in the source).
     pub bytes_written: u64,
-    /// Source packs read.
+    /// Source packs read, on the fast path (the re-chunk path reads ranges
+    /// of packs file by file and counts only bytes; a dry run reads none).
     pub packs_read: u64,
     /// What archive storage was asked for, when any pack was archived.
     pub retrieval: Option<RetrievalReport>,

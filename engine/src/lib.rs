@@ -77,7 +77,7 @@ pub use backend::cache::CacheOptions;
 pub use backend::local::LocalBackend;
 pub use backend::memory::MemoryBackend;
 pub use backend::retry::RetryOptions;
-pub use backend::s3::{DataStorageClass, S3Credentials, S3Options, S3OptionsError};
+pub use backend::s3::{DataStorageClass, ObjectLock, ObjectLockMode, S3Credentials, S3Options, S3OptionsError};
 pub use backend::{
     open_location, open_location_with, ArchiveState, Backend, BackendError, BackendOptions, ObjectInfo, ObjectKind,
     RetrievalTier,

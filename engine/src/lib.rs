@@ -95,8 +95,8 @@ pub use chunker::ChunkerParams;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{
-    forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy, GroupKey,
-    KeepReason, KeepRules, RetentionDuration,
+    forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetOutcome, ForgetPlan, ForgetSnapshot, GroupBy,
+    GroupKey, KeepReason, KeepRules, RetainedSnapshot, RetentionDuration,
 };
 pub use forget::{plan_retention, RetentionRule, RuleMatch};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
@@ -106,6 +106,7 @@ pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, Snaps
 pub use lock::write_lock;
 pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
 pub use pack::PackEntry;
+pub use prune::RetainedReport;
 pub use prune::{
     prune, ColdPack, DeletionRecord, Deletions, DueReport, MaxUnused, PackCount, PruneError, PruneOptions, PrunePlan,
     PruneReport, RecordedPack, DEFAULT_GRACE,

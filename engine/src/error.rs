@@ -200,6 +200,7 @@ impl BackendError {
             BackendError::AlreadyExists { .. }
             | BackendError::OutOfRange { .. }
             | BackendError::Denied { .. }
+            | BackendError::Retained { .. }
             | BackendError::NoSpace { .. }
             | BackendError::Transient { .. }
             | BackendError::Other { .. } => ErrorKind::Storage,

@@ -78,7 +78,7 @@ pub use backend::cache::CacheOptions;
 pub use backend::local::LocalBackend;
 pub use backend::memory::MemoryBackend;
 pub use backend::retry::RetryOptions;
-pub use backend::s3::{DataStorageClass, S3Credentials, S3Options, S3OptionsError};
+pub use backend::s3::{DataStorageClass, ObjectLock, ObjectLockMode, S3Credentials, S3Options, S3OptionsError};
 pub use backend::{
     open_location, open_location_with, ArchiveState, Backend, BackendError, BackendOptions, ObjectInfo, ObjectKind,
     RetrievalTier,
@@ -99,8 +99,8 @@ pub use copy::{
 pub use crypto::{BlobIdKey, KdfParams};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{
-    forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy, GroupKey,
-    KeepReason, KeepRules, RetentionDuration,
+    forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetOutcome, ForgetPlan, ForgetSnapshot, GroupBy,
+    GroupKey, KeepReason, KeepRules, RetainedSnapshot, RetentionDuration,
 };
 pub use forget::{plan_retention, RetentionRule, RuleMatch};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, RepositoryId, SnapshotId, TreeId};
@@ -110,6 +110,7 @@ pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, Snaps
 pub use lock::write_lock;
 pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
 pub use pack::PackEntry;
+pub use prune::RetainedReport;
 pub use prune::{
     prune, ColdPack, DeletionRecord, Deletions, DueReport, MaxUnused, PackCount, PruneError, PruneOptions, PrunePlan,
     PruneReport, RecordedPack, DEFAULT_GRACE,

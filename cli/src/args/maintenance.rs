@@ -22,7 +22,9 @@ fn keep_count(s: &str) -> Result<i32, String> {
     after_help = "Rules keep a snapshot when any of them wants it, counted within each group \
 (--group-by). Days, weeks (ISO), months and years are those of the local time zone; DURATION is \
 like 1y6m, 90d, 36h, measured back from the newest snapshot. While a count is left, the oldest \
-snapshot is kept too. Removing a snapshot removes only the snapshot: its data stays until a prune."
+snapshot is kept too. Removing a snapshot removes only the snapshot: its data stays until a prune. \
+On an S3 repository with `object-lock = { mode, days }` in its profile (days default to the longest \
+max-age of [[retention]]), snapshots still under retention are kept and named with their date."
 )]
 pub struct ForgetArgs {
     /// Snapshots to remove (id prefixes). Without them, the keep rules decide.
@@ -92,7 +94,10 @@ in a deletion record, and removed by a later prune once the grace period (defaul
 and no snapshot written meanwhile needs them. Running prune every night therefore frees the space of \
 the night before. --instant-delete removes at once, for a repository nothing else is writing to. \
 Packs in archive storage classes are never repacked without --repack-cold; deleting them before \
-their class's minimum storage duration is billed, which the report estimates (--cold-min-age waits)."
+their class's minimum storage duration is billed, which the report estimates (--cold-min-age waits). \
+On an S3 repository with `object-lock` set, packs and index objects still under Object Lock \
+retention (and the packs such an index describes) are neither deleted nor repacked: the report \
+says how many and until when, and a prune after that date removes them as usual."
 )]
 pub struct PruneArgs {
     #[command(flatten)]

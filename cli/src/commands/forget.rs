@@ -1,7 +1,7 @@
 use anyhow::{bail, Result};
 use cairn_engine::{
-    filter_snapshots, find_snapshots, forget_snapshots, plan_forget, plan_retention, ForgetGroup, ForgetPlan,
-    ForgetSnapshot, GroupBy, KeepRules,
+    filter_snapshots, find_snapshots, forget_snapshots, plan_forget, plan_retention, ForgetGroup, ForgetOutcome,
+    ForgetPlan, ForgetSnapshot, GroupBy, KeepRules,
 };
 
 use super::{filter, Ctx};
@@ -70,26 +70,85 @@ pub fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         ids
     };
     // With --prune, one JSON document holds both: {"forget": ..., "prune": ...}.
-    if let (Some(v), false) = (&shown, a.prune && !a.dry_run) {
-        output::json(v)?;
-    }
     if a.dry_run {
+        if let Some(v) = &shown {
+            output::json(v)?;
+        }
         ctx.say(format!(
             "would remove {} snapshot(s) (dry run: nothing was removed)",
             ids.len()
         ));
         return Ok(0);
     }
-    let n = forget_snapshots(&repo, &ids)?;
+    let outcome = forget_snapshots(&repo, &ids)?;
+    let n = outcome.removed.len();
+    say_retained(ctx, &outcome);
+    let shown = shown.map(|v| with_retained(v, &outcome));
     if a.prune {
         ctx.say(format!("removed {n} snapshot(s); pruning"));
         let opts = super::prune::options(ctx, &a.prune_settings, false);
         return super::prune::prune_and_report(ctx, &repo, &opts, shown);
     }
+    if let Some(v) = &shown {
+        output::json(v)?;
+    }
     ctx.say(format!(
         "removed {n} snapshot(s); the data only they referenced stays in the repository until a prune"
     ));
     Ok(0)
+}
+
+/// Names the snapshots the storage refused to delete (Object Lock retention).
+fn say_retained(ctx: &Ctx, o: &ForgetOutcome) {
+    if o.retained.is_empty() {
+        return;
+    }
+    let last = o.retained.iter().map(|r| r.until.as_str()).max().unwrap_or("?");
+    ctx.say(format!(
+        "kept {} snapshot(s) under Object Lock retention (until {last} at the latest): the storage refuses to delete \
+         them before their date; forget them again after it",
+        o.retained.len()
+    ));
+    for r in &o.retained {
+        ctx.say(format!("  {} retained until {}", r.id.short(), r.until));
+    }
+}
+
+/// The JSON plan with the snapshots kept for retention added: a `retained`
+/// list (id, until) in each group that has some, or in the object of
+/// `forget ID...`. Unchanged when none were.
+fn with_retained(mut v: serde_json::Value, o: &ForgetOutcome) -> serde_json::Value {
+    if o.retained.is_empty() {
+        return v;
+    }
+    let entry = |r: &cairn_engine::RetainedSnapshot| serde_json::json!({"id": r.id.to_hex(), "until": r.until});
+    match &mut v {
+        serde_json::Value::Array(groups) => {
+            for g in groups.iter_mut() {
+                let ids: Vec<String> = g["remove"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s["id"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let here: Vec<_> = o
+                    .retained
+                    .iter()
+                    .filter(|r| ids.contains(&r.id.to_hex()))
+                    .map(entry)
+                    .collect();
+                if let (false, Some(obj)) = (here.is_empty(), g.as_object_mut()) {
+                    obj.insert("retained".into(), here.into());
+                }
+            }
+        }
+        serde_json::Value::Object(obj) => {
+            obj.insert(
+                "retained".into(),
+                o.retained.iter().map(entry).collect::<Vec<_>>().into(),
+            );
+        }
+        _ => {}
+    }
+    v
 }
 
 /// Prints the plan for people, or returns it as JSON (restic's `forget

@@ -102,6 +102,16 @@ fn print(ctx: &Ctx, r: &PruneReport) -> Result<()> {
         "unindexed {}   left by interrupted backups",
         packs(&p.unindexed)
     ));
+    if !p.retained.is_empty() {
+        ctx.say(format!(
+            "retained  {}   under Object Lock retention until {} at the latest (and {} index object(s)): the storage \
+             refuses to delete them before then, so they are kept{}; a prune after that date removes what no snapshot uses",
+            packs(&p.retained.packs),
+            p.retained.until.as_deref().unwrap_or("?"),
+            p.retained.index_objects,
+            if p.retained.packs.packs > 0 { ", neither deleted nor repacked" } else { "" },
+        ));
+    }
     if p.rescued_blobs > 0 {
         ctx.say(format!(
             "{} blob(s) in packs recorded earlier are in use again and {}copied out",

@@ -190,6 +190,7 @@ impl Backend for LocalBackend {
                         size: meta.len(),
                         modified_ns,
                         storage_class: None,
+                        retained_until_ns: None,
                     });
                 }
             }

@@ -58,6 +58,7 @@ impl Backend for MemoryBackend {
                 size: v.len() as u64,
                 modified_ns: None,
                 storage_class: None,
+                retained_until_ns: None,
             })
             .collect())
     }

@@ -108,6 +108,11 @@ pub struct ObjectInfo {
     /// Its storage class where the storage has classes and it is not the
     /// standard one (e.g. `GLACIER`, `DEEP_ARCHIVE`), from the listing itself.
     pub storage_class: Option<String>,
+    /// The date (Unix ns) until which the storage refuses to delete it (S3
+    /// Object Lock retention), where the backend was told to look (an S3
+    /// repository with `object-lock` set); `None` elsewhere. Prune keeps
+    /// objects whose date is still ahead rather than fail to delete them.
+    pub retained_until_ns: Option<i64>,
 }
 
 /// Backend failures, classified by what the caller can do about them.
@@ -165,6 +170,15 @@ pub enum BackendError {
         path: String,
         /// Detail.
         message: String,
+    },
+    /// The object is under S3 Object Lock retention: the storage refuses to
+    /// delete it before `until`. Permanent until that date; nothing changed.
+    #[error("{path}: under Object Lock retention until {until}: the storage refuses to delete it before then")]
+    Retained {
+        /// Object path.
+        path: String,
+        /// The retention date (RFC 3339, UTC).
+        until: String,
     },
     /// Anything else that will not go away by retrying.
     #[error("{path}: {message}")]
@@ -398,6 +412,7 @@ pub(crate) fn config_listing(size: Option<u64>) -> Vec<ObjectInfo> {
         size,
         modified_ns: None,
         storage_class: None,
+        retained_until_ns: None,
     })
     .into_iter()
     .collect()

@@ -139,8 +139,9 @@ fn error_path(e: &BackendError) -> String {
         BackendError::NotFound { path }
         | BackendError::AlreadyExists { path }
         | BackendError::Archived { path }
-        | BackendError::OutOfRange { path, .. }
         | BackendError::Denied { path, .. }
+        | BackendError::Retained { path, .. }
+        | BackendError::OutOfRange { path, .. }
         | BackendError::NoSpace { path }
         | BackendError::Transient { path, .. }
         | BackendError::Other { path, .. } => path.clone(),

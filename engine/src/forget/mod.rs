@@ -13,9 +13,10 @@ pub use duration::{DurationError, RetentionDuration};
 pub use policy::KeepRules;
 pub use table::{plan_retention, RetentionRule, RuleMatch};
 
+use crate::backend::BackendError;
 use crate::error::Result;
 use crate::id::SnapshotId;
-use crate::repository::Repository;
+use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
 use policy::Candidate;
 
@@ -224,13 +225,40 @@ pub(crate) fn plan_forget_at(
     plan
 }
 
-/// Removes the snapshot objects of `ids` (their data stays until a prune);
-/// returns how many were removed. A snapshot already gone counts as removed.
-pub fn forget_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<usize> {
+/// Removes the snapshot objects of `ids` (data stays until a prune). A
+/// snapshot the storage refuses to delete yet (S3 Object Lock retention) is
+/// kept and named in [`ForgetOutcome::retained`], with its date; the others
+/// go. Any other failure stops at once.
+pub fn forget_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<ForgetOutcome> {
+    let mut out = ForgetOutcome::default();
     for id in ids {
-        repo.remove_snapshot(id)?;
+        match repo.remove_snapshot(id) {
+            Ok(()) => out.removed.push(*id),
+            Err(RepositoryError::Backend(BackendError::Retained { until, .. })) => {
+                out.retained.push(RetainedSnapshot { id: *id, until })
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(ids.len())
+    Ok(out)
+}
+
+/// What [`forget_snapshots`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForgetOutcome {
+    /// Snapshots removed.
+    pub removed: Vec<SnapshotId>,
+    /// Snapshots kept because the storage refuses to delete them yet.
+    pub retained: Vec<RetainedSnapshot>,
+}
+
+/// A snapshot forget had to keep: under Object Lock retention.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetainedSnapshot {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// Its retention date (RFC 3339, UTC).
+    pub until: String,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::mark::{key_of, BlobKey, BlobSet};
 use super::plan::PackCount;
 use super::record::{DeletionRecord, RecordedPack};
+use super::retained::{RetainedReport, Retention};
 use super::{ensure, PruneError, PruneOptions, State};
 use crate::backend::{BackendError, ObjectKind};
 use crate::id::PackId;
@@ -43,6 +44,10 @@ pub struct DueReport {
     pub records_finished: usize,
     /// The earliest time (Unix ns) a waiting record becomes due.
     pub next_due_ns: Option<i64>,
+    /// Packs of due records the storage refuses to delete yet (Object Lock
+    /// retention): kept, and left out of the executed record; a prune after
+    /// their date removes them as unused or unindexed packs.
+    pub retained: RetainedReport,
 }
 
 impl DueReport {
@@ -98,8 +103,14 @@ pub(crate) fn carry_out_due(
         .collect();
     let kept_back = kept_back(state, &removal, used);
     r.kept_back = kept_back.len();
+    // M3 is judged with these packs in the removal set: a blob only they
+    // hold gets its description written below like any kept-back pack's.
+    let held = state.retention.held(removal.keys(), &state.stored);
+    let keep: HashSet<PackId> = kept_back.iter().chain(held.keys()).copied().collect();
     for (id, p) in &removal {
-        if !kept_back.contains(id) {
+        if let Some(&until) = held.get(id) {
+            r.retained.pack(p.size, until);
+        } else if !kept_back.contains(id) {
             r.removed.add(p.size);
         }
     }
@@ -131,13 +142,16 @@ pub(crate) fn carry_out_due(
     let mut listed_indexes: HashSet<String> = HashSet::new();
     for (name, rec) in due {
         let mut executed = rec.clone();
-        executed.packs.retain(|p| !kept_back.contains(&p.id));
+        executed.packs.retain(|p| !keep.contains(&p.id));
+        executed
+            .indexes
+            .retain(|i| !state.retention.index_retained(&i.to_hex()));
         executed.executed_ns = Some(now);
         ensure(lock)?;
         let (executed_name, _) = repo.save_file(&executed)?;
         crate::failpoint::hit("prune-after-executed-record");
         remove(repo, ObjectKind::Deletion, name)?;
-        remove_listed(repo, &executed, &kept_back, lock)?;
+        remove_listed(repo, &executed, &keep, &state.retention, lock)?;
         gone.extend(executed.packs.iter().map(|p| p.id));
         listed_indexes.extend(executed.indexes.iter().map(|i| i.to_hex()));
         if opts.instant_delete {
@@ -152,9 +166,9 @@ pub(crate) fn carry_out_due(
             || rec.indexes.iter().any(|i| index_names.contains(i.to_hex().as_str()));
         ensure(lock)?;
         if leftover {
-            remove_listed(repo, rec, &kept_back, lock)?;
+            remove_listed(repo, rec, &keep, &state.retention, lock)?;
         }
-        gone.extend(rec.packs.iter().map(|p| p.id).filter(|p| !kept_back.contains(p)));
+        gone.extend(rec.packs.iter().map(|p| p.id).filter(|p| !keep.contains(p)));
         listed_indexes.extend(rec.indexes.iter().map(|i| i.to_hex()));
         if rec.due_ns() <= now || opts.instant_delete {
             remove(repo, ObjectKind::Deletion, name)?;
@@ -203,7 +217,7 @@ pub(crate) fn carry_out_now(
     lock: Option<&MaintenanceLock>,
 ) -> Result<PackCount, PruneError> {
     ensure(lock)?;
-    remove_listed(repo, rec, &HashSet::new(), lock)?;
+    remove_listed(repo, rec, &HashSet::new(), &Retention::default(), lock)?;
     remove(repo, ObjectKind::Deletion, name)?;
     let mut n = PackCount::default();
     for p in &rec.packs {
@@ -240,12 +254,13 @@ fn kept_back(state: &State, removal: &HashMap<PackId, RecordedPack>, used: &Blob
     at_risk.into_values().flatten().collect()
 }
 
-/// Removes every pack (but those in `keep`) and index object a record
-/// lists (in parallel).
+/// Removes every pack (but those in `keep`) and index object (but those
+/// under retention, which pin their packs) a record lists (in parallel).
 fn remove_listed(
     repo: &Repository,
     rec: &DeletionRecord,
     keep: &HashSet<PackId>,
+    retention: &Retention,
     lock: Option<&MaintenanceLock>,
 ) -> Result<(), PruneError> {
     rec.packs
@@ -256,7 +271,9 @@ fn remove_listed(
     ensure(lock)?;
     rec.indexes
         .par_iter()
-        .try_for_each(|i| remove(repo, ObjectKind::Index, &i.to_hex()))?;
+        .map(|i| i.to_hex())
+        .filter(|i| !retention.index_retained(i))
+        .try_for_each(|i| remove(repo, ObjectKind::Index, &i))?;
     Ok(())
 }
 

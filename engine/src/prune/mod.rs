@@ -25,6 +25,7 @@ mod mark;
 mod plan;
 mod record;
 mod repack;
+mod retained;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
 pub use execute::DueReport;
 pub use plan::{ColdPack, PackCount, PrunePlan};
 pub use record::{DeletionRecord, Deletions, RecordedPack};
+pub use retained::RetainedReport;
 
 use plan::StoredPack;
 
@@ -235,6 +237,7 @@ struct State {
     deletions: Deletions,
     files: Vec<(String, IndexFile)>,
     stored: HashMap<PackId, StoredPack>,
+    retention: retained::Retention,
 }
 
 fn load_state(repo: &Repository) -> Result<State, PruneError> {
@@ -261,10 +264,12 @@ fn load_state(repo: &Repository) -> Result<State, PruneError> {
             }
         }
     }
+    let retention = retained::Retention::load(repo, &files)?;
     Ok(State {
         deletions,
         files,
         stored,
+        retention,
     })
 }
 
@@ -351,10 +356,20 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
     }
 
     let doomed = state.deletions.doomed_packs();
-    let (mut p, work) = plan::plan(&state.files, &state.stored, &doomed, &mut marked.used, opts, now)?;
+    let (mut p, work) = plan::plan(
+        &state.files,
+        &state.stored,
+        &doomed,
+        &mut marked.used,
+        opts,
+        now,
+        &state.retention,
+    )?;
     drop(marked);
     p.snapshots = report.plan.snapshots;
     p.trees = report.plan.trees;
+    p.retained.merge(&state.retention.index_report());
+    p.retained.merge(&report.due.retained);
     if opts.dry_run || work.is_empty() {
         p.index_objects = 0;
         report.plan = p;
@@ -386,7 +401,9 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
     for r in &packs {
         report.recorded.add(r.size);
     }
-    p.index_objects = state.files.len();
+    // Index objects under retention stay (they pin what they describe).
+    let removable = state.retention.removable(state.files.iter().map(|(n, _)| n));
+    p.index_objects = removable.len();
     let record = DeletionRecord {
         created_ns: now,
         grace_ns: i64::try_from(opts.grace.as_nanos()).unwrap_or(i64::MAX),
@@ -396,6 +413,7 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
         indexes: state
             .files
             .iter()
+            .filter(|(n, _)| removable.contains(n))
             .filter_map(|(n, _)| ObjectId::from_hex(n).ok())
             .collect(),
         executed_ns: None,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::mark::{key_of, BlobSet};
 use super::record::RecordedPack;
+use super::retained::{RetainedReport, Retention};
 use super::{MaxUnused, PruneError, PruneOptions};
 use crate::backend::ObjectInfo;
 use crate::blob::BlobType;
@@ -93,6 +94,9 @@ pub struct PrunePlan {
     pub cold: Vec<ColdPack>,
     /// Index objects replaced by new ones.
     pub index_objects: usize,
+    /// Packs and index objects kept because the storage refuses to delete
+    /// them yet (S3 Object Lock retention); included in `keep`.
+    pub retained: RetainedReport,
 }
 
 /// One pack to copy blobs out of.
@@ -154,6 +158,7 @@ pub(crate) fn plan(
     used: &mut BlobSet,
     opts: &PruneOptions,
     now_ns: i64,
+    ret: &Retention,
 ) -> Result<(PrunePlan, Work), PruneError> {
     let mut p = PrunePlan {
         used_blobs: used.len(),
@@ -172,7 +177,9 @@ pub(crate) fn plan(
             // Still described by the new index while it exists: the old
             // index objects go with this prune's record, and the pack's own
             // record drops the description when it removes the pack.
-            if stored.contains_key(&desc.id) {
+            // Not on storage with retention dates: a new index naming
+            // it would pin it for another retention period (`retained`).
+            if stored.get(&desc.id).is_some_and(|s| !Retention::dated(&s.info)) {
                 w.keep.push(desc.clone());
             }
             doomed_descs.push(desc);
@@ -204,6 +211,16 @@ pub(crate) fn plan(
             p.unused_bytes += unused_bytes;
             p.unused_after += unused_bytes;
             w.keep.push(desc.clone());
+        } else if let Some(until) = ret.pack_until(&desc.id, Some(&info.info)) {
+            // Neither deleted nor repacked before its date; described again
+            // only while in use (see `retained`).
+            p.retained.pack(desc.size, until);
+            p.keep.add(desc.size);
+            p.unused_bytes += unused_bytes;
+            p.unused_after += unused_bytes;
+            if !used_here.is_empty() {
+                w.keep.push(desc.clone());
+            }
         } else if used_here.is_empty() {
             if let Some(c) = class.and_then(|c| cold_pack(desc.id, c, &info.info, now_ns, opts, "delete")) {
                 let waits = c.action == "wait";
@@ -248,6 +265,8 @@ pub(crate) fn plan(
         if is_young(&sp.info, opts, now_ns) {
             // Most likely a running backup's, whose index object is to come.
             p.young.add(sp.info.size);
+        } else if let Some(until) = ret.pack_until(id, Some(&sp.info)) {
+            p.retained.pack(sp.info.size, until);
         } else {
             p.unindexed.add(sp.info.size);
             w.delete.push(RecordedPack {

@@ -126,6 +126,7 @@ impl S3Backend {
             connections,
             multipart_threshold: opts.multipart_threshold,
             part_size: opts.multipart_part_size,
+            object_lock: opts.object_lock,
         })
     }
 }

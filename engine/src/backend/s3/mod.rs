@@ -43,6 +43,7 @@ mod connect;
 mod credentials;
 mod error;
 mod multipart;
+mod object_lock;
 mod options;
 
 use std::fmt;
@@ -57,6 +58,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 pub use credentials::S3Credentials;
+pub use object_lock::{ObjectLock, ObjectLockMode};
 pub use options::{DataStorageClass, S3Location, S3Options, S3OptionsError};
 
 use super::{config_listing, ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
@@ -78,6 +80,8 @@ pub struct S3Backend {
     connections: usize,
     multipart_threshold: u64,
     part_size: u64,
+    /// Retention put on what is written (see `object_lock`).
+    object_lock: Option<ObjectLock>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -179,9 +183,12 @@ impl S3Backend {
         Ok((body, content_range))
     }
 
-    async fn put(&self, key: &str, class: Option<StorageClass>, bytes: Bytes) -> Result<(), BackendError> {
+    async fn put(&self, kind: ObjectKind, key: &str, class: Option<StorageClass>, bytes: Bytes) -> Result<(), BackendError> {
         let _p = self.permit(key).await?;
         let len = bytes.len() as i64;
+        // S3 wants an integrity checksum on writes with retention: the CRC32
+        // below is one.
+        let (mode, until) = self.retention_for(kind).unzip();
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -189,6 +196,8 @@ impl S3Backend {
             .if_none_match("*")
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .set_storage_class(class)
+            .set_object_lock_mode(mode)
+            .set_object_lock_retain_until_date(until)
             .content_length(len)
             .body(ByteStream::from(bytes))
             .send()
@@ -215,7 +224,7 @@ impl S3Backend {
             None
         };
         if size > self.multipart_threshold {
-            self.put_multipart(&key, class, size, source).await
+            self.put_multipart(kind, &key, class, size, source).await
         } else {
             let len = usize::try_from(size).map_err(|_| BackendError::Other {
                 path: key.clone(),
@@ -228,7 +237,7 @@ impl S3Backend {
                     message: format!("the data source gave {} bytes instead of {len}", bytes.len()),
                 });
             }
-            self.put(&key, class, bytes).await
+            self.put(kind, &key, class, bytes).await
         }
     }
 
@@ -325,6 +334,7 @@ impl Backend for S3Backend {
                             .storage_class()
                             .map(|c| c.as_str().to_string())
                             .filter(|c| c != "STANDARD"),
+                        retained_until_ns: None,
                     });
                 }
                 if resp.is_truncated() != Some(true) {
@@ -339,6 +349,9 @@ impl Backend for S3Backend {
                 }
             }
             out.sort_by(|a, b| a.name.cmp(&b.name));
+            if self.locked(kind) {
+                self.fill_retention(|name| self.key(kind, name), &mut out).await?;
+            }
             Ok(out)
         })
     }
@@ -417,6 +430,11 @@ impl Backend for S3Backend {
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
         let key = self.key(kind, name);
+        if self.object_lock.is_some() {
+            // The bucket keeps versions: a plain delete would only hide the
+            // object behind a delete marker (see `object_lock`).
+            return self.run(self.remove_versions(&key));
+        }
         self.run(async {
             // S3 deletes of missing keys succeed; the contract wants NotFound.
             if self.head(&key).await?.is_none() {

@@ -35,11 +35,13 @@ impl S3Backend {
     /// failure, so no object (and no stray parts) are left behind.
     pub(super) async fn put_multipart(
         &self,
+        kind: crate::backend::ObjectKind,
         key: &str,
         class: Option<StorageClass>,
         size: u64,
         source: &(dyn Fn(u64, usize) -> Result<Bytes, BackendError> + Sync),
     ) -> Result<(), BackendError> {
+        let (mode, until) = self.retention_for(kind).unzip();
         let created = {
             let _p = self.permit(key).await?;
             self.client
@@ -48,6 +50,8 @@ impl S3Backend {
                 .key(key)
                 .checksum_algorithm(ChecksumAlgorithm::Crc32)
                 .set_storage_class(class)
+                .set_object_lock_mode(mode)
+                .set_object_lock_retain_until_date(until)
                 .send()
                 .await
                 .map_err(|e| self.fail(key, e))?

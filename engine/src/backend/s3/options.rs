@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use aws_sdk_s3::types::StorageClass;
 
-use super::S3Credentials;
+use super::{ObjectLock, S3Credentials};
 use crate::backend::BackendError;
 
 pub(super) const MIB: u64 = 1024 * 1024;
@@ -104,6 +104,9 @@ pub struct S3Options {
     pub multipart_part_size: u64,
     /// Where the credentials come from.
     pub credentials: S3Credentials,
+    /// S3 Object Lock retention on every object written (the bucket must
+    /// have Object Lock enabled); `None`: no retention, plain deletes.
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl Default for S3Options {
@@ -117,6 +120,7 @@ impl Default for S3Options {
             multipart_threshold: 64 * MIB,
             multipart_part_size: 16 * MIB,
             credentials: S3Credentials::Chain,
+            object_lock: None,
         }
     }
 }
@@ -218,6 +222,7 @@ impl fmt::Debug for S3Options {
             .field("multipart_threshold", &self.multipart_threshold)
             .field("multipart_part_size", &self.multipart_part_size)
             .field("credentials", &self.credentials)
+            .field("object_lock", &self.object_lock)
             .finish()
     }
 }

@@ -35,6 +35,7 @@ use crate::util::*;
 mod damage;
 mod faults;
 mod moto;
+mod object_lock;
 mod seaweedfs;
 mod source;
 

@@ -249,15 +249,25 @@ fn rechunks_every_file_with_the_destination_chunker_and_keeps_all_metadata() {
     assert_eq!(top[Path::new("/zz-object")].xattrs[0].name, b"cairn.etag");
     assert_eq!(top[&data.join("hard1")].content, top[&data.join("hard2")].content);
 
-    // Every non-empty file read once, except the second name of the hard link.
+    // Every distinct content read once: the second name of the hard link
+    // and zz-object (big.bin's content) are not read again.
     let files = non_empty_files(&src_nodes);
-    assert_eq!((stats.files_read, stats.files_reused), (files - 1, 1));
-    let blobs: u64 = src_nodes
-        .iter()
-        .filter(|(p, n)| n.kind == NodeKind::File && !p.ends_with("hard2"))
-        .map(|(_, n)| n.content.len() as u64)
-        .sum();
-    assert_eq!(stats.blobs_read, blobs);
+    let distinct: BTreeMap<_, _> = src_nodes
+        .values()
+        .filter(|n| n.kind == NodeKind::File && !n.content.is_empty())
+        .map(|n| {
+            (
+                n.content.iter().map(|c| c.id).collect::<Vec<_>>(),
+                n.content.len() as u64,
+            )
+        })
+        .collect();
+    assert_eq!(distinct.len() as u64, files - 2);
+    assert_eq!(
+        (stats.files_read, stats.files_reused),
+        (distinct.len() as u64, files - distinct.len() as u64)
+    );
+    assert_eq!(stats.blobs_read, distinct.values().sum::<u64>());
     let bytes: u64 = src_nodes
         .values()
         .filter(|n| n.kind == NodeKind::File)

@@ -57,7 +57,7 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
         .collect()
 }
 
-/// data/{big.bin, empty, link -> big.bin, hard1 = hard2, sub/a.txt,
+/// data/{big.bin, empty, zeros, link -> big.bin, hard1 = hard2, sub/a.txt,
 /// sub/deeper/b.txt, other/c.txt}.
 fn make_tree(dir: &Path) -> PathBuf {
     let data = dir.join("data");
@@ -65,6 +65,8 @@ fn make_tree(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(data.join("other")).unwrap();
     std::fs::write(data.join("big.bin"), noise(BIG, 7)).unwrap();
     std::fs::write(data.join("empty"), b"").unwrap();
+    // One blob many times over: runs that repeat, not follow, each other.
+    std::fs::write(data.join("zeros"), vec![0u8; 1024 * 1024]).unwrap();
     std::os::unix::fs::symlink("big.bin", data.join("link")).unwrap();
     std::fs::write(data.join("hard1"), noise(100_000, 11)).unwrap();
     std::fs::hard_link(data.join("hard1"), data.join("hard2")).unwrap();
@@ -404,4 +406,31 @@ fn a_damaged_source_tree_fails_naming_the_folder() {
         }
         other => panic!("expected a tree error, got {:?}", other.map(|r| r.1)),
     }
+}
+
+#[test]
+fn a_cancelled_saver_stops_the_rechunking() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = make_tree(dir.path());
+    let p = Pair::new();
+    let root = back_up(&p.src, &data);
+    let src_index = p.src.load_index().unwrap();
+    let dst_index = p.dst.load_index().unwrap();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let saver = Saver::start_cancellable(&p.dst, Arc::new(Index::new()), 1, Some(cancel));
+    let r = rechunk_tree(
+        &p.src,
+        &src_index,
+        &p.dst,
+        &dst_index,
+        &saver,
+        &DST_PARAMS,
+        &root,
+        None,
+        &|_| {},
+    );
+    assert!(matches!(r, Err(RechunkError::Save(_))), "{:?}", r.map(|r| r.1));
+    assert!(saver.finish().is_err());
+    // Nothing of it was stored.
+    assert!(p.dst.load_index().unwrap().is_empty());
 }

@@ -15,7 +15,7 @@
 //! and a file whose content list is the prior source's takes the prior
 //! destination's content list, so a nightly copy reads only what changed.
 
-mod read;
+pub(in crate::copy) mod read;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

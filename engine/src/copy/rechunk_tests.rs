@@ -434,3 +434,59 @@ fn a_cancelled_saver_stops_the_rechunking() {
     // Nothing of it was stored.
     assert!(p.dst.load_index().unwrap().is_empty());
 }
+
+/// Blobs near one another in a pack are read with one request; blobs of
+/// other packs, far apart, or past 4 MiB are not.
+#[test]
+fn runs_join_nearby_blobs_of_one_pack_in_any_order() {
+    use crate::blob::BlobType;
+    use crate::id::{BlobId, PackId};
+    use crate::index::{IndexBlob, IndexPack};
+    use crate::tree::ContentRef;
+    let id = |i: u8| BlobId::from_hex(&format!("{i:02x}").repeat(32)).unwrap();
+    // (blob, pack, offset, length)
+    let layout: [(u8, u8, u32, u32); 9] = [
+        (0, 0, 0, 1000),
+        (1, 0, 2000, 1000), // stored after blob 2 (parallel sealers)
+        (2, 0, 1000, 1000),
+        (3, 1, 0, 1000), // another pack
+        (4, 1, 1000, 1000),
+        (5, 1, 2_000_000, 1000), // 2 MB past blob 4: other files' bytes between
+        (6, 1, 2_001_000, 3 << 20),
+        (7, 1, (3 << 20) + 2_001_000, 2 << 20), // would pass 4 MiB
+        (8, 1, 1000, 1000),                     // blob 4's place again, after the big ones
+    ];
+    let mut index = Index::new();
+    for pack in 0..2u8 {
+        let blobs = layout
+            .iter()
+            .filter(|b| b.1 == pack)
+            .map(|&(b, _, offset, length)| IndexBlob {
+                id: id(b),
+                offset,
+                length,
+                raw_length: length,
+            })
+            .collect();
+        index
+            .add_pack(&IndexPack {
+                id: PackId::from_hex(&format!("{:02x}", pack + 0x80).repeat(32)).unwrap(),
+                blob_type: BlobType::Data,
+                size: 8 << 20,
+                blobs,
+            })
+            .unwrap();
+    }
+    let content: Vec<ContentRef> = layout
+        .iter()
+        .map(|&(b, ..)| ContentRef { id: id(b), length: 1 })
+        .collect();
+    let runs = super::rechunk::read::plan_runs(&index, Path::new("/f"), &content).unwrap();
+    let groups: Vec<usize> = runs.iter().map(|r| r.locs.len()).collect();
+    assert_eq!(groups, [3, 2, 2, 1, 1]);
+    let missing = [ContentRef { id: id(99), length: 1 }];
+    match super::rechunk::read::plan_runs(&index, Path::new("/f"), &missing) {
+        Err(RechunkError::Content { blob, .. }) => assert_eq!(blob, id(99)),
+        other => panic!("expected a missing blob, got {}", other.map(|r| r.len()).unwrap_or(0)),
+    }
+}

@@ -15,7 +15,7 @@
 //! and a file whose content list is the prior source's takes the prior
 //! destination's content list, so a nightly copy reads only what changed.
 
-mod read;
+pub(in crate::copy) mod read;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,10 +98,11 @@ pub(crate) struct RechunkStats {
     /// Files whose contents were read from the source and cut again.
     pub files_read: u64,
     /// Files that took a content list without reading anything: the same
-    /// content at the same path in the prior copy, or a hard link of a file
-    /// re-chunked just before. Files below a reused folder are not counted
-    /// (see `subtrees_reused`): counting them would mean reading the trees
-    /// the reuse exists to skip.
+    /// content at the same path in the prior copy, or the same content as a
+    /// file re-chunked shortly before (a hard link, a duplicate). Files
+    /// below a reused folder are not counted (see `subtrees_reused`):
+    /// counting them would mean reading the trees the reuse exists to skip.
+    /// Empty files count as neither read nor reused.
     pub files_reused: u64,
     /// Folders whose prior destination tree was taken whole.
     pub subtrees_reused: u64,
@@ -154,7 +155,8 @@ pub(crate) fn rechunk_tree(
         chunks: ChunkBuffer::new(params),
         levels: vec![top],
         stats,
-        links: HashMap::new(),
+        seen: HashMap::new(),
+        seen_refs: 0,
     };
     // The walker keeps its own stack (hostile nesting cannot overflow
     // ours), visits a folder before its entries and leaves it after them:
@@ -192,11 +194,17 @@ struct Rebuild<'a> {
     chunks: ChunkBuffer,
     levels: Vec<Level>,
     stats: RechunkStats,
-    /// Hard-linked files re-chunked so far, by (device, inode): the source
-    /// content list and the destination's. Only hard links, so it stays
-    /// as small as the snapshot's set of multiply-linked files.
-    links: HashMap<(u64, u64), (Vec<ContentRef>, Vec<ContentRef>)>,
+    /// Files re-chunked lately: source content list to the destination's.
+    /// The same blobs are the same bytes, and the same bytes cut alike, so
+    /// a hard link or a duplicate file is not read again. Emptied when it
+    /// holds `MEMO_REFS` blob references, which bounds its memory.
+    seen: HashMap<Vec<BlobId>, Vec<ContentRef>>,
+    seen_refs: usize,
 }
+
+/// Blob references the memo of re-chunked files holds at most (source and
+/// destination lists together; 32 and 36 bytes each).
+const MEMO_REFS: usize = 1 << 16;
 
 impl Cx<'_> {
     /// The prior source and destination trees, or `None` (with a warning)
@@ -262,19 +270,22 @@ impl Rebuild<'_> {
                 return Ok(pd.content.clone());
             }
         }
-        let key = (node.device, node.inode);
-        if node.is_hard_linked() {
-            if let Some((s, d)) = self.links.get(&key) {
-                if *s == node.content {
-                    self.stats.files_reused += 1;
-                    (self.cx.progress)(node.size);
-                    return Ok(d.clone());
-                }
-            }
+        // Ids name the plaintext, so they say the lengths too.
+        let key: Vec<BlobId> = node.content.iter().map(|c| c.id).collect();
+        if let Some(d) = self.seen.get(&key) {
+            self.stats.files_reused += 1;
+            (self.cx.progress)(node.size);
+            return Ok(d.clone());
         }
         let content = self.rechunk(path, node)?;
-        if node.is_hard_linked() {
-            self.links.insert(key, (node.content.clone(), content.clone()));
+        let refs = node.content.len() + content.len();
+        if self.seen_refs + refs > MEMO_REFS {
+            self.seen.clear();
+            self.seen_refs = 0;
+        }
+        if refs <= MEMO_REFS {
+            self.seen.insert(key, content.clone());
+            self.seen_refs += refs;
         }
         Ok(content)
     }

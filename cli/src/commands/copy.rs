@@ -156,7 +156,7 @@ fn copy_to(
         if dst.config().id_hex() == src.config().id_hex() {
             anyhow::bail!("the destination {} is the source repository itself", t.location);
         }
-        run_copy(ctx, src, &dst, &t.location, selected, dry_run, retrieval, cancel)
+        run_copy(ctx, src, &dst, selected, dry_run, retrieval, cancel)
     })();
     let retries = ctx.retries();
     *ctx.backend_options.borrow_mut() = source_options;
@@ -214,7 +214,6 @@ fn run_copy(
     ctx: &Ctx,
     src: &Repository,
     dst: &Repository,
-    location: &str,
     selected: &[(SnapshotId, Snapshot)],
     dry_run: bool,
     retrieval: &RetrievalOptions,
@@ -231,7 +230,7 @@ fn run_copy(
     let hook = crate::commands::restore::retrieval_hook(ctx).map(|h| RetrievalHook(Box::new(move |r| (h.0)(r))));
     let opts = CopyOptions {
         dry_run,
-        retrieval: retrieval.clone(),
+        retrieval: *retrieval,
         retrieval_hook: hook,
         progress: Some(progress),
         cancel: Some(cancel.clone()),
@@ -253,7 +252,7 @@ fn run_copy(
     });
     let r = copy(src, dst, selected, &opts);
     drop(bar);
-    Ok(r.with_context(|| format!("copying into {location}"))?)
+    Ok(r?)
 }
 
 #[derive(Default)]

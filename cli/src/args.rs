@@ -147,8 +147,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Copy the chunker seed and sizes from another repository, so both
-    /// deduplicate alike (its password comes from CAIRN_FROM_PASSWORD_FILE or a prompt).
+    /// Copy the chunker seed and sizes and the blob-id key from another
+    /// repository, so both cut and name content alike: `cairn copy` between
+    /// them then moves blobs as they are instead of re-chunking files (its
+    /// password comes from CAIRN_FROM_PASSWORD_FILE or a prompt).
     #[arg(long, value_name = "REPO")]
     pub chunker_params_from: Option<String>,
     /// zstd level for new data (0 = off). Default 1: see format-spec.

@@ -88,6 +88,45 @@ impl MasterKey {
             blob_id_hasher: Zeroizing::new(blake3::Hasher::new_keyed(&blob_id)),
         }
     }
+
+    /// The blob-id key this master key derives (used unless the config
+    /// names a shared one).
+    pub(crate) fn derived_blob_id_key(&self) -> BlobIdKey {
+        BlobIdKey(derive_subkey(CONTEXT_BLOB_ID, &self.0))
+    }
+}
+
+/// The key blob ids are computed with (keyed BLAKE3), when a repository
+/// shares it with another (`init --chunker-params-from`): then both name
+/// the same plaintext with the same id, so copies between them keep every
+/// blob and tree id. Stored in the encrypted config; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlobIdKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for BlobIdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobIdKey(..)")
+    }
+}
+
+impl BlobIdKey {
+    /// The key from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+}
+
+impl serde::Serialize for BlobIdKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A fixed-size array: 32 bytes in the encoding, no length prefix.
+        (*self.0).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BlobIdKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <[u8; 32]>::deserialize(d).map(Self::from_bytes)
+    }
 }
 
 /// `blake3::derive_key`, writing straight into wiped-on-drop memory and
@@ -120,6 +159,13 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// These keys with blob ids computed under `key` instead of the
+    /// derived one (a config that shares another repository's ids).
+    pub(crate) fn with_blob_id_key(mut self, key: &BlobIdKey) -> Self {
+        self.blob_id_hasher = Zeroizing::new(blake3::Hasher::new_keyed(&key.0));
+        self
+    }
+
     /// Keyed BLAKE3 of a blob's plaintext: its id.
     pub fn blob_id(&self, data: &[u8]) -> crate::id::BlobId {
         let mut h = Zeroizing::new((*self.blob_id_hasher).clone());

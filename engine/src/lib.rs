@@ -94,14 +94,14 @@ pub use browse::{
 pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
 pub use chunker::ChunkerParams;
 pub use copy::{copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport};
-pub use crypto::KdfParams;
+pub use crypto::{BlobIdKey, KdfParams};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{
     forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetPlan, ForgetSnapshot, GroupBy, GroupKey,
     KeepReason, KeepRules, RetentionDuration,
 };
 pub use forget::{plan_retention, RetentionRule, RuleMatch};
-pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, SnapshotId, TreeId};
+pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, RepositoryId, SnapshotId, TreeId};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};
 #[cfg(feature = "testing")]
@@ -133,8 +133,8 @@ pub use secrets::{
 };
 pub use select::{SelectError, SnapshotFilter};
 pub use snapshot::{
-    CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, RedisDetails, RedisKeyspace, S3Details, Snapshot,
-    SourceDetails, SourceKind, Summary,
+    CassandraDetails, CassandraTable, ChunkSizes, CommandDetails, CopyOrigin, RedisDetails, RedisKeyspace, S3Details,
+    Snapshot, SourceDetails, SourceKind, Summary,
 };
 pub use sources::cassandra::{CassandraError, CassandraLayout, CassandraRestore, CassandraSource};
 pub use sources::hooks::{HookError, HookResult, Hooked, Hooks};

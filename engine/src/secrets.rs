@@ -448,6 +448,7 @@ mod tests {
             rewritten_from: None,
             details: Default::default(),
             chunk_sizes: None,
+            copied_from: None,
         };
         let stored_argv = |name: &str| {
             let bytes = repo.backend().read(ObjectKind::Snapshot, name).unwrap();

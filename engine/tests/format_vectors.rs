@@ -172,6 +172,7 @@ fn generate_vectors() {
             chunker: Some(chunker),
             compression_level: 1,
             pack_size: 1024 * 1024,
+            blob_id_key: None,
         },
     )
     .unwrap();

@@ -5,13 +5,17 @@
 //!   pattern, and `rewritten_from` naming the original. Written in 2026-12 by
 //!   the version 2 writer and frozen since: this program writes version 3.
 //! - `snapshot-v3.bin`/`.json`: a version 3 object, the same copy with source
-//!   details (a Cassandra snapshot tag) and per-source chunk sizes. The
+//!   details (a Cassandra snapshot tag) and per-source chunk sizes. Written
+//!   in 2026-12 by the version 3 writer and frozen since.
+//! - `snapshot-v4.bin`/`.json`: a version 4 object, the version 3 copy with
+//!   `copied_from` naming a source repository and the original snapshot. The
 //!   ignored `generate_snapshot_vector` writes it with the engine's writer:
 //!   `CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored`
 //!
-//! The engine reads both beside the version 1 original and re-encodes the
-//! version 3 object to the same bytes; an independent decoder written from
-//! format-spec/README.md alone (the shared pieces in `common/`) reads both.
+//! The engine reads all three beside the version 1 original and re-encodes
+//! the version 4 object to the same bytes; an independent decoder written
+//! from format-spec/README.md alone (the shared pieces in `common/`) reads
+//! all three.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -21,21 +25,26 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_engine::{
-    CassandraDetails, CassandraTable, ChunkSizes, LocalBackend, RepoFile, Repository, Snapshot, SnapshotId,
-    SourceDetails, SourceKind,
+    CassandraDetails, CassandraTable, ChunkSizes, CopyOrigin, LocalBackend, RepoFile, Repository, RepositoryId,
+    Snapshot, SnapshotId, SourceDetails, SourceKind,
 };
 use common::*;
 use serde_json::{json, Value};
 
 const V2_JSON: &str = "snapshot-v2.json";
 const V2_SEALED: &str = "snapshot-v2.bin";
-const JSON_FILE: &str = "snapshot-v3.json";
-const SEALED_FILE: &str = "snapshot-v3.bin";
+const V3_JSON: &str = "snapshot-v3.json";
+const V3_SEALED: &str = "snapshot-v3.bin";
+const JSON_FILE: &str = "snapshot-v4.json";
+const SEALED_FILE: &str = "snapshot-v4.bin";
+/// The source repository the version 4 vector names (any id will do: the
+/// copy's source need not exist for the copy to be read).
+const SOURCE_REPOSITORY: [u8; 32] = [0xc0; 32];
 /// The pattern the copy adds to the original's (empty) excludes.
 const EXCLUDE: &str = "*.secret";
 
 const HINT: &str = "\n\nThe snapshot vectors (format-spec/test-vectors/snapshot-v*.*) no longer match \
-what this code reads. snapshot-v2.* is frozen: readers must keep reading it. If the snapshot format changed on purpose, regenerate it IN THE SAME COMMIT with\n    \
+what this code reads. snapshot-v2.* and snapshot-v3.* are frozen: readers must keep reading it. If the snapshot format changed on purpose, regenerate it IN THE SAME COMMIT with\n    \
 CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored\n\
 and update format-spec/README.md (\"Snapshots\" and the change log). Otherwise this is a compatibility break.";
 
@@ -86,7 +95,7 @@ fn original_id() -> SnapshotId {
 }
 
 #[test]
-#[ignore = "writes format-spec/test-vectors/snapshot-v3.*; run with CAIRN_WRITE_VECTORS=snapshot and --ignored"]
+#[ignore = "writes format-spec/test-vectors/snapshot-v4.*; run with CAIRN_WRITE_VECTORS=snapshot and --ignored"]
 fn generate_snapshot_vector() {
     if std::env::var("CAIRN_WRITE_VECTORS").as_deref() != Ok("snapshot") {
         eprintln!("CAIRN_WRITE_VECTORS=snapshot is not set: not writing the vector");
@@ -102,16 +111,18 @@ fn generate_snapshot_vector() {
         source: SourceKind::Cassandra,
         details: details(),
         chunk_sizes: Some(chunk_sizes()),
+        copied_from: Some(origin()),
         ..original
     };
     let id = repo.save_snapshot(&copy).unwrap();
     let sealed = fs::read(dir.path().join("snapshots").join(id.to_hex())).unwrap();
     fs::write(vectors_dir().join(SEALED_FILE), &sealed).unwrap();
     let doc = json!({
-        "description": "One snapshot object of version 3 (format-spec/README.md, \"Snapshots\"), sealed under the \
+        "description": "One snapshot object of version 4 (format-spec/README.md, \"Snapshots\"), sealed under the \
             encryption key of manifest.json's master key with the AD \"cairn.object.snapshot\", exactly as stored in \
             snapshots/<id>. A rewritten copy of manifest.json's snapshot: field 14 (rewritten_from) names it; field 9 \
-            is Cassandra, field 15 its details and field 16 per-source chunk sizes.",
+            is Cassandra, field 15 its details, field 16 per-source chunk sizes and field 17 (copied_from) a source \
+            repository and the original snapshot.",
         "regenerate": "CAIRN_WRITE_VECTORS=snapshot cargo test -p cairn-engine --test vectors_snapshot -- --ignored",
         "file": SEALED_FILE,
         "id": id.to_hex(),
@@ -145,16 +156,30 @@ fn fields(s: &Snapshot) -> Value {
         "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
         "details": serde_json::to_value(&s.details).unwrap(),
         "chunk_sizes": serde_json::to_value(s.chunk_sizes).unwrap(),
+        "copied_from": s.copied_from.map(|c| json!({
+            "repository": c.repository.to_hex(),
+            "snapshot": c.snapshot.to_hex(),
+        })),
     })
 }
 
+/// Field 17 of the version 4 vector.
+fn origin() -> CopyOrigin {
+    CopyOrigin {
+        repository: RepositoryId::from_bytes(SOURCE_REPOSITORY),
+        snapshot: original_id(),
+    }
+}
+
 #[test]
-fn engine_reads_snapshot_v2_and_v3_vectors() {
+fn engine_reads_snapshot_v2_v3_and_v4_vectors() {
     let (doc2, sealed2) = vector(V2_JSON, V2_SEALED);
-    let (doc3, sealed3) = vector(JSON_FILE, SEALED_FILE);
+    let (doc3, sealed3) = vector(V3_JSON, V3_SEALED);
+    let (doc4, sealed4) = vector(JSON_FILE, SEALED_FILE);
     let id2 = blake3::hash(&sealed2).to_hex().to_string();
     let id3 = blake3::hash(&sealed3).to_hex().to_string();
-    for (id, doc) in [(&id2, &doc2), (&id3, &doc3)] {
+    let id4 = blake3::hash(&sealed4).to_hex().to_string();
+    for (id, doc) in [(&id2, &doc2), (&id3, &doc3), (&id4, &doc4)] {
         assert_eq!(
             id,
             doc["id"].as_str().unwrap(),
@@ -165,10 +190,11 @@ fn engine_reads_snapshot_v2_and_v3_vectors() {
     let repo = repo_copy(dir.path());
     fs::write(dir.path().join("snapshots").join(&id2), &sealed2).unwrap();
     fs::write(dir.path().join("snapshots").join(&id3), &sealed3).unwrap();
+    fs::write(dir.path().join("snapshots").join(&id4), &sealed4).unwrap();
 
     let from = original_id();
     let list = repo.list_snapshots().unwrap();
-    assert_eq!(list.len(), 3, "the version 1, 2 and 3 snapshots");
+    assert_eq!(list.len(), 4, "the version 1, 2, 3 and 4 snapshots");
     let original = list.iter().find(|(i, _)| *i == from).unwrap();
     assert_eq!(original.1.rewritten_from, None, "version 1 has no field 14");
     assert_eq!(original.1.details, SourceDetails::None, "version 1 has no field 15");
@@ -180,11 +206,20 @@ fn engine_reads_snapshot_v2_and_v3_vectors() {
     let obj = v2_fields.as_object_mut().unwrap();
     obj.remove("details");
     obj.remove("chunk_sizes");
+    obj.remove("copied_from");
     assert_eq!(v2_fields, doc2["snapshot"], "{HINT}");
     assert_eq!(v2.rewritten_from, Some(from));
 
-    let copy = repo.load_snapshot(&SnapshotId::from_hex(&id3).unwrap()).unwrap();
-    assert_eq!(fields(&copy), doc3["snapshot"], "{HINT}");
+    let v3 = repo.load_snapshot(&SnapshotId::from_hex(&id3).unwrap()).unwrap();
+    let mut v3_fields = fields(&v3);
+    assert_eq!(v3_fields["copied_from"], Value::Null, "version 3 has no field 17");
+    v3_fields.as_object_mut().unwrap().remove("copied_from");
+    assert_eq!(v3_fields, doc3["snapshot"], "{HINT}");
+    assert_eq!(v3.details, details());
+
+    let copy = repo.load_snapshot(&SnapshotId::from_hex(&id4).unwrap()).unwrap();
+    assert_eq!(fields(&copy), doc4["snapshot"], "{HINT}");
+    assert_eq!(copy.copied_from, Some(origin()));
     assert_eq!(copy.rewritten_from, Some(from));
     assert_eq!(copy.tree, original.1.tree);
     assert_eq!(copy.excludes, [EXCLUDE]);
@@ -194,7 +229,7 @@ fn engine_reads_snapshot_v2_and_v3_vectors() {
     // The writer's layout: encoding what was read gives the stored plaintext.
     use cairn_engine::blob::{self, Aad};
     let keys = repo.master_key().derive();
-    let plain = blob::open(&keys, Aad::Object("snapshot"), &sealed3).unwrap();
+    let plain = blob::open(&keys, Aad::Object("snapshot"), &sealed4).unwrap();
     let encoded = cairn_engine::encoding::encode("snapshot", <Snapshot as RepoFile>::VERSION, &copy).unwrap();
     assert_eq!(encoded, plain, "{HINT}");
 
@@ -210,8 +245,14 @@ fn independent_decoder_reads_snapshot_v2_vector() {
 
 #[test]
 fn independent_decoder_reads_snapshot_v3_vector() {
-    let (doc, sealed) = vector(JSON_FILE, SEALED_FILE);
+    let (doc, sealed) = vector(V3_JSON, V3_SEALED);
     independent_decode(&doc, &sealed, 3);
+}
+
+#[test]
+fn independent_decoder_reads_snapshot_v4_vector() {
+    let (doc, sealed) = vector(JSON_FILE, SEALED_FILE);
+    independent_decode(&doc, &sealed, 4);
 }
 
 fn independent_decode(doc: &Value, sealed: &[u8], version: u8) {
@@ -251,6 +292,11 @@ fn independent_decode(doc: &Value, sealed: &[u8], version: u8) {
         // Field 16: Option<ChunkSizes { min_size, avg_size, max_size }>.
         let sizes = b.option(|b| json!({"min_size": b.u32(), "avg_size": b.u32(), "max_size": b.u32()}));
         assert_eq!(sizes.unwrap(), doc["snapshot"]["chunk_sizes"]);
+        if version == 4 {
+            // Field 17: Option<CopyOrigin { repository, snapshot }>.
+            let origin = b.option(|b| json!({"repository": hex(&b.id()), "snapshot": hex(&b.id())}));
+            assert_eq!(origin.unwrap(), doc["snapshot"]["copied_from"]);
+        }
         b.finish();
     }
 

@@ -109,6 +109,7 @@ impl<'a> TreeBuilder<'a> {
             rewritten_from: None,
             details: Default::default(),
             chunk_sizes: None,
+            copied_from: None,
         })
     }
 

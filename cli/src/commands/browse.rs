@@ -23,6 +23,9 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
                     "parent": s.parent.map(|p| p.to_hex()), "rewritten_from": s.rewritten_from.map(|p| p.to_hex()),
                     "program_version": s.program_version, "summary": s.summary,
                     "details": s.details, "chunk_sizes": s.chunk_sizes,
+                    "copied_from": s.copied_from.map(|c| serde_json::json!({
+                        "repository": c.repository.to_hex(), "snapshot": c.snapshot.to_hex(),
+                    })),
                 })
             })
             .collect();
@@ -31,6 +34,8 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
     }
     // The column appears once some snapshot is a rewritten copy.
     let rewritten = list.iter().any(|(_, s)| s.rewritten_from.is_some());
+    // And once some snapshot is a copy from another repository.
+    let copied = list.iter().any(|(_, s)| s.copied_from.is_some());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|(id, s)| {
@@ -47,12 +52,22 @@ pub fn snapshots(ctx: &Ctx, f: FilterArgs) -> Result<u8> {
             if rewritten {
                 row.push(s.rewritten_from.map(|p| p.short()).unwrap_or_default());
             }
+            if copied {
+                row.push(
+                    s.copied_from
+                        .map(|c| format!("{} in {}", c.snapshot.short(), &c.repository.to_hex()[..8]))
+                        .unwrap_or_default(),
+                );
+            }
             row
         })
         .collect();
     let mut header = vec!["ID", "Time", "Host", "Tags", "Source", "Size", "Paths"];
     if rewritten {
         header.push("Rewritten from");
+    }
+    if copied {
+        header.push("Copied from");
     }
     output::table(&header, &rows)?;
     output::outln(&format!("{} snapshot(s)", list.len()))?;

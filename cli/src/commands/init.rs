@@ -14,7 +14,8 @@ pub fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
         let pw = password::other_repository()?;
         let repo = Repository::open(backend, &pw)
             .with_context(|| format!("opening {} to copy its chunker parameters", other.location))?;
-        opts.chunker = Some(repo.config().chunker);
+        // The blob-id key too, so copies between the two keep every id.
+        opts.dedup_like(&repo);
     }
     if let Some(l) = a.compression {
         opts.compression_level = l;

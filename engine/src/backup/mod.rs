@@ -451,6 +451,7 @@ fn backup_once(repo: &Repository, source: BackupSource, opts: &BackupOptions) ->
         rewritten_from: None,
         details,
         chunk_sizes,
+        copied_from: None,
     };
     // Everything the snapshot references is stored (saver.finish returned),
     // so it may now be written.

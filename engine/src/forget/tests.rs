@@ -313,6 +313,7 @@ fn test_snapshot() -> Snapshot {
         rewritten_from: None,
         details: Default::default(),
         chunk_sizes: None,
+        copied_from: None,
     }
 }
 

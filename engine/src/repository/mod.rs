@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, BackendError, ObjectKind};
 use crate::blob::{BlobType, Compression};
-use crate::crypto::{CryptoError, KdfParams, Keys, MasterKey};
+use crate::crypto::{BlobIdKey, CryptoError, KdfParams, Keys, MasterKey};
 use crate::encoding::EncodingError;
 use crate::id::{BlobId, PrefixError};
 use crate::index::IndexError;
@@ -133,6 +133,20 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// Another repository's blob-id key ([`Repository::blob_id_key`]), so
+    /// both name the same content with the same ids; `None`: derived from
+    /// the new master key. See [`InitOptions::dedup_like`].
+    pub blob_id_key: Option<BlobIdKey>,
+}
+
+impl InitOptions {
+    /// Makes the new repository chunk and name content exactly as `other`
+    /// does (chunker seed and sizes, blob-id key), so copies between the
+    /// two keep every blob and tree as it is (`cairn copy`'s fast path).
+    pub fn dedup_like(&mut self, other: &Repository) {
+        self.chunker = Some(other.config.chunker);
+        self.blob_id_key = Some(other.blob_id_key());
+    }
 }
 
 impl Default for InitOptions {
@@ -142,6 +156,7 @@ impl Default for InitOptions {
             chunker: None,
             compression_level: Config::DEFAULT_COMPRESSION,
             pack_size: Config::DEFAULT_PACK_SIZE,
+            blob_id_key: None,
         }
     }
 }
@@ -189,6 +204,28 @@ impl Repository {
     /// Name of the key object that opened the repository, if any.
     pub fn key_name(&self) -> Option<&str> {
         self.key_name.as_deref()
+    }
+
+    /// The key blob ids are computed with: the config's shared one, or the
+    /// one the master key derives.
+    pub fn blob_id_key(&self) -> BlobIdKey {
+        self.config
+            .blob_id_key
+            .clone()
+            .unwrap_or_else(|| self.master.derived_blob_id_key())
+    }
+
+    /// The id of a blob with this plaintext in this repository.
+    pub fn blob_id(&self, data: &[u8]) -> BlobId {
+        self.keys.blob_id(data)
+    }
+
+    /// Whether `other` cuts and names content exactly as this repository
+    /// does (same blob-id key, same chunker seed and sizes): then a blob or
+    /// tree id means the same plaintext in both, and a copy between them
+    /// moves blobs and trees as they are instead of re-chunking files.
+    pub fn same_blob_ids(&self, other: &Repository) -> bool {
+        self.config.chunker == other.config.chunker && self.blob_id_key() == other.blob_id_key()
     }
 
     /// Compression settings from the config.
@@ -252,5 +289,11 @@ impl Repository {
     /// The master key, for tests that decode objects independently.
     pub fn master_key(&self) -> &MasterKey {
         &self.master
+    }
+
+    /// `config` sealed as this repository stores its config object, for the
+    /// config test vectors.
+    pub fn seal_config(&self, config: &Config) -> Result<Vec<u8>, RepositoryError> {
+        self.seal_file(config)
     }
 }

@@ -61,6 +61,10 @@ impl RepoFile for Config {
     const AAD: &'static str = CONFIG_KIND;
     const VERSION: u8 = config::CONFIG_VERSION;
     const LIMIT: Limit = config::CONFIG_LIMIT;
+
+    fn decode(plain: &[u8]) -> Result<Self, EncodingError> {
+        config::decode(plain)
+    }
 }
 
 /// One index object by name: decoded, or why it could not be.

@@ -60,6 +60,14 @@ fn refuse_leftovers(backend: &dyn Backend) -> Result<(), RepositoryError> {
     Ok(())
 }
 
+/// The sub-keys with the config's shared blob-id key, if it names one.
+fn with_config_keys(keys: crate::crypto::Keys, config: &Config) -> crate::crypto::Keys {
+    match &config.blob_id_key {
+        Some(k) => keys.with_blob_id_key(k),
+        None => keys,
+    }
+}
+
 impl Repository {
     /// Creates a repository at an empty location, protected by `password`.
     /// A location holding any key, snapshot, index object or pack is refused.
@@ -103,9 +111,10 @@ impl Repository {
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
             created_ns: crate::time::now_ns(),
+            blob_id_key: opts.blob_id_key,
         };
         let master = MasterKey::generate()?;
-        let keys = master.derive();
+        let keys = with_config_keys(master.derive(), &config);
         backend.create()?;
         let mut repo = Self {
             backend,
@@ -220,6 +229,7 @@ impl Repository {
             });
         }
         config.chunker.validate().map_err(corrupt)?;
+        let keys = with_config_keys(keys, &config);
         Ok(Self {
             backend,
             master,
@@ -371,5 +381,28 @@ mod tests {
             Err(RepositoryError::KeyRefused(_))
         ));
         assert_eq!(keys(&backend).len(), 1);
+    }
+
+    /// `init --chunker-params-from`: the new repository names content as
+    /// the other does (and keeps doing so once reopened), while its master
+    /// key and so its encryption stay its own.
+    #[test]
+    fn dedup_like_shares_blob_ids_but_not_the_master_key() {
+        let first = crate::testing::memory_repo();
+        let backend = Arc::new(MemoryBackend::new());
+        let mut opts = InitOptions {
+            kdf: CHEAP,
+            ..Default::default()
+        };
+        opts.dedup_like(&first);
+        Repository::init(backend.clone(), b"second", opts).unwrap();
+        let second = Repository::open(backend, b"second").unwrap();
+        assert!(second.same_blob_ids(&first) && first.same_blob_ids(&second));
+        assert_eq!(second.blob_id(b"content"), first.blob_id(b"content"));
+        assert_ne!(second.master_key().expose(), first.master_key().expose());
+        // A repository made without it names the same bytes differently.
+        let third = crate::testing::memory_repo();
+        assert!(!third.same_blob_ids(&first));
+        assert_ne!(third.blob_id(b"content"), first.blob_id(b"content"));
     }
 }

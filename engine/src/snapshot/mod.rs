@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{self, EncodingError, Limit};
-use crate::id::{SnapshotId, TreeId};
+use crate::id::{RepositoryId, SnapshotId, TreeId};
 
 mod details;
 
@@ -12,9 +12,9 @@ pub use details::{
 };
 
 /// Version byte of the snapshot objects this program writes. Versions 1
-/// (without `rewritten_from`) and 2 (without `details` and `chunk_sizes`)
-/// are still read.
-pub const SNAPSHOT_VERSION: u8 = 3;
+/// (without `rewritten_from`), 2 (without `details` and `chunk_sizes`) and
+/// 3 (without `copied_from`) are still read.
+pub const SNAPSHOT_VERSION: u8 = 4;
 /// Object kind bound into a snapshot's authenticated data.
 pub const SNAPSHOT_KIND: &str = "snapshot";
 /// The most bytes a snapshot's decoder may claim (format-spec "Decoder
@@ -134,6 +134,19 @@ pub struct Snapshot {
     /// The chunk sizes this source's files were cut with, when not the
     /// repository's; `None` for every version 1 and 2 object.
     pub chunk_sizes: Option<ChunkSizes>,
+    /// The repository and snapshot this one is a copy of (`cairn copy`),
+    /// so a later copy skips it; `None` for everything else and for every
+    /// object before version 4.
+    pub copied_from: Option<CopyOrigin>,
+}
+
+/// Where a copied snapshot came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOrigin {
+    /// The source repository's id (its config's `repository_id`).
+    pub repository: RepositoryId,
+    /// The snapshot's id in the source repository.
+    pub snapshot: SnapshotId,
 }
 
 impl Snapshot {
@@ -147,7 +160,52 @@ impl Snapshot {
     }
 }
 
-/// A version 2 snapshot object: [`Snapshot`] without its last two fields.
+/// A version 3 snapshot object: [`Snapshot`] without `copied_from`.
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    time_ns: i64,
+    host: String,
+    user: String,
+    uid: u32,
+    gid: u32,
+    tags: Vec<String>,
+    paths: Vec<String>,
+    excludes: Vec<String>,
+    source: SourceKind,
+    tree: TreeId,
+    parent: Option<SnapshotId>,
+    program_version: String,
+    summary: Summary,
+    rewritten_from: Option<SnapshotId>,
+    details: SourceDetails,
+    chunk_sizes: Option<ChunkSizes>,
+}
+
+impl From<SnapshotV3> for Snapshot {
+    fn from(v: SnapshotV3) -> Self {
+        Snapshot {
+            time_ns: v.time_ns,
+            host: v.host,
+            user: v.user,
+            uid: v.uid,
+            gid: v.gid,
+            tags: v.tags,
+            paths: v.paths,
+            excludes: v.excludes,
+            source: v.source,
+            tree: v.tree,
+            parent: v.parent,
+            program_version: v.program_version,
+            summary: v.summary,
+            rewritten_from: v.rewritten_from,
+            details: v.details,
+            chunk_sizes: v.chunk_sizes,
+            copied_from: None,
+        }
+    }
+}
+
+/// A version 2 snapshot object: [`Snapshot`] without its last three fields.
 #[derive(Deserialize)]
 struct SnapshotV2 {
     time_ns: i64,
@@ -168,7 +226,7 @@ struct SnapshotV2 {
 
 impl From<SnapshotV2> for Snapshot {
     fn from(v: SnapshotV2) -> Self {
-        Snapshot {
+        SnapshotV3 {
             time_ns: v.time_ns,
             host: v.host,
             user: v.user,
@@ -186,10 +244,11 @@ impl From<SnapshotV2> for Snapshot {
             details: SourceDetails::None,
             chunk_sizes: None,
         }
+        .into()
     }
 }
 
-/// A version 1 snapshot object: [`Snapshot`] without its last three fields. bincode
+/// A version 1 snapshot object: [`Snapshot`] without its last four fields. bincode
 /// writes no field count, so a version 1 body must be read with the version
 /// 1 layout, not the current one.
 #[derive(Deserialize)]
@@ -232,7 +291,7 @@ impl From<SnapshotV1> for Snapshot {
 }
 
 /// Decodes a snapshot object's plaintext (version byte + bincode) of any
-/// version this program reads (1, 2 and 3).
+/// version this program reads (1 to 4).
 pub(crate) fn decode(plain: &[u8]) -> Result<Snapshot, EncodingError> {
     match plain.first() {
         Some(1) => {
@@ -242,6 +301,10 @@ pub(crate) fn decode(plain: &[u8]) -> Result<Snapshot, EncodingError> {
         Some(2) => {
             let (_, v2) = encoding::decode::<SnapshotV2>(SNAPSHOT_KIND, 2, SNAPSHOT_LIMIT, plain)?;
             return Ok(v2.into());
+        }
+        Some(3) => {
+            let (_, v3) = encoding::decode::<SnapshotV3>(SNAPSHOT_KIND, 3, SNAPSHOT_LIMIT, plain)?;
+            return Ok(v3.into());
         }
         _ => {}
     }
@@ -274,6 +337,7 @@ mod tests {
             rewritten_from: None,
             details: SourceDetails::None,
             chunk_sizes: None,
+            copied_from: None,
         }
     }
 
@@ -321,8 +385,17 @@ mod tests {
         assert_eq!(decode(&v2_bytes(&s)).unwrap(), s);
     }
 
-    #[test]
-    fn version_3_objects_round_trip_and_other_versions_are_refused() {
+    /// A version 3 object: the sixteen fields of version 3 in order.
+    fn v3_bytes(s: &Snapshot) -> Vec<u8> {
+        let fields = (
+            (s.time_ns, &s.host, &s.user, s.uid, s.gid, &s.tags, &s.paths),
+            (&s.excludes, &s.source, s.tree, s.parent, &s.program_version),
+            (&s.summary, s.rewritten_from, &s.details, s.chunk_sizes),
+        );
+        encoding::encode(SNAPSHOT_KIND, 3, &fields).unwrap()
+    }
+
+    fn redis_sample() -> Snapshot {
         let mut s = sample();
         s.rewritten_from = Some(SnapshotId::from_bytes([9; 32]));
         s.source = SourceKind::Redis;
@@ -343,15 +416,31 @@ mod tests {
             avg_size: 64 << 10,
             max_size: 512 << 10,
         });
-        let v3 = encoding::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &s).unwrap();
-        assert_eq!(v3[0], 3);
-        assert_eq!(decode(&v3).unwrap(), s);
+        s
+    }
+
+    #[test]
+    fn version_3_objects_read_with_no_copied_from() {
+        let s = redis_sample();
+        assert_eq!(decode(&v3_bytes(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn version_4_objects_round_trip_and_other_versions_are_refused() {
+        let mut s = redis_sample();
+        s.copied_from = Some(CopyOrigin {
+            repository: RepositoryId::from_bytes([3; 32]),
+            snapshot: SnapshotId::from_bytes([4; 32]),
+        });
+        let v4 = encoding::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &s).unwrap();
+        assert_eq!(v4[0], 4);
+        assert_eq!(decode(&v4).unwrap(), s);
         // The layouts are not interchangeable: each version byte means its own.
-        for older in [1, 2] {
-            let mut v3_labelled_older = v3.clone();
-            v3_labelled_older[0] = older;
+        for older in [1, 2, 3] {
+            let mut v4_labelled_older = v4.clone();
+            v4_labelled_older[0] = older;
             assert!(
-                matches!(decode(&v3_labelled_older), Err(EncodingError::Decode { .. })),
+                matches!(decode(&v4_labelled_older), Err(EncodingError::Decode { .. })),
                 "version {older}"
             );
         }
@@ -361,11 +450,14 @@ mod tests {
         let mut v2_labelled_3 = v2_bytes(&s);
         v2_labelled_3[0] = 3;
         assert!(matches!(decode(&v2_labelled_3), Err(EncodingError::Decode { .. })));
-        for version in [0, 4] {
-            let mut other = v3.clone();
+        let mut v3_labelled_4 = v3_bytes(&s);
+        v3_labelled_4[0] = 4;
+        assert!(matches!(decode(&v3_labelled_4), Err(EncodingError::Decode { .. })));
+        for version in [0, 5] {
+            let mut other = v4.clone();
             other[0] = version;
             assert!(
-                matches!(decode(&other), Err(EncodingError::UnknownVersion { found, supported: 3, .. }) if found == version),
+                matches!(decode(&other), Err(EncodingError::UnknownVersion { found, supported: 4, .. }) if found == version),
                 "version {version}"
             );
         }

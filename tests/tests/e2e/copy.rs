@@ -161,7 +161,14 @@ impl Repos {
         source: &Path,
         expected: &BTreeMap<String, BTreeMap<PathBuf, Entry>>,
     ) {
+        let snaps = self.snapshots(repo);
         for c in copied(report) {
+            // The copy names its original (`snapshots --json` → copied_from).
+            let snap = snaps
+                .iter()
+                .find(|s| s["id"] == Value::String(c.1.clone()))
+                .unwrap_or_else(|| panic!("copy {} is not among the snapshots of {repo}: {snaps:#?}", c.1));
+            assert_eq!(str_at(snap, "/copied_from/snapshot"), c.0, "{snap:#}");
             let want = expected
                 .get(&c.0)
                 .unwrap_or_else(|| panic!("copied {} is no snapshot of the test: {report:#}", c.0));

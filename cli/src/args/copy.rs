@@ -50,7 +50,7 @@ pub struct CopyArgs {
     /// Command that prints the destination's password.
     #[arg(long, value_name = "COMMAND")]
     pub to_password_command: Option<String>,
-    /// Work out what would be copied and read nothing else; write nothing.
+    /// Say what would be copied; write nothing and request no retrieval.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     #[command(flatten)]

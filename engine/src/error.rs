@@ -8,7 +8,7 @@ use crate::backup::BackupError;
 use crate::blob::BlobError;
 use crate::browse::BrowseError;
 use crate::check::CheckError;
-use crate::copy::CopyError;
+use crate::copy::{CopyError, RechunkError};
 use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
 use crate::index::IndexError;
@@ -286,11 +286,25 @@ impl CopyError {
             CopyError::Repository(e) => e.kind(),
             CopyError::Backend(e) => e.kind(),
             CopyError::Save(e) => e.kind(),
+            CopyError::Rechunk(e) => rechunk_kind(e),
             CopyError::Damaged(_) => ErrorKind::Damaged,
             CopyError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
             CopyError::Interrupted { .. } => ErrorKind::Interrupted,
-            CopyError::Internal(_) => ErrorKind::Internal,
+            CopyError::Thread(_) => ErrorKind::Internal,
+            CopyError::Unsupported(_) => ErrorKind::InvalidInput,
         }
+    }
+}
+
+/// Unreadable source data keeps its own kind (missing, damaged, archived,
+/// storage); content that contradicts its tree is damage.
+fn rechunk_kind(e: &RechunkError) -> ErrorKind {
+    match e {
+        RechunkError::Content { source, .. } | RechunkError::Tree { source, .. } => source.kind(),
+        RechunkError::Length { .. } | RechunkError::Size { .. } => ErrorKind::Damaged,
+        RechunkError::Read { .. } => ErrorKind::Io,
+        RechunkError::Save(e) => e.kind(),
+        RechunkError::Repository(e) => e.kind(),
     }
 }
 

@@ -93,7 +93,9 @@ pub use browse::{
 };
 pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
 pub use chunker::ChunkerParams;
-pub use copy::{copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport};
+pub use copy::{
+    copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport, ProgressFn as CopyProgressFn,
+};
 pub use crypto::{BlobIdKey, KdfParams};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{

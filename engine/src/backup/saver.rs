@@ -93,6 +93,20 @@ impl Saver {
         sealers: usize,
         cancel: Option<Arc<AtomicBool>>,
     ) -> Self {
+        Self::start_with(repo, known, sealers, cancel, PACKS_PER_INDEX)
+    }
+
+    /// [`Saver::start_cancellable`], writing an index object at least every
+    /// `packs_per_index` packs (copy indexes more often than a backup, so a
+    /// copy killed part-way keeps nearly every pack it stored).
+    pub(crate) fn start_with(
+        repo: &Repository,
+        known: Arc<Index>,
+        sealers: usize,
+        cancel: Option<Arc<AtomicBool>>,
+        packs_per_index: usize,
+    ) -> Self {
+        let packs_per_index = packs_per_index.max(1);
         let sealers = sealers.max(1);
         let (job_tx, job_rx) = bounded::<SealJob>(sealers);
         let (sealed_tx, sealed_rx) = bounded::<Sealed>(sealers);
@@ -127,7 +141,7 @@ impl Saver {
             let stats = stats.clone();
             let cancel = cancel.clone();
             threads.push(spawn("cairn-write", failed.clone(), move || {
-                write_loop(&repo, pack_rx, &stats, recycle_tx, &cancel)
+                write_loop(&repo, pack_rx, &stats, recycle_tx, &cancel, packs_per_index)
             }));
         }
         Self {
@@ -298,6 +312,7 @@ fn write_loop(
     stats: &SaverStats,
     recycle: Sender<Vec<u8>>,
     cancel: &Option<Arc<AtomicBool>>,
+    packs_per_index: usize,
 ) -> Result<(), BackupError> {
     let mut pending = IndexFile::default();
     for p in rx {
@@ -319,7 +334,7 @@ fn write_loop(
             // A full return queue just means the buffer is freed instead.
             let _ = recycle.try_send(buf);
         }
-        if pending.packs.len() >= PACKS_PER_INDEX {
+        if pending.packs.len() >= packs_per_index {
             let (_, n) = repo.save_index(&std::mem::take(&mut pending))?;
             stats.stored_bytes.fetch_add(n, Ordering::Relaxed);
         }

@@ -280,7 +280,7 @@ fn say_report(ctx: &Ctx, to: &str, location: &str, r: &CopyReport, started: std:
     };
     let verb = if r.dry_run { "would copy" } else { "copied" };
     ctx.say(format!(
-        "{verb} {} snapshot(s) to {name}, {} already there; path: {}",
+        "{verb} {} snapshot(s) to {name}, {} already there ({})",
         r.copied.len(),
         r.skipped,
         path_words(&r.path)
@@ -303,10 +303,12 @@ fn say_report(ctx: &Ctx, to: &str, location: &str, r: &CopyReport, started: std:
     ));
     if r.pending_packs > 0 {
         eprintln!(
-            "{} pack(s) of the source are being retrieved from archive storage; the snapshots that need them \
+            "{} pack(s) ({}) of the source are being retrieved from archive storage; {} snapshot(s) need them and \
              were not copied yet.\nRun the same command again later, or add --wait; it resumes where it stopped \
              and requests nothing twice.",
-            r.pending_packs
+            r.pending_packs,
+            bytes(r.pending_bytes),
+            r.waiting
         );
     }
     if r.dry_run {

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod copy;
 mod maintenance;
 
+pub use copy::CopyArgs;
 pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs};
 
 pub const EXIT_CODES: &str = "\
@@ -31,6 +33,7 @@ ENVIRONMENT:
     CAIRN_PASSWORD            the password itself (prefer the file or command)
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
+    CAIRN_TO_PASSWORD_FILE    password of the destination of `copy` (and of a profile's copy-to)
     CAIRN_REDIS_PASSWORD_FILE file whose first line is the password of `backup --redis`
     CAIRN_S3_SOURCE_CREDENTIALS_FILE  credentials of the --s3-source / --to-s3 bucket
     CAIRN_LOG                 log filter, e.g. `debug` or `cairn_engine=trace`
@@ -124,6 +127,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Write copies of snapshots without the files matching --exclude (erasure); the data goes in a later prune.
     Rewrite(RewriteArgs),
+    /// Copy snapshots into another repository (off-site, cold), with only the data it lacks.
+    Copy(CopyArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// Heal a damaged repository: rebuild the index, or copy snapshots without lost data.

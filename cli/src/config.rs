@@ -37,6 +37,11 @@ pub struct Profile {
     pub password_command: Option<String>,
     /// `[repositories.NAME.s3]`: settings of an `s3:` location.
     pub s3: Option<S3Profile>,
+    /// Repositories (profile names or locations) each backup with this
+    /// profile is copied to right after it is saved; `cairn copy` without
+    /// `--to` copies to them.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
 }
 
 /// How to reach an S3 repository. Secrets never go here, only where to read
@@ -183,6 +188,8 @@ pub struct Target {
     pub password_file: Option<PathBuf>,
     pub password_command: Option<String>,
     pub s3: Option<S3Profile>,
+    /// The profile's `copy-to` list (empty for a bare location).
+    pub copy_to: Vec<String>,
 }
 
 impl Target {
@@ -220,12 +227,14 @@ impl FileConfig {
                     }
                     None => None,
                 },
+                copy_to: p.copy_to.clone(),
             },
             None => Target {
                 location: name,
                 password_file: None,
                 password_command: None,
                 s3: None,
+                copy_to: Vec::new(),
             },
         })
     }

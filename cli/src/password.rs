@@ -126,3 +126,39 @@ pub fn for_init(profile_file: Option<&Path>, profile_cmd: Option<&str>) -> Resul
     }
     Ok(p)
 }
+
+/// The password of a copy's destination: `--to-password-file`,
+/// `--to-password-command`, CAIRN_TO_PASSWORD_FILE, then the destination
+/// profile's own settings, then a prompt. The source's sources
+/// (CAIRN_PASSWORD_*) are never used for it: the two repositories have
+/// their own passwords.
+pub fn destination(
+    flag_file: Option<&Path>,
+    flag_cmd: Option<&str>,
+    profile_file: Option<&Path>,
+    profile_cmd: Option<&str>,
+    location: &str,
+) -> Result<Password> {
+    if let Some(f) = flag_file {
+        return from_file(f);
+    }
+    if let Some(c) = flag_cmd {
+        return from_command(c);
+    }
+    if let Some(f) = std::env::var_os("CAIRN_TO_PASSWORD_FILE") {
+        return from_file(Path::new(&f));
+    }
+    if let Some(f) = profile_file {
+        return from_file(f);
+    }
+    if let Some(c) = profile_cmd {
+        return from_command(c);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password for the destination {location}: give --to-password-file, --to-password-command, \
+             CAIRN_TO_PASSWORD_FILE, or password-file in its cairn.toml profile (there is no terminal to ask on)"
+        );
+    }
+    prompt(&format!("Password of the destination {location}: "))
+}

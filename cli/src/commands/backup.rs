@@ -84,7 +84,7 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
     };
     let progress = Arc::new(BackupProgress::default());
     opts.progress = Some(progress.clone());
-    opts.cancel = Some(cancel);
+    opts.cancel = Some(cancel.clone());
     let bar = ctx.progress().then(|| {
         let p = progress.clone();
         Bar::bytes("backup", move || {
@@ -109,8 +109,31 @@ fn run_backup(ctx: &Ctx, a: &BackupArgs, cancel: Arc<std::sync::atomic::AtomicBo
     let out = backup(&repo, source, &opts);
     drop(bar);
     let out = out?;
-    report(ctx, &out)?;
-    Ok(if out.skipped.is_empty() { 0 } else { EXIT_PARTIAL })
+    let code = if out.skipped.is_empty() { 0 } else { EXIT_PARTIAL };
+    // The profile's copy-to: the saved snapshot goes to each listed
+    // repository now. A failed copy never undoes the backup; it is reported
+    // and makes the exit code non-zero.
+    let Some(id) = out
+        .id
+        .filter(|_| !ctx.target().map(|t| t.copy_to.is_empty()).unwrap_or(true))
+    else {
+        report(ctx, &out, None)?;
+        return Ok(code);
+    };
+    if !ctx.json {
+        report(ctx, &out, None)?;
+    }
+    let (copies, copy_code) = super::copy::after_backup(ctx, &repo, id, &out.snapshot, &cancel);
+    if ctx.json {
+        report(ctx, &out, Some(copies))?;
+    } else if copy_code != 0 {
+        eprintln!(
+            "snapshot {} is saved in the source; the copies above that failed can be run again with `cairn copy {}`",
+            id.short(),
+            id.short()
+        );
+    }
+    Ok(if copy_code != 0 { copy_code } else { code })
 }
 
 /// The deduplication figures of the content read, for `--json`.
@@ -125,10 +148,11 @@ fn dedup_json(out: &BackupOutcome) -> serde_json::Value {
     })
 }
 
-fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
+/// Prints the backup's summary; `copies` are the copy-to results for `--json`.
+fn report(ctx: &Ctx, out: &BackupOutcome, copies: Option<Vec<serde_json::Value>>) -> Result<()> {
     let s = &out.snapshot.summary;
     if ctx.json {
-        return output::json(&serde_json::json!({
+        let mut v = serde_json::json!({
             "snapshot_id": out.id.map(|i| i.to_hex()),
             "dry_run": out.id.is_none(),
             "parent": out.snapshot.parent.map(|i| i.to_hex()),
@@ -143,7 +167,11 @@ fn report(ctx: &Ctx, out: &BackupOutcome) -> Result<()> {
             "chunk_sizes": out.snapshot.chunk_sizes,
             "retries": ctx.retries(),
             "skipped": out.skipped.iter().map(|k| serde_json::json!({"path": k.path.to_string_lossy(), "error": k.error})).collect::<Vec<_>>(),
-        }));
+        });
+        if let (Some(c), serde_json::Value::Object(m)) = (copies, &mut v) {
+            m.insert("copies".into(), serde_json::Value::Array(c));
+        }
+        return output::json(&v);
     }
     for k in &out.skipped {
         eprintln!("warning: skipped {}: {}", k.path.display(), k.error);

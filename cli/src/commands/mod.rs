@@ -5,6 +5,7 @@ mod backup;
 mod browse;
 mod cat;
 mod check;
+mod copy;
 mod forget;
 mod init;
 mod key;
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Rewrite(a) => rewrite::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),

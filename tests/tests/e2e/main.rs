@@ -13,6 +13,7 @@ mod browse;
 mod cassandra;
 mod check;
 mod config;
+mod copy;
 mod crash;
 mod disk;
 mod errors;

@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use crate::util::*;
 
+mod copy;
 mod damage;
 mod faults;
 mod moto;

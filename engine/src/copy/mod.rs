@@ -25,6 +25,8 @@ pub(crate) mod rechunk;
 #[cfg(test)]
 mod rechunk_tests;
 #[cfg(test)]
+mod resume_tests;
+#[cfg(test)]
 mod tests;
 
 mod recut;

@@ -71,6 +71,10 @@ pub(super) fn fast_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
     let progress = Progress::new(opts, run.todo.len(), bytes_total);
 
     if opts.dry_run {
+        // Blobs the source lacks: those snapshots would not be copied.
+        if !missing.is_empty() {
+            run.screen(&src_index, &known, &missing)?;
+        }
         let done = if ask_first {
             plan_retrievals(src, &refs, opts)?
         } else {

@@ -288,7 +288,7 @@ impl CopyError {
             CopyError::Backend(e) => e.kind(),
             CopyError::Save(e) => e.kind(),
             CopyError::Rechunk(e) => rechunk_kind(e),
-            CopyError::Damaged(_) => ErrorKind::Damaged,
+            CopyError::Damaged(_) | CopyError::SourceDamaged { .. } => ErrorKind::Damaged,
             CopyError::RetrievalPending { .. } => ErrorKind::RetrievalPending,
             CopyError::Interrupted { .. } => ErrorKind::Interrupted,
             CopyError::Thread(_) => ErrorKind::Internal,

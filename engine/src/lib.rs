@@ -94,7 +94,8 @@ pub use browse::{
 pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
 pub use chunker::ChunkerParams;
 pub use copy::{
-    copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport, ProgressFn as CopyProgressFn,
+    copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport, FailedSnapshot,
+    ProgressFn as CopyProgressFn,
 };
 pub use crypto::{BlobIdKey, KdfParams};
 pub use error::{Error, ErrorKind, Result};

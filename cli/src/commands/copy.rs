@@ -163,17 +163,30 @@ fn copy_to(
     match result {
         Ok(r) => {
             let pending = r.pending_packs > 0;
+            let damaged = r.damage_error();
             say_report(ctx, to, &location, &r, started);
+            if let Some(e) = &damaged {
+                // Like restore: everything intact was copied, what was not is
+                // named above, and the exit code is the damage's.
+                eprintln!("error: copy to {to}: {e}");
+            }
             let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("destination".into(), Value::String(to.to_string()));
                 m.insert("location".into(), Value::String(location.clone()));
-                m.insert("ok".into(), Value::Bool(!pending));
+                m.insert("ok".into(), Value::Bool(!pending && damaged.is_none()));
                 m.insert("retrieval_pending".into(), Value::Bool(pending));
                 m.insert("retries".into(), serde_json::json!(retries));
                 m.insert("seconds".into(), serde_json::json!(started.elapsed().as_secs_f64()));
             }
-            (v, if pending { crate::EXIT_RETRIEVAL_PENDING } else { 0 })
+            let code = if damaged.is_some() {
+                crate::EXIT_FAILURE
+            } else if pending {
+                crate::EXIT_RETRIEVAL_PENDING
+            } else {
+                0
+            };
+            (v, code)
         }
         Err(e) => {
             let kind = e.chain().find_map(ErrorKind::of);
@@ -291,6 +304,13 @@ fn say_report(ctx: &Ctx, to: &str, location: &str, r: &CopyReport, started: std:
         } else {
             ctx.say(format!("  snapshot {} -> {}", c.source.short(), c.destination.short()));
         }
+    }
+    for f in &r.failed {
+        eprintln!(
+            "  snapshot {} NOT copied: the source's data is missing or damaged: {}",
+            f.source.short(),
+            f.reason
+        );
     }
     ctx.say(format!(
         "read {} blob(s), {} from {} pack(s); wrote {} blob(s), {} in {:.2} s",

@@ -5,6 +5,7 @@
 //! at once, so at most a few packs are in memory, and the saver's bounded
 //! queues slow the readers when the destination is the slower side.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +16,8 @@ use super::PACKS_PER_INDEX;
 use super::{apply_pending, pending_packs, plan_retrievals, CopiedSnapshot, CopyError, CopyOptions, Progress, Run};
 use crate::backend::BackendError;
 use crate::backup::{BackupError, Saver};
+use crate::error::ErrorKind;
+use crate::id::BlobId;
 use crate::repository::{pack_kind, Repository};
 use crate::retrieve::{self, DriveOptions, PackRef, Retrieved};
 
@@ -46,14 +49,32 @@ pub(super) fn fast_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
     let (known, deletions) = dst.load_index_for_backup()?;
     let known = Arc::new(known);
     let roots: Vec<_> = run.todo.iter().map(|(_, s)| s.tree).collect();
-    let needed = plan::needed_blobs(src, &src_index, &roots, Some(&known))?;
-    let plans = plan::group_by_pack(&src_index, &needed)?;
+    let needed = match plan::needed_blobs(src, &src_index, &roots, Some(&known)) {
+        Ok(n) => n,
+        // A damaged tree: the snapshots below it are named and left out,
+        // the others are copied.
+        Err(e) => {
+            run.screen(&src_index, &known, &HashSet::new())?;
+            if run.report.failed.is_empty() {
+                return Err(e);
+            }
+            let roots: Vec<_> = run.todo.iter().map(|(_, s)| s.tree).collect();
+            plan::needed_blobs(src, &src_index, &roots, Some(&known))?
+        }
+    };
+    // Blobs the source index lacks are never read: the snapshots needing
+    // them are found below, after the copy, with those found damaged.
+    let (plans, missing) = plan::group_by_pack(&src_index, &needed);
     let refs: Vec<PackRef> = plans.iter().map(PackPlan::pack_ref).collect();
     let ask_first = plan::any_archived(src, &plans)?;
     let bytes_total: u64 = plans.iter().map(PackPlan::read_bytes).sum();
     let progress = Progress::new(opts, run.todo.len(), bytes_total);
 
     if opts.dry_run {
+        // Blobs the source lacks: those snapshots would not be copied.
+        if !missing.is_empty() {
+            run.screen(&src_index, &known, &missing)?;
+        }
         let done = if ask_first {
             plan_retrievals(src, &refs, opts)?
         } else {
@@ -76,10 +97,14 @@ pub(super) fn fast_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
         return Ok(());
     }
 
-    let saver = Saver::start_with(dst, known.clone(), run.sealers(), opts.cancel.clone(), PACKS_PER_INDEX);
+    // The saver is not cancelled itself: the readers stop at the next blob,
+    // and finishing the saver stores and indexes every blob handed to it
+    // (the open pack included), so the next run reads none of them again.
+    let saver = Saver::start_with(dst, known.clone(), run.sealers(), None, PACKS_PER_INDEX);
     let counters = ReadCounters::default();
     let tell = |n: u64| progress.bytes(n);
-    let result = copy_packs(src, &plans, &saver, opts, ask_first, &counters, &tell);
+    let bad = Mutex::new(HashSet::new());
+    let result = copy_packs(src, &plans, &saver, opts, ask_first, &counters, &bad, &tell);
     let stats = saver.stats.clone();
     let finished = saver.finish();
     let r = &mut run.report;
@@ -98,6 +123,13 @@ pub(super) fn fast_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
         return Err(run.interrupted());
     }
     apply_pending(&mut run.report, &done, &refs);
+    // Damaged or missing source data: the snapshots needing it are named
+    // and not written (never a copy with missing data), the others are.
+    let mut bad = bad.into_inner().unwrap_or_else(|p| p.into_inner());
+    bad.extend(missing);
+    if !bad.is_empty() {
+        run.screen(&src_index, &known, &bad)?;
+    }
     // Everything read is stored and indexed from here on.
     crate::failpoint::hit("copy-before-snapshots");
     for (id, snap) in run.not_waiting(&src_index, &known, &pending_packs(&done, &refs))? {
@@ -114,7 +146,9 @@ pub(super) fn fast_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
 /// the retrieval driver: readable packs at once, archived ones requested
 /// (once) and copied when readable, or left pending when not waiting.
 /// Stops early (returning what it did) once the saver failed or the copy
-/// was cancelled; [`Saver::finish`] then says why.
+/// was cancelled; [`Saver::finish`] then says why. Blobs found missing or
+/// damaged in the source go into `bad` and are not copied.
+#[allow(clippy::too_many_arguments)]
 fn copy_packs(
     src: &Repository,
     plans: &[PackPlan],
@@ -122,6 +156,7 @@ fn copy_packs(
     opts: &CopyOptions,
     ask_first: bool,
     counters: &ReadCounters,
+    bad: &Mutex<HashSet<BlobId>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Retrieved, CopyError> {
     let refs: Vec<PackRef> = plans.iter().map(PackPlan::pack_ref).collect();
@@ -137,7 +172,7 @@ fn copy_packs(
                 if saver.failed() || cancelled(&opts.cancel) {
                     return Ok(());
                 }
-                match copy_pack(src, &plans[i], saver, counters, progress) {
+                match copy_pack(src, &plans[i], saver, opts, counters, bad, progress) {
                     Ok(()) => Ok(()),
                     Err(CopyError::Backend(BackendError::Archived { .. })) => {
                         refused.lock().unwrap_or_else(|p| p.into_inner()).push(i);
@@ -157,40 +192,72 @@ fn copy_packs(
     retrieve::drive(src, &refs, &drive, read)
 }
 
-/// Reads the planned ranges of one pack and saves each wanted blob.
+/// Reads the planned ranges of one pack and saves each wanted blob; blobs
+/// the source cannot give intact (pack gone or short, blob damaged) go
+/// into `bad`. Stops at the next blob once the copy is cancelled.
 fn copy_pack(
     src: &Repository,
     p: &PackPlan,
     saver: &Saver,
+    opts: &CopyOptions,
     c: &ReadCounters,
+    bad: &Mutex<HashSet<BlobId>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(), CopyError> {
     let kind = pack_kind(p.blob_type);
     let name = p.id.to_hex();
+    let mark = |id: BlobId| {
+        bad.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    };
     let mut next = 0;
     for (start, end) in p.ranges() {
-        let bytes = if start == 0 && end == p.size {
-            src.backend().read(kind, &name)?
+        let read = if start == 0 && end == p.size {
+            src.backend().read(kind, &name)
         } else {
-            src.backend().read_range(kind, &name, start, end - start)?
+            src.backend().read_range(kind, &name, start, end - start)
+        };
+        let bytes = match read {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::Damaged => {
+                while let Some(b) = p.blobs.get(next).filter(|b| u64::from(b.offset) < end) {
+                    tracing::warn!("{kind} {name}: cannot read blob {} from the source: {e}", b.id.short());
+                    mark(b.id);
+                    next += 1;
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
         c.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         progress(bytes.len() as u64);
         while let Some(b) = p.blobs.get(next).filter(|b| u64::from(b.offset) < end) {
+            if cancelled(&opts.cancel) {
+                return Ok(());
+            }
+            next += 1;
             let from = (u64::from(b.offset) - start) as usize;
             let to = from + b.length as usize;
-            let sealed = bytes.get(from..to).ok_or_else(|| {
-                CopyError::Damaged(format!(
+            let Some(sealed) = bytes.get(from..to) else {
+                tracing::warn!(
                     "{kind} {name} is shorter than the index says (blob {} at {}..{})",
                     b.id.short(),
                     b.offset,
                     u64::from(b.offset) + u64::from(b.length)
-                ))
-            })?;
-            let plain = src.open_blob(p.blob_type, &b.id, &p.id, sealed)?;
-            saver.save(p.blob_type, b.id, plain)?;
-            c.blobs.fetch_add(1, Ordering::Relaxed);
-            next += 1;
+                );
+                mark(b.id);
+                continue;
+            };
+            match src.open_blob(p.blob_type, &b.id, &p.id, sealed) {
+                Ok(plain) => {
+                    saver.save(p.blob_type, b.id, plain)?;
+                    c.blobs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::Damaged => {
+                    tracing::warn!("{kind} {name}: blob {} is damaged in the source: {e}", b.id.short());
+                    mark(b.id);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     c.packs.fetch_add(1, Ordering::Relaxed);

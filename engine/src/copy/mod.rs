@@ -25,6 +25,8 @@ pub(crate) mod rechunk;
 #[cfg(test)]
 mod rechunk_tests;
 #[cfg(test)]
+mod resume_tests;
+#[cfg(test)]
 mod tests;
 
 mod recut;
@@ -92,6 +94,16 @@ pub enum CopyError {
     Interrupted {
         /// Snapshots fully copied before the stop.
         copied: usize,
+    },
+    /// Source snapshots were not copied because data they reference is
+    /// missing or damaged in the source (named in [`CopyReport::failed`]);
+    /// every other selected snapshot was copied.
+    #[error("{count} snapshot(s) not copied: the source's data is missing or damaged ({first})")]
+    SourceDamaged {
+        /// Snapshots not copied.
+        count: usize,
+        /// The first one and why.
+        first: String,
     },
     /// The copy cannot be done this way (yet).
     #[error("{0}")]
@@ -162,6 +174,16 @@ pub struct CopiedSnapshot {
     pub destination: SnapshotId,
 }
 
+/// A selected snapshot not copied because the source's data it needs is
+/// missing or damaged: no destination snapshot is written for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedSnapshot {
+    /// Its id in the source.
+    pub source: SnapshotId,
+    /// Why, naming the object (and the file or folder, where known).
+    pub reason: String,
+}
+
 /// What a copy did (or, in a dry run, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct CopyReport {
@@ -194,6 +216,10 @@ pub struct CopyReport {
     pub pending_bytes: u64,
     /// Selected snapshots not copied because they need pending packs.
     pub waiting: usize,
+    /// Selected snapshots not copied because the source's data they need
+    /// is missing or damaged (the CLI exits non-zero, see
+    /// [`CopyReport::damage_error`]).
+    pub failed: Vec<FailedSnapshot>,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -212,6 +238,19 @@ impl CopyReport {
             bytes: self.pending_bytes,
             snapshots: self.waiting,
             typical: report.typical_time(opts.retrieval.tier),
+        })
+    }
+}
+
+impl CopyReport {
+    /// The error to exit with when snapshots were not copied because of
+    /// damage in the source (kind `Damaged`, as restore's), after printing
+    /// the report; `None` when none failed.
+    pub fn damage_error(&self) -> Option<CopyError> {
+        let f = self.failed.first()?;
+        Some(CopyError::SourceDamaged {
+            count: self.failed.len(),
+            first: format!("snapshot {}: {}", f.source.short(), f.reason),
         })
     }
 }
@@ -283,6 +322,7 @@ pub fn copy(
         pending_packs: 0,
         pending_bytes: 0,
         waiting: 0,
+        failed: Vec::new(),
         dry_run: opts.dry_run,
     };
     if todo.is_empty() {
@@ -412,6 +452,20 @@ impl<'a> Run<'a> {
             }
         }
         Ok(ready)
+    }
+
+    /// Moves the snapshots of `todo` whose data the source cannot give
+    /// (see [`plan::damage_below`]) to `report.failed`, naming why.
+    fn screen(&mut self, src_index: &Index, known: &Index, bad: &HashSet<crate::id::BlobId>) -> Result<(), CopyError> {
+        let mut keep = Vec::new();
+        for s in self.todo.clone() {
+            match plan::damage_below(self.src, src_index, &s.1.tree, known, bad)? {
+                Some(reason) => self.report.failed.push(FailedSnapshot { source: s.0, reason }),
+                None => keep.push(s),
+            }
+        }
+        self.todo = keep;
+        Ok(())
     }
 
     /// (source root, destination root) of the newest snapshot copied

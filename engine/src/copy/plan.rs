@@ -151,11 +151,16 @@ pub(super) fn touches_packs(
 }
 
 /// Groups `needed` by the source pack holding each blob (ordered by pack
-/// id, blobs by offset). A blob the source index lacks is missing data.
-pub(super) fn group_by_pack(src_index: &Index, needed: &Needed) -> Result<Vec<PackPlan>, CopyError> {
+/// id, blobs by offset). Blobs the source index lacks (missing data) come
+/// back apart: the snapshots needing them are not copied.
+pub(super) fn group_by_pack(src_index: &Index, needed: &Needed) -> (Vec<PackPlan>, HashSet<BlobId>) {
     let mut packs: BTreeMap<PackId, PackPlan> = BTreeMap::new();
+    let mut missing = HashSet::new();
     for &id in &needed.blobs {
-        let loc = src_index.get(&id).ok_or(RepositoryError::MissingBlob { id })?;
+        let Some(loc) = src_index.get(&id) else {
+            missing.insert(id);
+            continue;
+        };
         let size = src_index.pack_size(&loc.pack).unwrap_or(0);
         packs
             .entry(loc.pack)
@@ -176,7 +181,97 @@ pub(super) fn group_by_pack(src_index: &Index, needed: &Needed) -> Result<Vec<Pa
     for p in &mut out {
         p.blobs.sort_by_key(|b| b.offset);
     }
-    Ok(out)
+    (out, missing)
+}
+
+/// The first thing below `root` a copy cannot take from the source, said
+/// with its path: a tree that cannot be read, or a blob `known` (the
+/// destination) lacks that the source index lacks too or that is in `bad`
+/// (found damaged while copying). `None` when all of it is there.
+pub(super) fn damage_below(
+    src: &Repository,
+    src_index: &Index,
+    root: &TreeId,
+    known: &Index,
+    bad: &HashSet<BlobId>,
+) -> Result<Option<String>, CopyError> {
+    let mut v = Screen {
+        src_index,
+        known,
+        bad,
+        visited: HashSet::new(),
+        found: None,
+    };
+    if let Some(why) = v.problem(&root.blob()) {
+        return Ok(Some(format!("/: tree {root} {why}")));
+    }
+    let r = tree::walk(src, src_index, root, Path::new("/"), &mut v);
+    match (r, v.found) {
+        (_, Some(found)) => Ok(Some(found)),
+        (Ok(()), None) => Ok(None),
+        (Err(e), None) => Err(e),
+    }
+}
+
+struct Screen<'a> {
+    src_index: &'a Index,
+    known: &'a Index,
+    bad: &'a HashSet<BlobId>,
+    visited: HashSet<TreeId>,
+    found: Option<String>,
+}
+
+impl Screen<'_> {
+    fn problem(&self, id: &BlobId) -> Option<&'static str> {
+        if self.known.contains(id) {
+            None
+        } else if self.bad.contains(id) {
+            Some("is damaged in the source")
+        } else if !self.src_index.contains(id) {
+            Some("is missing from the source's index")
+        } else {
+            None
+        }
+    }
+
+    /// Records `found` and stops the walk.
+    fn stop(&mut self, found: String) -> Result<Descend, CopyError> {
+        self.found = Some(found);
+        Err(CopyError::Damaged(String::new()))
+    }
+}
+
+impl Visitor for Screen<'_> {
+    type Error = CopyError;
+
+    fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, CopyError> {
+        for c in &node.content {
+            if let Some(why) = self.problem(&c.id) {
+                return self.stop(format!("{}: blob {} of its contents {why}", path.display(), c.id));
+            }
+        }
+        match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(sub)) => {
+                if let Some(why) = self.problem(&sub.blob()) {
+                    return self.stop(format!("{}: the folder's tree {sub} {why}", path.display()));
+                }
+                Ok(if self.visited.insert(sub) {
+                    Descend::Yes
+                } else {
+                    Descend::No
+                })
+            }
+            _ => Ok(Descend::No),
+        }
+    }
+
+    fn tree_error(&mut self, path: &Path, id: &TreeId, error: RepositoryError) -> Result<(), CopyError> {
+        self.stop(format!(
+            "{}: cannot read the folder's tree {id} from the source: {error}",
+            path.display()
+        ))
+        .map(|_| ())
+    }
 }
 
 /// Whether any of `packs` is in an archive storage class, from one listing

@@ -19,6 +19,7 @@ pub(in crate::copy) mod read;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backup::{save_content, store_tree, BackupError, ContentError, Saver};
 use crate::chunker::{ChunkBuffer, ChunkerParams};
@@ -92,6 +93,22 @@ pub enum RechunkError {
     Repository(#[from] RepositoryError),
 }
 
+impl RechunkError {
+    /// Whether the source's data is missing or damaged (a snapshot needing
+    /// it cannot be copied, the others can), rather than the destination or
+    /// the copy itself failing.
+    pub(crate) fn is_source_damage(&self) -> bool {
+        use crate::error::ErrorKind;
+        match self {
+            RechunkError::Length { .. } | RechunkError::Size { .. } => true,
+            RechunkError::Content { source, .. } | RechunkError::Tree { source, .. } => {
+                source.kind() == ErrorKind::Damaged
+            }
+            RechunkError::Read { .. } | RechunkError::Save(_) | RechunkError::Repository(_) => false,
+        }
+    }
+}
+
 /// What a re-chunking did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RechunkStats {
@@ -119,6 +136,10 @@ pub(crate) struct RechunkStats {
 /// destination root) of a snapshot copied before: unchanged files and
 /// folders at the same paths reuse the destination's content and trees.
 /// `progress` is told bytes of file content processed (read or reused).
+/// Once `cancel` is set the walk stops (between files, and between reads
+/// within a file) with [`BackupError::Interrupted`]: the caller's saver is
+/// not cancelled itself, so finishing it stores and indexes every blob
+/// handed to it, and the next copy cuts the same blobs and finds them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rechunk_tree(
     src: &Repository,
@@ -130,6 +151,7 @@ pub(crate) fn rechunk_tree(
     root: &TreeId,
     prior: Option<(TreeId, TreeId)>,
     progress: &(dyn Fn(u64) + Sync),
+    cancel: Option<&AtomicBool>,
 ) -> Result<(TreeId, RechunkStats), RechunkError> {
     let mut stats = RechunkStats::default();
     if let Some((ps, pd)) = prior {
@@ -145,6 +167,7 @@ pub(crate) fn rechunk_tree(
         dst_index,
         saver,
         progress,
+        cancel,
     };
     let top = Level {
         nodes: Vec::new(),
@@ -175,6 +198,7 @@ struct Cx<'a> {
     dst_index: &'a Index,
     saver: &'a Saver,
     progress: &'a (dyn Fn(u64) + Sync),
+    cancel: Option<&'a AtomicBool>,
 }
 
 /// The trees of the prior copy at the folder being rebuilt.
@@ -295,7 +319,7 @@ impl Rebuild<'_> {
     fn rechunk(&mut self, path: &Path, node: &Node) -> Result<Vec<ContentRef>, RechunkError> {
         let cx = &self.cx;
         let chunks = &mut self.chunks;
-        let (result, read) = read::with_contents(cx.src, cx.src_index, path, &node.content, |reader| {
+        let (result, read) = read::with_contents(cx.src, cx.src_index, path, &node.content, cx.cancel, |reader| {
             save_content(cx.dst, cx.saver, chunks, reader, |n| (cx.progress)(n))
         })?;
         self.stats.bytes_read += read.bytes;
@@ -328,6 +352,9 @@ impl Visitor for Rebuild<'_> {
     fn enter(&mut self, path: &Path, _: &TreeId, node: &Node) -> Result<Descend, RechunkError> {
         if self.cx.saver.failed() {
             return Err(RechunkError::Save(BackupError::PipelineStopped));
+        }
+        if self.cx.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(RechunkError::Save(BackupError::Interrupted));
         }
         let prior = self.prior_of(node);
         let mut out = node.clone();

@@ -164,6 +164,7 @@ impl Pair {
             root,
             prior,
             &progress,
+            None,
         );
         saver.finish().unwrap();
         r.map(|(id, stats)| (id, stats, done.into_inner()))
@@ -428,6 +429,7 @@ fn a_cancelled_saver_stops_the_rechunking() {
         &root,
         None,
         &|_| {},
+        None,
     );
     assert!(matches!(r, Err(RechunkError::Save(_))), "{:?}", r.map(|r| r.1));
     assert!(saver.finish().is_err());

@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 use super::plan::{self, PackPlan};
 use super::rechunk::{self, RechunkError};
-use super::{apply_pending, pending_packs, plan_retrievals, CopiedSnapshot, CopyError, Progress, Run, PACKS_PER_INDEX};
+use super::{
+    apply_pending, pending_packs, plan_retrievals, CopiedSnapshot, CopyError, FailedSnapshot, Progress, Run,
+    PACKS_PER_INDEX,
+};
 use crate::backup::{BackupError, Saver};
 use crate::index::Index;
 use crate::retrieve::{self, DriveOptions, PackRef, Retrieved};
@@ -55,11 +58,17 @@ pub(super) fn rechunk_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
         // copied just before, the likely prior.
         let (known, deletions) = dst.load_index_for_backup()?;
         let known = Arc::new(known);
-        let saver = Saver::start_with(dst, known.clone(), run.sealers(), opts.cancel.clone(), PACKS_PER_INDEX);
+        // The saver is not cancelled itself: a stop ends the walk, and
+        // finishing the saver stores and indexes every blob handed to it
+        // (the open pack included), so the next run finds all of them.
+        let saver = Saver::start_with(dst, known.clone(), run.sealers(), None, PACKS_PER_INDEX);
         let params = dst.config().chunker.for_sizes(snap.chunk_sizes.as_ref());
         let prior = run.prior(snap);
         let tell = |n: u64| progress.bytes(n);
-        let result = rechunk::rechunk_tree(src, &src_index, dst, &known, &saver, &params, &snap.tree, prior, &tell);
+        let cancel = opts.cancel.as_deref();
+        let result = rechunk::rechunk_tree(
+            src, &src_index, dst, &known, &saver, &params, &snap.tree, prior, &tell, cancel,
+        );
         let stats = saver.stats.clone();
         let finished = saver.finish();
         let r = &mut run.report;
@@ -69,8 +78,18 @@ pub(super) fn rechunk_copy(run: &mut Run<'_>) -> Result<(), CopyError> {
             (_, Err(BackupError::Interrupted)) | (Err(RechunkError::Save(BackupError::Interrupted)), _) => {
                 return Err(run.interrupted())
             }
-            (Err(e), _) => return Err(e.into()),
-            (Ok(_), Err(e)) => return Err(e.into()),
+            (_, Err(e)) => return Err(e.into()),
+            // Damaged or missing source data: this snapshot is not copied
+            // (never a copy with wrong or missing data) and is named; the
+            // others are.
+            (Err(e), Ok(())) if e.is_source_damage() => {
+                run.report.failed.push(FailedSnapshot {
+                    source: *id,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+            (Err(e), Ok(())) => return Err(e.into()),
             (Ok((root, st)), Ok(())) => {
                 r.blobs_read += st.blobs_read;
                 r.bytes_read += st.bytes_read;
@@ -94,8 +113,20 @@ fn plan_archived(run: &mut Run<'_>, src_index: &Index) -> Result<HashSet<crate::
         return Ok(HashSet::new());
     }
     let roots: Vec<_> = run.todo.iter().map(|(_, s)| s.tree).collect();
-    let needed = plan::needed_blobs(src, src_index, &roots, None)?;
-    let plans: Vec<PackPlan> = plan::group_by_pack(src_index, &needed)?
+    let needed = match plan::needed_blobs(src, src_index, &roots, None) {
+        Ok(n) => n,
+        // A damaged tree: the snapshots below it are named and left out.
+        Err(e) => {
+            run.screen(src_index, &Index::new(), &HashSet::new())?;
+            if run.report.failed.is_empty() {
+                return Err(e);
+            }
+            let roots: Vec<_> = run.todo.iter().map(|(_, s)| s.tree).collect();
+            plan::needed_blobs(src, src_index, &roots, None)?
+        }
+    };
+    let plans: Vec<PackPlan> = plan::group_by_pack(src_index, &needed)
+        .0
         .into_iter()
         .filter(|p| archived.contains(&p.id.to_hex()))
         .collect();

@@ -16,7 +16,7 @@ use crate::testing::CHEAP_KDF;
 use crate::tree::{self, Descend, Node, NodeKind, Visitor};
 
 /// Small chunks and 1 MiB packs, so a few MiB of files make several packs.
-fn small_chunks(seed: u64) -> ChunkerParams {
+pub(super) fn small_chunks(seed: u64) -> ChunkerParams {
     ChunkerParams {
         seed,
         min_size: 16 * 1024,
@@ -25,7 +25,7 @@ fn small_chunks(seed: u64) -> ChunkerParams {
     }
 }
 
-fn init(backend: &Arc<MemoryBackend>, password: &[u8], chunker: ChunkerParams) -> Repository {
+pub(super) fn init(backend: &Arc<MemoryBackend>, password: &[u8], chunker: ChunkerParams) -> Repository {
     let opts = InitOptions {
         kdf: CHEAP_KDF,
         chunker: Some(chunker),
@@ -37,7 +37,7 @@ fn init(backend: &Arc<MemoryBackend>, password: &[u8], chunker: ChunkerParams) -
 
 /// A source and a destination made like it (`init --chunker-params-from`),
 /// with different passwords, and the destination's storage.
-fn pair() -> (Repository, Repository, Arc<MemoryBackend>) {
+pub(super) fn pair() -> (Repository, Repository, Arc<MemoryBackend>) {
     let src = init(&Arc::new(MemoryBackend::new()), b"source pw", small_chunks(7));
     let dst_storage = Arc::new(MemoryBackend::new());
     let mut opts = InitOptions {
@@ -52,7 +52,7 @@ fn pair() -> (Repository, Repository, Arc<MemoryBackend>) {
 }
 
 /// Deterministic bytes that do not compress.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub(super) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 32);
     let mut i = 0u64;
     while out.len() < len {
@@ -64,7 +64,7 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Writes a tree of files (a few MiB in all) under `dir`, varied by `gen`.
-fn write_files(dir: &Path, gen: u64) {
+pub(super) fn write_files(dir: &Path, gen: u64) {
     std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
     std::fs::write(dir.join("big"), noise(1, 3 * 1024 * 1024)).unwrap();
     std::fs::write(dir.join("sub/medium"), noise(2, 700 * 1024)).unwrap();
@@ -73,7 +73,7 @@ fn write_files(dir: &Path, gen: u64) {
     std::fs::write(dir.join("empty"), b"").unwrap();
 }
 
-fn backup_dir(repo: &Repository, dir: &Path, time_ns: i64) -> SnapshotId {
+pub(super) fn backup_dir(repo: &Repository, dir: &Path, time_ns: i64) -> SnapshotId {
     let opts = BackupOptions {
         time_ns: Some(time_ns),
         parent: ParentChoice::Auto,
@@ -86,7 +86,7 @@ fn backup_dir(repo: &Repository, dir: &Path, time_ns: i64) -> SnapshotId {
 }
 
 /// Every file below `root` with its contents, read through `repo`'s index.
-fn contents(repo: &Repository, root: &TreeId) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(super) fn contents(repo: &Repository, root: &TreeId) -> BTreeMap<PathBuf, Vec<u8>> {
     struct Files<'a> {
         repo: &'a Repository,
         index: &'a crate::index::Index,
@@ -116,7 +116,7 @@ fn contents(repo: &Repository, root: &TreeId) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// The files of `dir` on disk, by their absolute path.
-fn on_disk(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(super) fn on_disk(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -132,7 +132,7 @@ fn on_disk(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn object_names(storage: &MemoryBackend) -> Vec<(ObjectKind, String)> {
+pub(super) fn object_names(storage: &MemoryBackend) -> Vec<(ObjectKind, String)> {
     let mut out = Vec::new();
     for kind in [
         ObjectKind::Snapshot,
@@ -151,7 +151,7 @@ fn object_names(storage: &MemoryBackend) -> Vec<(ObjectKind, String)> {
 }
 
 /// (blob copies listed by all index objects, distinct blobs).
-fn index_copies(repo: &Repository) -> (usize, usize) {
+pub(super) fn index_copies(repo: &Repository) -> (usize, usize) {
     let mut all = 0;
     let mut distinct = HashSet::new();
     for o in repo.load_index_files().unwrap() {
@@ -163,7 +163,7 @@ fn index_copies(repo: &Repository) -> (usize, usize) {
     (all, distinct.len())
 }
 
-fn assert_checks(repo: &Repository) {
+pub(super) fn assert_checks(repo: &Repository) {
     let report = check(
         repo,
         &CheckOptions {

@@ -481,3 +481,61 @@ fn backup_with_copy_to_copies_the_new_snapshot_and_a_failed_copy_keeps_the_backu
     assert!(run.stderr().contains("copy to missing failed"), "{run}");
     assert_eq!(r.snapshots("broken").len(), 1, "the backup was undone\n{run}");
 }
+
+#[test]
+fn copy_of_a_source_with_a_damaged_pack_copies_the_intact_snapshot_and_names_the_damaged_one() {
+    let r = Repos::new(|f| vec![local(f, "primary"), local(f, "offsite")]);
+    r.init("primary", &[]);
+    r.init_like("offsite", "primary", &[]);
+    let src = r.f.path("src");
+    tree(&src, 7, 500_000);
+    let first = r.backup("primary", &[&src]);
+    let first_id = str_at(&first, "/snapshot_id").to_string();
+    let expected = BTreeMap::from([(first_id.clone(), manifest(&src))]);
+    let before = data_pack_files(&r.f.root.join("primary"));
+    write(&src.join("data/only-second.bin"), Rng::new(8).bytes(300_000));
+    let second = r.backup("primary", &[&src]);
+    let second_id = str_at(&second, "/snapshot_id").to_string();
+    // The one data pack the second backup stored holds only its new file:
+    // damage one byte of it.
+    let new: Vec<PathBuf> = data_pack_files(&r.f.root.join("primary"))
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    let mut bytes = fs::read(&new[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    let mut perm = fs::metadata(&new[0]).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(&new[0], perm).unwrap();
+    fs::write(&new[0], bytes).unwrap();
+
+    let run = r.cairn("primary").args(["copy", "--to", "offsite", "--json"]).run();
+    assert_no_panic(&run);
+    assert_eq!(run.code(), Some(1), "the damage's exit code\n{run}");
+    let v: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{run}"));
+    let c = &v["copies"][0];
+    assert_eq!(c["ok"], Value::Bool(false), "{v:#}");
+    assert_eq!(
+        copied(c).iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        vec![first_id.clone()],
+        "{v:#}"
+    );
+    let failed = c["failed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no failed list: {v:#}"));
+    assert_eq!(failed.len(), 1, "{v:#}");
+    assert_eq!(str_at(&failed[0], "/source"), second_id, "{v:#}");
+    assert!(str_at(&failed[0], "/reason").contains("only-second.bin"), "{v:#}");
+    assert!(
+        run.stderr().contains(&second_id[..8]),
+        "the damaged snapshot is named\n{run}"
+    );
+
+    // The destination holds the intact snapshot only, and it restores.
+    assert_eq!(r.snapshots("offsite").len(), 1);
+    r.assert_copies_restore("offsite", c, &src, &expected);
+    r.assert_check("offsite", true, "offsite");
+}

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{bounded, Receiver};
 
@@ -47,6 +48,7 @@ pub(super) fn with_contents<T, E>(
     index: &Index,
     path: &Path,
     refs: &[ContentRef],
+    cancel: Option<&AtomicBool>,
     use_reader: impl FnOnce(&mut dyn Read) -> Result<T, E>,
 ) -> Result<(Result<T, (E, Option<RechunkError>)>, ReadCount), RechunkError> {
     let runs = plan_runs(index, path, refs)?;
@@ -61,6 +63,7 @@ pub(super) fn with_contents<T, E>(
             path,
             refs,
             fetch,
+            cancel,
             next: 0,
             blobs: VecDeque::new(),
             pos: 0,
@@ -241,6 +244,8 @@ struct RunReader<'a> {
     path: &'a Path,
     refs: &'a [ContentRef],
     fetch: Fetch<'a>,
+    /// Set to stop: the next run is not taken (a copy stops within a file).
+    cancel: Option<&'a AtomicBool>,
     /// Runs taken so far.
     next: usize,
     blobs: VecDeque<Vec<u8>>,
@@ -252,6 +257,9 @@ struct RunReader<'a> {
 
 impl RunReader<'_> {
     fn next_run(&mut self) -> Option<Fetched> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Some(Err(RechunkError::Save(BackupError::Interrupted)));
+        }
         let r = match &mut self.fetch {
             Fetch::Inline(runs) => runs.next().map(|run| fetch(self.src, self.path, self.refs, run)),
             Fetch::Ahead(_, total) if self.next >= *total => None,

@@ -287,7 +287,10 @@ pub(crate) fn extend(
         lists.push((kind, repo.backend().list(kind)?));
     }
     for (kind, list) in lists {
-        jobs.extend(list.into_iter().filter_map(|o| o.retained_until_ns.map(|u| (kind, o.name, u))));
+        jobs.extend(
+            list.into_iter()
+                .filter_map(|o| o.retained_until_ns.map(|u| (kind, o.name, u))),
+        );
     }
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(ObjectKind, i64)>> = Mutex::new(Vec::new());

@@ -319,3 +319,54 @@ pub(crate) fn extend(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexPack;
+
+    fn pack(n: u8) -> IndexPack {
+        IndexPack {
+            id: PackId::from_bytes([n; 32]),
+            blob_type: BlobType::Data,
+            size: 1,
+            blobs: Vec::new(),
+        }
+    }
+
+    fn file(name: &str, packs: &[u8]) -> (String, IndexFile) {
+        (
+            name.to_string(),
+            IndexFile {
+                packs: packs.iter().map(|n| pack(*n)).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn index_objects_in_use_skip_the_superseded_the_mixed_and_the_doomed() {
+        let r = Retention {
+            dates: [("old", 10), ("new", 20), ("mixed", 30), ("doomed", 40), ("other", 5)]
+                .into_iter()
+                .map(|(n, d)| (n.to_string(), d))
+                .collect(),
+            ..Default::default()
+        };
+        let files = vec![
+            // Superseded: "new" describes the same packs and is newer.
+            file("old", &[1, 2]),
+            file("new", &[1, 2, 3]),
+            // Also describes pack 9, which no snapshot uses.
+            file("mixed", &[4, 9]),
+            // Listed in a deletion record.
+            file("doomed", &[5]),
+            file("other", &[6]),
+            // No date (storage without retention): nothing to extend.
+            file("undated", &[7]),
+        ];
+        let in_use: HashSet<PackId> = [1, 2, 3, 4, 5, 6, 7].iter().map(|n| pack(*n).id).collect();
+        let doomed: HashSet<String> = ["doomed".to_string()].into_iter().collect();
+        let got = r.indexes_in_use(&files, &doomed, &in_use);
+        assert_eq!(got, vec![("new", 20), ("other", 5)]);
+    }
+}

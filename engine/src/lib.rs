@@ -111,11 +111,11 @@ pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, Snaps
 pub use lock::write_lock;
 pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
 pub use pack::PackEntry;
-pub use prune::RetainedReport;
 pub use prune::{
     prune, ColdPack, DeletionRecord, Deletions, DueReport, MaxUnused, PackCount, PruneError, PruneOptions, PrunePlan,
     PruneReport, RecordedPack, DEFAULT_GRACE,
 };
+pub use prune::{ExtendedReport, RetainedReport};
 pub use recovery::RecoveryError;
 pub use repair::{
     repair_index, repair_snapshots, DamagedEntry, DamagedPack, IndexRepairReport, RepairAction, RepairError,

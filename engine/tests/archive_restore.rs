@@ -110,6 +110,15 @@ impl Backend for ArchiveBackend {
     fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
         self.inner.remove_temporaries(older_than_ns)
     }
+    fn extend_retention(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        until_ns: i64,
+        dry_run: bool,
+    ) -> Result<Option<i64>, BackendError> {
+        self.inner.extend_retention(kind, name, until_ns, dry_run)
+    }
 }
 
 fn setup(

@@ -295,3 +295,197 @@ fn forget_and_prune_keep_what_is_retained_and_remove_it_after_the_date() {
     .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
+
+/// The retention date of every object that carries one, by kind and name,
+/// as a listing with `object-lock` set reports it.
+fn dates(b: &dyn Backend) -> std::collections::BTreeMap<(ObjectKind, String), i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for k in ObjectKind::ALL {
+        for o in b.list(k).unwrap() {
+            if let Some(u) = o.retained_until_ns {
+                out.insert((k, o.name), u);
+            }
+        }
+    }
+    out
+}
+
+/// Data packs as listed now.
+fn data_packs(b: &dyn Backend) -> std::collections::BTreeSet<String> {
+    b.list(ObjectKind::DataPack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+#[test]
+fn prune_extends_the_retention_of_what_is_in_use_and_only_that() {
+    let Some(s) = locked_server() else { return };
+    let period = Duration::from_secs(60);
+    let (mut s3, _f) = s.options(|_| {});
+    s3.object_lock = Some(ObjectLock {
+        mode: ObjectLockMode::Governance,
+        retain: period,
+    });
+    let opts = BackendOptions {
+        s3,
+        ..Default::default()
+    };
+    let location = s.location(&unique("lock-extend"));
+    let repo = Repository::init(
+        open_location_with(&location, &opts).unwrap(),
+        b"pw",
+        cheap_init(CHUNKER),
+    )
+    .unwrap();
+    let b = repo.storage().clone();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("f.bin");
+    let mut ids = Vec::new();
+    let mut first_packs = Default::default();
+    for seed in [1, 2] {
+        fs::write(&file, pseudo_random(3 * MIB, seed)).unwrap();
+        backup(
+            &repo,
+            BackupSource::Paths(vec![file.clone()]),
+            &BackupOptions::default(),
+        )
+        .unwrap();
+        ids.push(
+            repo.list_snapshots()
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .find(|id| !ids.contains(id))
+                .unwrap(),
+        );
+        if seed == 1 {
+            first_packs = data_packs(b.as_ref());
+        }
+    }
+    let second_packs: std::collections::BTreeSet<String> =
+        data_packs(b.as_ref()).difference(&first_packs).cloned().collect();
+    assert!(!first_packs.is_empty() && !second_packs.is_empty());
+    let admin = S3Backend::open(&location, &s.options(|_| {}).0).unwrap();
+    let period_ns = period.as_nanos() as i64;
+    // S3 keeps dates to the second; prune's clock and the test's differ by
+    // the run's length.
+    let near_full =
+        |u: i64, t0: i64, t1: i64| (t0 + period_ns - 2_000_000_000..=t1 + period_ns + 2_000_000_000).contains(&u);
+
+    // 1. Nothing to delete, every date within half the period: prune
+    //    extends everything (packs, index objects, snapshots, keys, config).
+    admin
+        .set_governance_retention_all(SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    let before = dates(b.as_ref());
+    assert!(before.keys().any(|(k, _)| *k == ObjectKind::Config), "{before:?}");
+    assert!(before.keys().any(|(k, _)| *k == ObjectKind::Index), "{before:?}");
+    let dry = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(dry.plan.retention_extended.objects, before.len(), "{dry:?}");
+    assert_eq!(dates(b.as_ref()), before, "a dry run changed a retention date");
+    let t0 = now_ns();
+    let r = prune(&repo, &PruneOptions::default()).unwrap();
+    let t1 = now_ns();
+    assert_eq!(r.plan.delete.packs + r.plan.repack.packs, 0, "{r:?}");
+    let x = &r.plan.retention_extended;
+    assert_eq!(x.objects, before.len(), "{x:?}");
+    assert_eq!(x.snapshots, 2, "{x:?}");
+    assert_eq!(
+        x.packs,
+        before
+            .keys()
+            .filter(|(k, _)| matches!(k, ObjectKind::DataPack | ObjectKind::TreePack))
+            .count(),
+        "{x:?}"
+    );
+    assert!(near_full(x.until_ns.unwrap(), t0, t1), "{x:?}");
+    let after = dates(b.as_ref());
+    assert_eq!(after.len(), before.len());
+    for (o, u) in &after {
+        assert!(
+            near_full(*u, t0, t1),
+            "{o:?} retained until {u}, expected about now + {period:?}"
+        );
+        assert_eq!(
+            admin.retained_until(o.0, &o.1).unwrap(),
+            Some(*u),
+            "{o:?}: HeadObject disagrees"
+        );
+    }
+    // Dates far enough ahead are left alone.
+    let again = prune(&repo, &PruneOptions::default()).unwrap();
+    assert_eq!(again.plan.retention_extended.objects, 0, "{again:?}");
+    assert_eq!(dates(b.as_ref()), after);
+
+    // 2. After the date, the first snapshot forgotten: prune records its
+    //    packs for deletion and extends only what the second one uses.
+    admin
+        .set_governance_retention_all(SystemTime::now() + Duration::from_secs(2))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = forget_snapshots(&repo, &ids[..1]).unwrap();
+    assert_eq!(out.removed.len(), 1, "{out:?}");
+    let before = dates(b.as_ref());
+    let t0 = now_ns();
+    // A short grace period: the packs are seconds old.
+    let short = PruneOptions {
+        grace: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let r = prune(&repo, &short).unwrap();
+    let t1 = now_ns();
+    assert!(r.plan.delete.packs >= first_packs.len(), "{r:?}");
+    let after = dates(b.as_ref());
+    for p in &second_packs {
+        let u = after[&(ObjectKind::DataPack, p.clone())];
+        assert!(near_full(u, t0, t1), "pack {p} in use: retained until {u}");
+    }
+    for p in &first_packs {
+        let k = (ObjectKind::DataPack, p.clone());
+        assert_eq!(after[&k], before[&k], "pack {p} no longer in use was extended");
+        assert!(after[&k] < t0, "pack {p}");
+    }
+    for (k, n) in [
+        (ObjectKind::Snapshot, ids[1].to_hex()),
+        (ObjectKind::Config, "config".into()),
+    ] {
+        assert!(near_full(after[&(k, n.clone())], t0, t1), "{k} {n}");
+    }
+    // The old index objects are recorded for deletion: not extended; the
+    // new one carries a fresh date.
+    for ((k, n), u) in before.iter().filter(|((k, _), _)| *k == ObjectKind::Index) {
+        assert_eq!(after[&(*k, n.clone())], *u, "superseded index object {n} was extended");
+    }
+    assert!(after
+        .iter()
+        .any(|((k, n), u)| *k == ObjectKind::Index && !before.contains_key(&(*k, n.clone())) && *u > t0));
+    assert_eq!(
+        r.plan.retention_extended.packs,
+        second_packs.len()
+            + after
+                .keys()
+                .filter(|(k, n)| *k == ObjectKind::TreePack
+                    && after[&(*k, n.clone())] > t0
+                    && before.contains_key(&(*k, n.clone())))
+                .count(),
+        "{r:?}"
+    );
+    let report = check(
+        &repo,
+        &CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+}

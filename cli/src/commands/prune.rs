@@ -162,6 +162,19 @@ fn print(ctx: &Ctx, r: &PruneReport) -> Result<()> {
             r.repack_pending
         ));
     }
+    let x = &p.retention_extended;
+    if x.objects > 0 {
+        ctx.say(format!(
+            "{} Object Lock retention of {} object(s) still in use to {} ({} pack(s), {} index object(s), {} snapshot(s), {} key(s) and config)",
+            if r.dry_run { "would extend" } else { "extended" },
+            x.objects,
+            x.until.as_deref().unwrap_or("?"),
+            x.packs,
+            x.index_objects,
+            x.snapshots,
+            x.other,
+        ));
+    }
     if r.dry_run {
         ctx.say("dry run: nothing was changed");
     } else if let Some(rec) = &r.record {

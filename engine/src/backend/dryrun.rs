@@ -53,6 +53,11 @@ impl Backend for DryRunBackend {
     fn remove_temporaries(&self, _older_than_ns: i64) -> Result<usize, BackendError> {
         Ok(0)
     }
+
+    fn extend_retention(&self, kind: ObjectKind, name: &str, until_ns: i64, _dry_run: bool) -> Result<Option<i64>, BackendError> {
+        // Says what it would set, changes nothing.
+        self.inner.extend_retention(kind, name, until_ns, true)
+    }
 }
 
 #[cfg(test)]
@@ -85,7 +90,7 @@ mod tests {
     }
 
     impl Backend for Glacier {
-        forward!(inner: location, stat, remove_temporaries);
+        forward!(inner: location, stat, remove_temporaries, extend_retention);
 
         fn create(&self) -> Result<(), BackendError> {
             self.change();

@@ -310,6 +310,7 @@ impl Backend for LocalBackend {
     }
 
     no_archive_classes!();
+    crate::backend::no_retention!();
 }
 
 #[cfg(test)]

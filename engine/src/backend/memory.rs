@@ -100,4 +100,5 @@ impl Backend for MemoryBackend {
     }
 
     no_archive_classes!();
+    crate::backend::no_retention!();
 }

@@ -312,6 +312,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Only maintenance calls it, with a cut-off older than any running
     /// write (prune's grace period).
     fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError>;
+
+    /// Extends the retention (S3 Object Lock) of an object still in use, as
+    /// kopia's maintenance does: when `until_ns`, its retention date from
+    /// the listing, is less than half the configured period ahead, moves it
+    /// to now + the period, in the configured mode (S3 never lets a date be
+    /// shortened). Returns the new date (Unix ns), or `None` when nothing
+    /// was due or the storage keeps no retention (local folder, memory).
+    /// With `dry_run` it changes nothing and returns the date it would set.
+    fn extend_retention(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        until_ns: i64,
+        dry_run: bool,
+    ) -> Result<Option<i64>, BackendError>;
 }
 
 /// Writes [`Backend`] methods that pass the call unchanged to the backend in
@@ -336,6 +351,11 @@ macro_rules! forward {
     (@one $i:tt stat) => { $crate::backend::forward!(@fn $i stat(kind: $crate::backend::ObjectKind, name: &str) -> Option<u64>); };
     (@one $i:tt archive_state) => {
         $crate::backend::forward!(@fn $i archive_state(kind: $crate::backend::ObjectKind, name: &str) -> $crate::backend::ArchiveState);
+    };
+    (@one $i:tt extend_retention) => {
+        $crate::backend::forward!(
+            @fn $i extend_retention(kind: $crate::backend::ObjectKind, name: &str, until_ns: i64, dry_run: bool) -> Option<i64>
+        );
     };
     (@one $i:tt remove_temporaries) => { $crate::backend::forward!(@fn $i remove_temporaries(older_than_ns: i64) -> usize); };
     (@one $i:tt request_retrieval) => {
@@ -381,6 +401,23 @@ macro_rules! no_archive_classes {
     };
 }
 pub(crate) use no_archive_classes;
+
+/// `Backend::extend_retention` of a storage without retention dates: its
+/// listings carry none, so nothing is ever due.
+macro_rules! no_retention {
+    () => {
+        fn extend_retention(
+            &self,
+            _kind: $crate::backend::ObjectKind,
+            _name: &str,
+            _until_ns: i64,
+            _dry_run: bool,
+        ) -> Result<Option<i64>, $crate::backend::BackendError> {
+            Ok(None)
+        }
+    };
+}
+pub(crate) use no_retention;
 
 /// `len` bytes of `data` (object `kind`/`name`) from `offset`, or
 /// `OutOfRange` when that is not wholly inside: for backends and wrappers

@@ -214,6 +214,11 @@ impl<B: Backend> Backend for RetryBackend<B> {
     fn remove_temporaries(&self, older_than_ns: i64) -> Result<usize, BackendError> {
         self.with_retries("remove_temporaries", |_| self.inner.remove_temporaries(older_than_ns))
     }
+
+    fn extend_retention(&self, kind: ObjectKind, name: &str, until_ns: i64, dry_run: bool) -> Result<Option<i64>, BackendError> {
+        // Idempotent: a repeat sets now + the period again, never earlier.
+        self.with_retries("extend_retention", |_| self.inner.extend_retention(kind, name, until_ns, dry_run))
+    }
 }
 
 #[cfg(test)]
@@ -288,7 +293,7 @@ mod tests {
             }
             self.inner.remove(kind, name)
         }
-        crate::backend::forward!(inner: create, stat, archive_state, request_retrieval, remove_temporaries);
+        crate::backend::forward!(inner: create, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
     }
 
     fn fast(max_attempts: u32) -> RetryOptions {

@@ -46,7 +46,7 @@ use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
 pub use execute::DueReport;
 pub use plan::{ColdPack, PackCount, PrunePlan};
 pub use record::{DeletionRecord, Deletions, RecordedPack};
-pub use retained::RetainedReport;
+pub use retained::{ExtendedReport, RetainedReport};
 
 use plan::StoredPack;
 
@@ -101,6 +101,16 @@ pub enum PruneError {
     /// An option is out of range.
     #[error("invalid prune option: {0}")]
     Invalid(String),
+    /// Extending the Object Lock retention of objects still in use failed
+    /// (after prune's own work, which stands). Nothing is lost: those
+    /// objects keep their earlier date, and the next prune tries again.
+    #[error("could not extend the Object Lock retention of {count} object(s) still in use (first: {first}); they keep their earlier date: fix the cause and run prune again")]
+    NotExtended {
+        /// How many failed.
+        count: usize,
+        /// The first failure, naming its object.
+        first: BackendError,
+    },
 }
 
 impl PruneError {
@@ -116,6 +126,7 @@ impl PruneError {
             | PruneError::MissingPacks { .. }
             | PruneError::MissingBlobs { .. } => ErrorKind::Damaged,
             PruneError::Invalid(_) => ErrorKind::InvalidInput,
+            PruneError::NotExtended { first, .. } => first.kind(),
         }
     }
 }
@@ -372,6 +383,23 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
     p.retained.merge(&report.due.retained);
     if opts.dry_run || work.is_empty() {
         p.index_objects = 0;
+        // Without a new index, the index objects describing the packs in
+        // use are to stay protected too (a dry run with work to do would
+        // write a new index, with a fresh date).
+        let in_use = in_use_packs(&work, &HashSet::new());
+        let indexes = if work.is_empty() {
+            let doomed: HashSet<String> = state
+                .deletions
+                .records
+                .iter()
+                .flat_map(|(_, r)| r.indexes.iter().map(|i| i.to_hex()))
+                .collect();
+            state.retention.indexes_in_use(&state.files, &doomed, &in_use)
+        } else {
+            Vec::new()
+        };
+        ensure(lock)?;
+        p.retention_extended = retained::extend(repo, &state.stored, &in_use, &indexes, opts.dry_run)?;
         report.plan = p;
         return Ok(report);
     }
@@ -438,5 +466,22 @@ fn run(repo: &Repository, opts: &PruneOptions, lock: Option<&MaintenanceLock>) -
             );
         }
     }
+    // The new index describes every pack kept and carries a fresh date: of
+    // the index objects, none is due.
+    ensure(lock)?;
+    let in_use = in_use_packs(&work, &pending);
+    report.plan.retention_extended = retained::extend(repo, &state.stored, &in_use, &[], false)?;
     Ok(report)
+}
+
+/// The packs still in use after the plan: those the new index keeps (or the
+/// old one goes on describing), but the idle ones, and those whose repack
+/// waits for a retrieval.
+fn in_use_packs(work: &plan::Work, pending: &HashSet<PackId>) -> HashSet<PackId> {
+    work.keep
+        .iter()
+        .map(|d| d.id)
+        .filter(|id| !work.idle.contains(id))
+        .chain(pending.iter().copied())
+        .collect()
 }

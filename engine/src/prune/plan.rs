@@ -97,6 +97,9 @@ pub struct PrunePlan {
     /// Packs and index objects kept because the storage refuses to delete
     /// them yet (S3 Object Lock retention); included in `keep`.
     pub retained: RetainedReport,
+    /// Objects still in use whose Object Lock retention this prune
+    /// extended (with `--dry-run`: would extend).
+    pub retention_extended: super::retained::ExtendedReport,
 }
 
 /// One pack to copy blobs out of.
@@ -131,6 +134,10 @@ pub(crate) struct Work {
     pub rescue: Vec<CopyFrom>,
     /// Packs for the new index, as the old index described them.
     pub keep: Vec<IndexPack>,
+    /// Packs in `keep` that no snapshot uses (archived ones waiting out
+    /// their minimum storage duration, packs already recorded for deletion):
+    /// their Object Lock retention is not extended.
+    pub idle: HashSet<PackId>,
 }
 
 impl Work {
@@ -181,6 +188,7 @@ pub(crate) fn plan(
             // it would pin it for another retention period (`retained`).
             if stored.get(&desc.id).is_some_and(|s| !Retention::dated(&s.info)) {
                 w.keep.push(desc.clone());
+                w.idle.insert(desc.id);
             }
             doomed_descs.push(desc);
             continue;
@@ -230,6 +238,7 @@ pub(crate) fn plan(
                     p.unused_bytes += unused_bytes;
                     p.unused_after += unused_bytes;
                     w.keep.push(desc.clone());
+                    w.idle.insert(desc.id);
                     continue;
                 }
             }

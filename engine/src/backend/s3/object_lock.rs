@@ -185,6 +185,56 @@ impl S3Backend {
         Ok(())
     }
 
+    /// `Backend::extend_retention`: moves the retention of the current
+    /// version of `key` (dated `until_ns` by the listing) to now + the
+    /// period when less than half the period is left (kopia's rule: a
+    /// nightly prune then extends each object about once per half period,
+    /// not every night). `PutObjectRetention` in the configured mode, never
+    /// bypassing governance: S3 refuses to shorten a date, so an extension
+    /// can only add protection.
+    pub(super) async fn extend_retention_of(
+        &self,
+        key: &str,
+        kind: ObjectKind,
+        until_ns: i64,
+        dry_run: bool,
+    ) -> Result<Option<i64>, BackendError> {
+        use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+        let Some(lock) = self.object_lock else { return Ok(None) };
+        if !ObjectLock::applies_to(kind) {
+            return Ok(None);
+        }
+        let period = i64::try_from(lock.retain.as_nanos()).unwrap_or(i64::MAX);
+        let now = crate::time::now_ns();
+        if until_ns >= now.saturating_add(period / 2) {
+            return Ok(None);
+        }
+        let target = std::time::SystemTime::now() + lock.retain;
+        let target_dt = DateTime::from(target);
+        let target_ns = date_ns(&target_dt).unwrap_or(i64::MAX);
+        if target_ns <= until_ns {
+            return Ok(None);
+        }
+        if dry_run {
+            return Ok(Some(target_ns));
+        }
+        let _p = self.permit(key).await?;
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::from(lock.mode.as_str()))
+                    .retain_until_date(target_dt)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.fail(key, e))?;
+        Ok(Some(target_ns))
+    }
+
     /// Every version and delete marker stored under exactly `key`.
     async fn versions(&self, key: &str) -> Result<Vec<Version>, BackendError> {
         let mut out = Vec::new();

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use cairn_engine::backend::s3::{S3Backend, S3Credentials, S3Options};
+use cairn_engine::backend::s3::{ObjectLock, ObjectLockMode, S3Backend, S3Credentials, S3Options};
 use cairn_engine::backend::{Backend, ObjectKind};
 use cairn_test_support::s3::seaweed;
 use serde_json::Value;
@@ -119,12 +119,60 @@ fn s3_object_lock_forget_prune_delete_nothing_before_the_date_and_everything_unu
             > 0
     );
     std::thread::sleep(Duration::from_secs(4));
+    // Every date has passed, so what is in use is due for an extension; a
+    // dry run says so and changes no date.
+    let passed = b.retained_until(ObjectKind::Snapshot, &second_id).unwrap().unwrap();
+    let run = f.cairn().args(["prune", "--dry-run"]).ok();
+    assert!(run.stdout().contains("would extend Object Lock retention of "), "{run}");
+    let v = f.cairn().args(["prune", "--dry-run"]).json();
+    assert!(u64_at(&v, "/plan/retention_extended/objects") > 0, "{v:#}");
+    assert!(v["plan"]["retention_extended"]["until"].is_string(), "{v:#}");
+    assert_eq!(
+        b.retained_until(ObjectKind::Snapshot, &second_id).unwrap(),
+        Some(passed),
+        "a dry run changed a retention date"
+    );
     let v = f
         .cairn()
         .args(["forget", "--keep-last", "1", "--prune", "--instant-delete"])
         .json();
     assert!(v["forget"][0].get("retained").is_none(), "{v:#}");
     assert!(u64_at(&v, "/prune/removed/packs") > 0, "{v:#}");
+    // What is still in use was extended to now + 2 days again.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    assert_eq!(u64_at(&v, "/prune/plan/retention_extended/snapshots"), 1, "{v:#}");
+    assert!(u64_at(&v, "/prune/plan/retention_extended/packs") > 0, "{v:#}");
+    // Listed with `object-lock` set, so the listing carries the dates.
+    let dated = S3Backend::open(
+        &sw.location(&prefix),
+        &S3Options {
+            object_lock: Some(ObjectLock::days(ObjectLockMode::Governance, 2)),
+            ..o.clone()
+        },
+    )
+    .unwrap();
+    for k in [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Snapshot,
+        ObjectKind::Index,
+        ObjectKind::DataPack,
+        ObjectKind::TreePack,
+    ] {
+        for o in dated.list(k).unwrap() {
+            let u = o
+                .retained_until_ns
+                .unwrap_or_else(|| panic!("{k} {} carries no retention", o.name));
+            assert!(
+                (now + two_days - 120_000_000_000..=now + two_days).contains(&u),
+                "{k} {} in use: retained until {u}, now {now}",
+                o.name
+            );
+        }
+    }
     let snaps = f.snapshots();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["id"], Value::String(second_id.clone()));

@@ -353,10 +353,27 @@ pub struct DumpArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Snapshots to check (id prefixes or `latest`); with none and no
+    /// filter, the whole repository. A scoped check reads only the trees and
+    /// packs those snapshots need.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     /// Read every pack and verify every blob (reads the whole repository;
     /// packs in archive storage are retrieved first, as by restore).
     #[arg(long)]
     pub read_data: bool,
+    /// Read and verify only a share of the packs (implies --read-data):
+    /// `N/M` reads share N of M, chosen by pack id, so a nightly
+    /// `--read-data-subset $(date +%-d)/31` reads everything in a month;
+    /// `P%` reads a random P percent; a size such as `2G` reads random packs
+    /// adding up to that much. Archived packs in the share are planned and
+    /// retrieved first, and only they.
+    #[arg(long, value_name = "N/M|P%|SIZE", value_parser = parse_subset)]
+    pub read_data_subset: Option<cairn_engine::DataSubset>,
+    /// Also check snapshots named by these filters (with no SNAPSHOT: all
+    /// that pass them).
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
 }
@@ -503,4 +520,8 @@ pub enum KeyAction {
 pub struct CompletionsArgs {
     /// Shell.
     pub shell: clap_complete::Shell,
+}
+
+fn parse_subset(s: &str) -> Result<cairn_engine::DataSubset, String> {
+    s.parse().map_err(|e: cairn_engine::CheckError| e.to_string())
 }

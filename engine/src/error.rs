@@ -262,6 +262,7 @@ impl CheckError {
         match self {
             CheckError::Repository(r) => r.kind(),
             CheckError::Backend(b) => b.kind(),
+            CheckError::BadSubset(_) => ErrorKind::InvalidInput,
         }
     }
 }

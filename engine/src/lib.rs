@@ -91,7 +91,7 @@ pub use blob::BlobType;
 pub use browse::{
     diff, dump, find, node_at, walk as walk_snapshot, BrowseError, Change, DiffEntry, FindHit, NameMatcher,
 };
-pub use check::{CheckError, CheckOptions, CheckReport, Dependent, Problem};
+pub use check::{CheckError, CheckOptions, CheckReport, DataSubset, Dependent, Problem};
 pub use chunker::ChunkerParams;
 pub use copy::{
     copy, CopiedSnapshot, CopyError, CopyOptions, CopyPath, CopyProgress, CopyReport, FailedSnapshot,

@@ -2,38 +2,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use cairn_engine::{check, CheckOptions};
+use cairn_engine::{check, filter_snapshots, find_snapshots, CheckOptions};
 
-use super::Ctx;
+use super::{filter, Ctx};
 use crate::output::{self, bytes};
 use crate::progress::Bar;
 
 pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let read = Arc::new(AtomicU64::new(0));
-    let total: u64 = if a.read_data {
-        let idx = repo.load_index()?;
-        idx.packs().iter().map(|p| p.size).sum()
+    let scoped = !a.snapshots.is_empty()
+        || !a.filter.hosts.is_empty()
+        || !a.filter.tags.is_empty()
+        || !a.filter.paths.is_empty();
+    let snapshots = if !scoped {
+        None
+    } else if a.snapshots.is_empty() {
+        Some(filter_snapshots(&repo, &filter(&a.filter))?)
     } else {
-        0
+        Some(find_snapshots(&repo, &a.snapshots, &filter(&a.filter))?)
     };
-    let bar = (a.read_data && ctx.progress()).then(|| {
-        let r = read.clone();
-        Bar::bytes("check", move || (r.load(Ordering::Relaxed), total, String::new()))
+    if snapshots.as_ref().is_some_and(|s| s.is_empty()) {
+        anyhow::bail!("no snapshot passes the filters: nothing to check");
+    }
+    let read_data = a.read_data || a.read_data_subset.is_some();
+    let read = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let bar = (read_data && ctx.progress()).then(|| {
+        let (r, t) = (read.clone(), total.clone());
+        Bar::bytes("check", move || {
+            (r.load(Ordering::Relaxed), t.load(Ordering::Relaxed), String::new())
+        })
     });
     let report = check(
         &repo,
         &CheckOptions {
-            read_data: a.read_data,
+            read_data,
             progress: Some(read),
+            progress_total: Some(total),
             retrieval: Some(super::restore::retrieval_options(&a.retrieval)),
             on_retrieval: super::restore::retrieval_hook(ctx),
+            subset: a.read_data_subset,
+            snapshots: snapshots.map(|s| s.into_iter().map(|(id, _)| id).collect()),
         },
     );
     drop(bar);
     let report = report?;
     if ctx.json {
-        output::json(&serde_json::json!({"ok": report.ok(), "read_data": a.read_data, "report": report}))?;
+        output::json(&serde_json::json!({"ok": report.ok(), "read_data": read_data, "report": report}))?;
     } else {
         for w in &report.warnings {
             eprintln!("warning: {w}");
@@ -64,8 +79,17 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
             report.trees,
             report.packs,
             report.blobs,
-            if a.read_data {
-                format!(", read {}", bytes(report.bytes_read))
+            if read_data {
+                format!(
+                    ", read {} in {} pack(s){}",
+                    bytes(report.bytes_read),
+                    report.packs_read,
+                    report
+                        .subset
+                        .as_ref()
+                        .map(|s| format!(" (subset {s} of {})", report.packs))
+                        .unwrap_or_default()
+                )
             } else {
                 String::new()
             }

@@ -7,7 +7,10 @@
 //! data.
 
 mod data;
+mod subset;
 mod trees;
+
+pub use subset::DataSubset;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
@@ -30,6 +33,9 @@ pub enum CheckError {
     /// Storage failure while listing.
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    /// A `--read-data-subset` that means nothing.
+    #[error("invalid data subset {0}")]
+    BadSubset(String),
 }
 
 /// Check settings.
@@ -39,11 +45,19 @@ pub struct CheckOptions {
     pub read_data: bool,
     /// Progress: bytes of packs read so far.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Set, once the packs to read are chosen, to the bytes they hold.
+    pub progress_total: Option<Arc<AtomicU64>>,
     /// With `read_data`, retrieve archived packs (as restore does) instead
     /// of only reporting them unread.
     pub retrieval: Option<RetrievalOptions>,
     /// Told what must be retrieved.
     pub on_retrieval: Option<Arc<RetrievalHook>>,
+    /// With `read_data`, read only this share of the packs.
+    pub subset: Option<DataSubset>,
+    /// Check only what these snapshots reference: their trees, the packs
+    /// holding their blobs and (with `read_data`) those packs' content.
+    /// `None`: the whole repository.
+    pub snapshots: Option<Vec<SnapshotId>>,
 }
 
 /// A snapshot and a path in it that depend on a damaged object.
@@ -89,6 +103,10 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Bytes of pack data read and verified.
     pub bytes_read: u64,
+    /// Packs chosen for reading (all in scope, or the subset's share).
+    pub packs_read: usize,
+    /// The `read_data` subset, as given (`None`: every pack in scope).
+    pub subset: Option<String>,
     /// Packs in archive storage that `read_data` could not read (yet).
     pub archived_unread: usize,
     /// What was asked of archive storage, when packs were archived.
@@ -164,8 +182,25 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
         return Ok(r);
     };
     let mut damage = Damage::default();
-    let stored = check_packs(repo, &in_index, &doomed, &mut damage, &mut r)?;
+    let scope = match &opts.snapshots {
+        Some(ids) => Some(subset::packs_of(repo, &index, &in_index, ids)?),
+        None => None,
+    };
+    let mut stored = check_packs(repo, &in_index, scope.as_ref(), &doomed, &mut damage, &mut r)?;
     if opts.read_data {
+        if let Some(scope) = &scope {
+            stored.retain(|id, _| scope.contains(id));
+        }
+        let chosen = subset::select(&stored, opts.subset)?;
+        stored.retain(|id, _| chosen.contains(id));
+        r.packs_read = stored.len();
+        if let Some(t) = &opts.progress_total {
+            t.store(
+                stored.values().map(|p| p.size).sum(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        r.subset = opts.subset.map(|s| s.to_string());
         data::read_data(repo, &stored, &in_index, opts, &mut damage, &mut r)?;
     }
     // Where a blob has another copy, outside the damaged and missing packs,
@@ -177,7 +212,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
         avoid.extend(damage.packs.keys().copied());
         Index::from_files_avoiding(&files, &avoid, Avoid::PreferOthers).unwrap_or(index)
     };
-    trees::check_snapshots(repo, &index, &mut damage, &mut r)?;
+    trees::check_snapshots(repo, &index, opts.snapshots.as_deref(), &mut damage, &mut r)?;
     advise(&damage, &mut r);
     r.errors
         .extend(damage.problems.iter().map(|p| format!("{}: {}", p.object, p.problem)));
@@ -268,9 +303,12 @@ pub(crate) struct StoredPack {
 }
 
 /// Every stored pack against the index: missing, wrong size, or unindexed.
+/// With a `scope`, only the packs in it (unindexed packs are then no
+/// concern: nothing in scope is in them).
 fn check_packs(
     repo: &Repository,
     in_index: &HashMap<PackId, IndexPack>,
+    scope: Option<&HashSet<PackId>>,
     doomed: &HashSet<PackId>,
     damage: &mut Damage,
     r: &mut CheckReport,
@@ -286,7 +324,10 @@ fn check_packs(
             }
         }
     }
-    let mut ids: Vec<&PackId> = in_index.keys().collect();
+    let mut ids: Vec<&PackId> = in_index
+        .keys()
+        .filter(|id| scope.is_none_or(|s| s.contains(id)))
+        .collect();
     ids.sort();
     for id in ids {
         let p = &in_index[id];
@@ -308,7 +349,7 @@ fn check_packs(
     }
     let mut unindexed: Vec<String> = stored
         .iter()
-        .filter(|(id, _)| !in_index.contains_key(id) && !doomed.contains(id))
+        .filter(|(id, _)| scope.is_none() && !in_index.contains_key(id) && !doomed.contains(id))
         .map(|(id, s)| {
             format!(
                 "{} {id} is not in any index (left by an interrupted backup, or its index object is lost; \

@@ -18,14 +18,19 @@ use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Descend, Node, NodeKind, Visitor};
 
-/// Every snapshot, and every distinct tree they reach (each once).
+/// Every snapshot (or those in `only`), and every distinct tree they reach
+/// (each once).
 pub(super) fn check_snapshots(
     repo: &Repository,
     index: &Index,
+    only: Option<&[SnapshotId]>,
     damage: &mut Damage,
     r: &mut CheckReport,
 ) -> Result<(), CheckError> {
-    let names = repo.backend().list(ObjectKind::Snapshot)?;
+    let mut names = repo.backend().list(ObjectKind::Snapshot)?;
+    if let Some(only) = only {
+        names.retain(|o| SnapshotId::from_hex(&o.name).is_ok_and(|id| only.contains(&id)));
+    }
     let mut snaps: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for o in &names {
         match SnapshotId::from_hex(&o.name)

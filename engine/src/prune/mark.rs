@@ -59,6 +59,9 @@ pub(crate) struct Marked {
 
 struct Marker<'a> {
     marked: &'a mut Marked,
+    /// Whether an unreadable tree stops the walk (prune) or is passed
+    /// over (a check, whose own tree phase reports it).
+    strict: bool,
 }
 
 impl Visitor for Marker<'_> {
@@ -83,6 +86,9 @@ impl Visitor for Marker<'_> {
     }
 
     fn tree_error(&mut self, path: &Path, id: &TreeId, error: RepositoryError) -> Result<(), PruneError> {
+        if !self.strict {
+            return Ok(());
+        }
         // Prune must know every blob a snapshot needs before it deletes
         // anything: an unreadable tree could hide any of them.
         Err(PruneError::UnreadableTree {
@@ -118,10 +124,30 @@ pub(crate) fn mark_into(
         progress(i);
         if marked.used.insert(key_of(&snap.tree.blob())) {
             marked.trees += 1;
-            let mut v = Marker { marked: &mut *marked };
+            let mut v = Marker {
+                marked: &mut *marked,
+                strict: true,
+            };
             tree::walk(repo, index, &snap.tree, Path::new("/"), &mut v)?;
         }
     }
     progress(snapshots.len());
     Ok(())
+}
+
+/// Every blob `snapshots` reach, passing over trees that cannot be read
+/// (for a check scoped to some snapshots: its tree phase names them).
+pub(crate) fn reachable(repo: &Repository, index: &Index, snapshots: &[(SnapshotId, Snapshot)]) -> BlobSet {
+    let mut marked = Marked::default();
+    for (_, snap) in snapshots {
+        if marked.used.insert(key_of(&snap.tree.blob())) {
+            let mut v = Marker {
+                marked: &mut marked,
+                strict: false,
+            };
+            // Only tree errors end a walk, and this marker swallows them.
+            let _ = tree::walk(repo, index, &snap.tree, Path::new("/"), &mut v);
+        }
+    }
+    marked.used
 }

@@ -21,7 +21,7 @@
 //! harmlessly by the next prune.
 
 mod execute;
-mod mark;
+pub(crate) mod mark;
 mod plan;
 mod record;
 mod repack;

@@ -12,6 +12,7 @@ mod backup;
 mod browse;
 mod cassandra;
 mod check;
+mod check_subset;
 mod config;
 mod copy;
 mod crash;

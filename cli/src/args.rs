@@ -131,6 +131,9 @@ pub enum Command {
     Copy(CopyArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
+    /// Per configured source ([sources.NAME] in cairn.toml): the newest
+    /// snapshot against its RPO, and the newest copy in each destination.
+    Status(StatusArgs),
     /// Heal a damaged repository: rebuild the index, or copy snapshots without lost data.
     Repair(RepairArgs),
     /// Remove stale maintenance locks (with --remove-all, every lock).
@@ -349,6 +352,24 @@ pub struct DumpArgs {
     pub path: String,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A source's snapshots are those of its kind carrying its host (when set), all its tags and \
+all its paths, so a plain `cairn backup` of the same paths with the same tags counts. A source is in BREACH when \
+its newest snapshot is older than its `rpo` or it has none; the exit code is then 1, as it is when a \
+repository cannot be read. Copies are looked up in the source's `copy-to` destinations (else its \
+repository profile's), whose passwords come from CAIRN_TO_PASSWORD_FILE or their profiles."
+)]
+pub struct StatusArgs {
+    /// Sources to report on (default: all in cairn.toml).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Also write the figures as Prometheus node-exporter textfile metrics
+    /// to FILE (written beside it and renamed into place).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

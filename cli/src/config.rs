@@ -27,6 +27,9 @@ pub struct FileConfig {
     /// `[s3-source]`: how to reach the bucket of `backup --s3-source` and
     /// `restore --to-s3` (same keys as a repository's s3 table).
     pub s3_source: Option<S3Profile>,
+    /// `[sources.NAME]`: the backup policy's sources (see `policy`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, crate::policy::SourceConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

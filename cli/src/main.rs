@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod output;
 mod password;
+mod policy;
 mod progress;
 mod retention;
 mod signals;

@@ -13,6 +13,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod status;
 mod unlock;
 
 use anyhow::{Context, Result};
@@ -134,6 +135,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rewrite(a) => rewrite::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),

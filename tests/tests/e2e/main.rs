@@ -36,5 +36,6 @@ mod rewrite;
 mod s3;
 mod secrets;
 mod sql;
+mod status;
 mod stdin;
 mod writers;

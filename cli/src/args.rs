@@ -134,6 +134,12 @@ pub enum Command {
     /// Per configured source ([sources.NAME] in cairn.toml): the newest
     /// snapshot against its RPO, and the newest copy in each destination.
     Status(StatusArgs),
+    /// Run configured sources' routine: pre-command, backup, copies,
+    /// post-command, forget --policy (see --help).
+    Run(RunArgs),
+    /// Validate cairn.toml: every problem with its line and key.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Heal a damaged repository: rebuild the index, or copy snapshots without lost data.
     Repair(RepairArgs),
     /// Remove stale maintenance locks (with --remove-all, every lock).
@@ -370,6 +376,40 @@ pub struct StatusArgs {
     /// to FILE (written beside it and renamed into place).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "For each source ([sources.NAME] in cairn.toml), in order: its pre-command (if it fails, \
+nothing else runs), the backup its kind calls for, the copies (its copy-to, else its repository profile's), \
+its post-command (whatever the backup's outcome), and forget --policy on its snapshots when there is a \
+retention table (forget = false turns that off; prune runs on its own schedule). Each step runs as a \
+cairn child process with --json; --json prints every step's report. The exit code is 1 when any step of \
+any source failed, each named on standard error; with --all, a failing source does not stop the others."
+)]
+pub struct RunArgs {
+    /// Sources to run.
+    #[arg(value_name = "SOURCE", required_unless_present = "all")]
+    pub sources: Vec<String>,
+    /// Every configured source.
+    #[arg(long, conflicts_with = "sources")]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration file (--config, else the user's own): syntax,
+    /// unknown keys, source kinds and durations, RTO classes, retention
+    /// rules, S3 settings, and that every repository a source or copy-to
+    /// names is defined. With --online, also open every repository.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// Also open every repository profile (password and storage reachable).
+    #[arg(long)]
+    pub online: bool,
 }
 
 #[derive(Debug, Args)]

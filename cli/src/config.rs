@@ -167,21 +167,33 @@ fn default_path() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("cairn").join("cairn.toml"))
 }
 
-/// Loads `explicit` (which must exist) or, if it exists, the user's
-/// `~/.config/cairn/cairn.toml`. Either is refused unless only its owner
-/// (the user or root) may write it: it can name commands to run.
-pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
-    let path = match explicit {
+/// The file `load` reads: `explicit`, else the user's own if it exists.
+pub fn path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => default_path().filter(|p| p.is_file()),
-    };
-    let Some(path) = path else {
+    }
+}
+
+/// The text of the configuration file at `path`, refused unless only its
+/// owner (the user or root) may write it: it can name commands to run.
+/// Kept in zeroized memory, as the engine reads it: a careless file may
+/// hold a secret.
+pub fn read_text(path: &Path) -> Result<zeroize::Zeroizing<String>> {
+    let mut bytes = cairn_engine::read_private_file(path, "configuration file")?;
+    let text = String::from_utf8(std::mem::take(&mut *bytes))
+        .with_context(|| format!("configuration file {} is not UTF-8 text", path.display()))?;
+    Ok(zeroize::Zeroizing::new(text))
+}
+
+/// Loads `explicit` (which must exist) or, if it exists, the user's
+/// `~/.config/cairn/cairn.toml`.
+pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
+    let Some(path) = path(explicit) else {
         return Ok(FileConfig::default());
     };
-    let bytes = cairn_engine::read_private_file(&path, "configuration file")?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("configuration file {} is not UTF-8 text", path.display()))?;
-    toml::from_str(text).with_context(|| format!("configuration file {} is invalid", path.display()))
+    let text = read_text(&path)?;
+    toml::from_str(&text).with_context(|| format!("configuration file {} is invalid", path.display()))
 }
 
 /// A repository to open: where, and where its password comes from.

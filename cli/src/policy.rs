@@ -18,8 +18,26 @@ pub struct SourceConfig {
     /// What a files or cassandra source reads.
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Where a redis source reads its RDB (`redis://host:port`).
+    /// Where a redis source reads its RDB (`redis://host:port`), or the
+    /// bucket an s3 source reads (`s3://bucket/prefix`).
     pub url: Option<String>,
+    /// The program (and its arguments) whose output a command source
+    /// stores, e.g. `["cockroach", "sql", "-e", "..."]`.
+    pub command: Option<Vec<String>>,
+    /// Name a command source's output is stored under (default
+    /// `NAME.out`).
+    pub filename: Option<String>,
+    /// The `nodetool snapshot -t TAG` a cassandra source backs up.
+    pub snapshot_tag: Option<String>,
+    /// Run with `sh -c` before the backup (e.g. `nodetool snapshot`); if it
+    /// fails, there is no backup.
+    pub pre_command: Option<String>,
+    /// Run with `sh -c` after the backup, whatever its outcome (e.g.
+    /// `nodetool clearsnapshot`).
+    pub post_command: Option<String>,
+    /// Whether `cairn run` applies `forget --policy` to the source's
+    /// snapshots after its backup (default: when there is a retention table).
+    pub forget: Option<bool>,
     /// Tags its snapshots carry.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -42,25 +60,44 @@ pub struct SourceConfig {
 const KINDS: [&str; 5] = ["files", "cassandra", "redis", "command", "s3"];
 
 impl SourceConfig {
-    /// Checks what can be checked without running anything.
+    /// Checks what can be checked without running anything; the first
+    /// problem, if any.
     pub fn validate(&self, name: &str) -> Result<()> {
+        match self.problems().into_iter().next() {
+            Some((key, why)) => bail!("source {name}: {key}: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem, each with the key at fault (`""`: the table itself).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         if !KINDS.contains(&self.kind.as_str()) {
-            bail!("source {name}: kind {:?} is not one of {}", self.kind, KINDS.join(", "));
+            out.push(("kind", format!("{:?} is not one of {}", self.kind, KINDS.join(", "))));
         }
         match self.kind.as_str() {
-            "redis" if self.url.is_none() => bail!("source {name}: a redis source needs url = \"redis://HOST:PORT\""),
+            "redis" if self.url.is_none() => out.push(("", "a redis source needs url = \"redis://HOST:PORT\"".into())),
+            "s3" if self.url.is_none() => out.push(("", "an s3 source needs url = \"s3://BUCKET/PREFIX\"".into())),
+            "cassandra" if self.snapshot_tag.is_none() => out.push((
+                "",
+                "a cassandra source needs snapshot-tag = \"TAG\" (of nodetool snapshot -t)".into(),
+            )),
+            "command" if self.command.as_ref().is_none_or(|c| c.is_empty()) => out.push((
+                "",
+                "a command source needs command = [\"program\", \"arg\", ...]".into(),
+            )),
             "files" | "cassandra" if self.paths.is_empty() => {
-                bail!("source {name}: a {} source needs paths = [...]", self.kind)
+                out.push(("", format!("a {} source needs paths = [...]", self.kind)))
             }
             _ => {}
         }
-        if let Some(r) = &self.rpo {
-            parse_duration(r).with_context(|| format!("source {name}: rpo"))?;
+        if let Some(Err(e)) = self.rpo.as_deref().map(parse_duration) {
+            out.push(("rpo", format!("{e:#}")));
         }
-        if let Some(c) = &self.rto_class {
-            rto_seconds(c).with_context(|| format!("source {name}: rto-class"))?;
+        if let Some(Err(e)) = self.rto_class.as_deref().map(rto_seconds) {
+            out.push(("rto-class", format!("{e:#}")));
         }
-        Ok(())
+        out
     }
 
     /// The RPO in seconds, if one is set.

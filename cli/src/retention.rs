@@ -96,7 +96,8 @@ impl KeepSpec<'_> {
 }
 
 impl RetentionEntry {
-    fn rule(&self, n: usize) -> Result<RetentionRule> {
+    /// The engine's rule for entry `n` (1-based), or what is wrong with it.
+    pub fn rule(&self, n: usize) -> Result<RetentionRule> {
         let m = &self.matches;
         let mut parts = Vec::new();
         for (k, v) in [

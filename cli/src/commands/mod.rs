@@ -5,6 +5,7 @@ mod backup;
 mod browse;
 mod cat;
 mod check;
+mod config_check;
 mod copy;
 mod forget;
 mod init;
@@ -13,6 +14,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod run;
 mod status;
 mod unlock;
 
@@ -20,7 +22,7 @@ use anyhow::{Context, Result};
 use cairn_engine::{BackendOptions, CacheOptions, Repository, SnapshotFilter};
 use clap::CommandFactory;
 
-use crate::args::{Cli, Command, FilterArgs};
+use crate::args::{Cli, Command, ConfigCommand, FilterArgs};
 use crate::config::{self, FileConfig};
 use crate::password;
 
@@ -109,18 +111,13 @@ pub fn read_exclude_files(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
 }
 
 pub fn run(cli: Cli) -> Result<u8> {
-    let config = config::load(cli.config.as_deref())?;
-    let ctx = Ctx {
-        no_cache: cli.no_cache,
-        cache_dir: cli.cache_dir.clone(),
-        limit_upload: cli.limit_upload,
-        limit_download: cli.limit_download,
-        backend_options: std::cell::RefCell::new(None),
-        json: cli.json,
-        quiet: cli.quiet,
-        config,
-        repo: cli.repo.clone(),
+    // Checking a configuration file must not stop at loading it.
+    let config = match &cli.command {
+        Command::Config(_) => FileConfig::default(),
+        _ => config::load(cli.config.as_deref())?,
     };
+    let config_path = cli.config.clone();
+    let ctx = context(&cli, config);
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
@@ -136,6 +133,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, config_path.as_deref(), a),
+        Command::Config(ConfigCommand::Check(a)) => config_check::run(&ctx, config_path.as_deref(), &a),
         Command::Repair(a) => repair::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
@@ -152,5 +151,20 @@ pub fn run(cli: Cli) -> Result<u8> {
             std::io::Write::flush(&mut out)?;
             Ok(0)
         }
+    }
+}
+
+/// The context commands run in, from the command line and `config`.
+pub fn context(cli: &Cli, config: config::FileConfig) -> Ctx {
+    Ctx {
+        no_cache: cli.no_cache,
+        cache_dir: cli.cache_dir.clone(),
+        limit_upload: cli.limit_upload,
+        limit_download: cli.limit_download,
+        backend_options: std::cell::RefCell::new(None),
+        json: cli.json,
+        quiet: cli.quiet,
+        config,
+        repo: cli.repo.clone(),
     }
 }

@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod copy;
 mod maintenance;
+mod policy;
 
 pub use copy::CopyArgs;
 pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs};
+pub use policy::{ConfigCheckArgs, ConfigCommand, RunArgs, StatusArgs};
 
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -358,58 +360,6 @@ pub struct DumpArgs {
     pub path: String,
     #[command(flatten)]
     pub filter: FilterArgs,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "A source's snapshots are those of its kind carrying its host (when set), all its tags and \
-all its paths, so a plain `cairn backup` of the same paths with the same tags counts. A source is in BREACH when \
-its newest snapshot is older than its `rpo` or it has none; the exit code is then 1, as it is when a \
-repository cannot be read. Copies are looked up in the source's `copy-to` destinations (else its \
-repository profile's), whose passwords come from CAIRN_TO_PASSWORD_FILE or their profiles."
-)]
-pub struct StatusArgs {
-    /// Sources to report on (default: all in cairn.toml).
-    #[arg(value_name = "SOURCE")]
-    pub sources: Vec<String>,
-    /// Also write the figures as Prometheus node-exporter textfile metrics
-    /// to FILE (written beside it and renamed into place).
-    #[arg(long, value_name = "FILE")]
-    pub prometheus: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "For each source ([sources.NAME] in cairn.toml), in order: its pre-command (if it fails, \
-nothing else runs), the backup its kind calls for, the copies (its copy-to, else its repository profile's), \
-its post-command (whatever the backup's outcome), and forget --policy on its snapshots when there is a \
-retention table (forget = false turns that off; prune runs on its own schedule). Each step runs as a \
-cairn child process with --json; --json prints every step's report. The exit code is 1 when any step of \
-any source failed, each named on standard error; with --all, a failing source does not stop the others."
-)]
-pub struct RunArgs {
-    /// Sources to run.
-    #[arg(value_name = "SOURCE", required_unless_present = "all")]
-    pub sources: Vec<String>,
-    /// Every configured source.
-    #[arg(long, conflicts_with = "sources")]
-    pub all: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Check the configuration file (--config, else the user's own): syntax,
-    /// unknown keys, source kinds and durations, RTO classes, retention
-    /// rules, S3 settings, and that every repository a source or copy-to
-    /// names is defined. With --online, also open every repository.
-    Check(ConfigCheckArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ConfigCheckArgs {
-    /// Also open every repository profile (password and storage reachable).
-    #[arg(long)]
-    pub online: bool,
 }
 
 #[derive(Debug, Args)]

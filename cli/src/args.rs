@@ -12,7 +12,7 @@ mod policy;
 
 pub use copy::CopyArgs;
 pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs};
-pub use policy::{ConfigCheckArgs, ConfigCommand, RunArgs, StatusArgs};
+pub use policy::{ConfigCheckArgs, ConfigCommand, DrillArgs, RunArgs, StatusArgs};
 
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -139,6 +139,9 @@ pub enum Command {
     /// Run configured sources' routine: pre-command, backup, copies,
     /// post-command, forget --policy (see --help).
     Run(RunArgs),
+    /// Restore test: restore each source's newest snapshot into scratch,
+    /// verify it, time it against the RTO, report pass or fail.
+    Drill(DrillArgs),
     /// Validate cairn.toml: every problem with its line and key.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -35,6 +35,12 @@ pub struct SourceConfig {
     /// Run with `sh -c` after the backup, whatever its outcome (e.g.
     /// `nodetool clearsnapshot`).
     pub post_command: Option<String>,
+    /// A drill's verification of the restored data, through `sh -c` in the
+    /// restored copy of the first of `paths` (else the restore folder), with
+    /// CAIRN_DRILL_DIR (the restore folder), CAIRN_DRILL_PATH (where it
+    /// runs), CAIRN_DRILL_SNAPSHOT and CAIRN_DRILL_SOURCE set; exit 0
+    /// passes. Replaces the built-in step.
+    pub verify_command: Option<String>,
     /// Whether `cairn run` applies `forget --policy` to the source's
     /// snapshots after its backup (default: when there is a retention table).
     pub forget: Option<bool>,

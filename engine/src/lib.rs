@@ -142,7 +142,9 @@ pub use snapshot::{
 };
 pub use sources::cassandra::{CassandraError, CassandraLayout, CassandraRestore, CassandraSource};
 pub use sources::hooks::{HookError, HookResult, Hooked, Hooks};
-pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
+pub use sources::redis::{
+    loaded_keyspace as redis_loaded_keyspace, PayloadKind as RedisPayloadKind, RedisError, RedisSource,
+};
 #[cfg(feature = "testing")]
 pub use sources::s3::testing::{TestBucket, TestObject};
 pub use sources::s3::{

@@ -7,6 +7,7 @@ mod cat;
 mod check;
 mod config_check;
 mod copy;
+mod drill;
 mod forget;
 mod init;
 mod key;
@@ -134,6 +135,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(a) => check::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, config_path.as_deref(), a),
+        Command::Drill(a) => drill::run(&ctx, config_path.as_deref(), a),
         Command::Config(ConfigCommand::Check(a)) => config_check::run(&ctx, config_path.as_deref(), &a),
         Command::Repair(a) => repair::run(&ctx, a),
         Command::Unlock(a) => unlock::run(&ctx, a),

@@ -94,12 +94,12 @@ pub fn run(ctx: &Ctx, a: crate::args::StatusArgs) -> Result<u8> {
 }
 
 /// A repository's snapshots, listed once however many sources use it.
-struct Listed {
-    id_hex: String,
-    snapshots: Vec<(SnapshotId, Snapshot)>,
+pub(super) struct Listed {
+    pub(super) id_hex: String,
+    pub(super) snapshots: Vec<(SnapshotId, Snapshot)>,
 }
 
-fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
+pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
     let t = ctx.config.target(Some(name))?;
     let backend = ctx.backend(&t)?;
     let pw = if destination {

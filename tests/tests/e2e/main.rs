@@ -18,6 +18,7 @@ mod config_check;
 mod copy;
 mod crash;
 mod disk;
+mod drill;
 mod errors;
 mod forget;
 mod forget_restic;

@@ -9,9 +9,12 @@
 //! are two groups for parents and retention); a dump file and a data folder
 //! keep their absolute paths, as files do.
 
+mod drill;
 mod rdb;
 mod resp;
 mod tls;
+
+pub use drill::loaded_keyspace;
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;

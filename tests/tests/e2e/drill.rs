@@ -1,0 +1,187 @@
+//! `cairn drill`: restore tests that pass on a good repository, fail naming
+//! the file when a pack is damaged, run verify commands and a real
+//! redis-server, drill from the off-site copy, and hand the report on.
+
+use std::fs;
+use std::io::Write;
+
+use cairn_test_support::redis::RedisServer;
+use serde_json::Value;
+
+use crate::copy::{local, Repos};
+use crate::util::*;
+
+fn repos(extra: &str) -> Repos {
+    let r = Repos::new(|f| vec![local(f, "primary"), local(f, "offsite")]);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(r.f.user_config())
+        .unwrap()
+        .write_all(extra.as_bytes())
+        .unwrap();
+    r.init("primary", &[]);
+    r.init("offsite", &[]);
+    r
+}
+
+fn files_source(name: &str, dir: &str, extra: &str) -> String {
+    format!(
+        "\n[sources.{name}]\nkind = \"files\"\npaths = [\"{dir}\"]\ntags = [\"{name}\"]\nrto-class = \"P1\"\nrepository = \"primary\"\n{extra}\n"
+    )
+}
+
+/// The largest data pack: the one holding big.bin.
+fn largest_data_pack(repo: &std::path::Path) -> std::path::PathBuf {
+    let mut stack = vec![repo.join("data")];
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let n = fs::metadata(&p).unwrap().len();
+                if best.as_ref().is_none_or(|b| n > b.0) {
+                    best = Some((n, p));
+                }
+            }
+        }
+    }
+    best.expect("a data pack").1
+}
+
+fn source<'a>(j: &'a Value, name: &str) -> &'a Value {
+    j["sources"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["source"] == name))
+        .unwrap_or_else(|| panic!("no source {name}: {j:#}"))
+}
+
+#[test]
+fn drill_passes_fails_on_damage_and_runs_verify_and_notify_commands() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().canonicalize().unwrap();
+    let (app, docs) = (root.join("app"), root.join("docs"));
+    let report = root.join("report.json");
+    let extra = files_source(
+        "app",
+        &s(&app),
+        "verify-command = \"test -f a.txt && grep -q night a.txt\"",
+    ) + &files_source(
+        "docs",
+        &s(&docs),
+        "verify-command = \"echo docs are wrong >&2; exit 3\"",
+    );
+    let r = repos(&extra);
+    let f = &r.f;
+    let scratch = f.path("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    write(&app.join("a.txt"), "night one");
+    write(&app.join("big.bin"), Rng::new(clock_seed()).bytes(3 << 20));
+    write(&docs.join("d.txt"), "docs");
+    r.cairn("primary").args(["backup", "--tag", "app"]).arg(&app).json();
+    r.cairn("primary").args(["backup", "--tag", "docs"]).arg(&docs).json();
+
+    // app passes; docs' verify command fails and is reported with its output.
+    let run = r
+        .cairn("primary")
+        .args(["--json", "drill", "--scratch"])
+        .arg(&scratch)
+        .arg("--notify-command")
+        .arg(format!("cat > '{}'", s(&report)))
+        .fails();
+    assert_eq!(run.code(), Some(1), "{run}");
+    let j = run.json();
+    let a = source(&j, "app");
+    assert_eq!(a["ok"], Value::Bool(true), "{a:#}");
+    assert_eq!(a["verification"]["kind"], "verify-command");
+    assert!(u64_at(a, "/bytes") >= 3 << 20, "{a:#}");
+    assert_eq!(u64_at(a, "/rto_seconds"), 3600);
+    let d = source(&j, "docs");
+    assert_eq!(d["ok"], Value::Bool(false), "{d:#}");
+    assert!(d["reasons"][0].as_str().unwrap().contains("docs are wrong"), "{d:#}");
+    assert!(run.stderr().contains("drill: source docs"), "{run}");
+    let notified: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(notified, j, "the notify command got the same report");
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
+
+    // --keep keeps the restored data, exact.
+    let j = r
+        .cairn("primary")
+        .args(["drill", "app", "--keep", "--scratch"])
+        .arg(&scratch)
+        .json();
+    let kept = std::path::PathBuf::from(str_at(source(&j, "app"), "/kept"));
+    let restored = kept.join(app.strip_prefix("/").unwrap()).join("big.bin");
+    assert_eq!(hash_file(&restored), hash_file(&app.join("big.bin")));
+    fs::remove_dir_all(&kept).unwrap();
+
+    // Damage the pack holding big.bin: the drill fails, naming the file.
+    let pack = largest_data_pack(&f.root.join("primary"));
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    chmod(&pack, 0o644);
+    fs::write(&pack, &bytes).unwrap();
+    let run = r
+        .cairn("primary")
+        .args(["--json", "drill", "app", "--scratch"])
+        .arg(&scratch)
+        .fails();
+    let a = source(&run.json(), "app").clone();
+    assert_eq!(a["ok"], Value::Bool(false), "{a:#}");
+    assert!(
+        a["reasons"].to_string().contains("big.bin"),
+        "the damaged file is named: {a:#}"
+    );
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
+}
+
+#[test]
+fn drill_from_the_offsite_copy() {
+    let base = tempfile::tempdir().unwrap();
+    let app = base.path().canonicalize().unwrap().join("app");
+    let r = repos(&files_source("app", &s(&app), ""));
+    write(&app.join("a.txt"), "to be copied");
+    r.cairn("primary").args(["backup", "--tag", "app"]).arg(&app).json();
+    // Nothing copied yet: the off-site drill fails and says so.
+    let run = r
+        .cairn("primary")
+        .args(["--json", "drill", "--from", "offsite"])
+        .fails();
+    assert!(
+        source(&run.json(), "app")["reasons"]
+            .to_string()
+            .contains("no snapshot"),
+        "{run}"
+    );
+    r.copy("primary", &["--to", "offsite"]);
+    let j = r.cairn("primary").args(["drill", "--from", "offsite"]).json();
+    let a = source(&j, "app");
+    assert_eq!(a["ok"], Value::Bool(true), "{a:#}");
+    assert_eq!(a["repository"], "offsite");
+    assert_eq!(a["verification"]["kind"], "restore --verify");
+}
+
+#[test]
+fn redis_drill_loads_the_dump_into_a_real_redis_server() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(server) = RedisServer::start("redis drill", &base.path().join("redis"), &[]) else {
+        return;
+    };
+    server.cli(&["DEBUG", "POPULATE", "5000", "k", "16"]);
+    server.cli(&["SELECT", "2"]);
+    let extra = format!(
+        "\n[sources.sessions]\nkind = \"redis\"\nurl = \"{}\"\ntags = [\"redis\"]\nrpo = \"15m\"\nrepository = \"primary\"\n",
+        server.url()
+    );
+    let r = repos(&extra);
+    r.cairn("primary")
+        .args(["backup", "--tag", "redis", "--redis", &server.url()])
+        .json();
+    let j = r.cairn("primary").args(["drill", "sessions"]).json();
+    let v = &source(&j, "sessions")["verification"];
+    assert_eq!(v["kind"], "redis-server", "{j:#}");
+    assert_eq!(v["ok"], Value::Bool(true), "{j:#}");
+    assert!(v["output"].as_str().unwrap().contains("db0=5000"), "{j:#}");
+}

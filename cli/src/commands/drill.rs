@@ -35,11 +35,11 @@ struct Drill {
 }
 
 #[derive(Debug, Serialize)]
-struct Verification {
-    /// `verify-command`, `redis-server`, or `restore --verify` alone.
-    kind: String,
-    ok: bool,
-    output: String,
+pub(super) struct Verification {
+    /// `verify-command`, `redis-server`, `sstables`, or `restore --verify` alone.
+    pub(super) kind: String,
+    pub(super) ok: bool,
+    pub(super) output: String,
 }
 
 pub fn run(ctx: &Ctx, config_path: Option<&Path>, a: crate::args::DrillArgs) -> Result<u8> {
@@ -248,6 +248,7 @@ fn verify(src: &SourceConfig, name: &str, dir: &Path, id: &SnapshotId, snap: &Sn
     }
     match &snap.details {
         SourceDetails::Redis(r) => redis(dir, &r.keyspace),
+        SourceDetails::Cassandra(_) => super::drill_cassandra::verify(dir),
         _ => Verification {
             kind: "restore --verify".into(),
             ok: true,

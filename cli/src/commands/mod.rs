@@ -8,6 +8,7 @@ mod check;
 mod config_check;
 mod copy;
 mod drill;
+mod drill_cassandra;
 mod forget;
 mod init;
 mod key;

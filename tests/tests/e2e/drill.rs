@@ -185,3 +185,61 @@ fn redis_drill_loads_the_dump_into_a_real_redis_server() {
     assert_eq!(v["ok"], Value::Bool(true), "{j:#}");
     assert!(v["output"].as_str().unwrap().contains("db0=5000"), "{j:#}");
 }
+
+/// An SSTable `nb-GEN-big-*` in `dir` with `components`, its TOC.txt
+/// listing `toc`.
+fn sstable(dir: &std::path::Path, generation: u32, components: &[&str], toc: &[&str]) {
+    let mut rng = Rng::new(u64::from(generation));
+    for c in components {
+        let bytes = if *c == "TOC.txt" {
+            toc.join("\n").into_bytes()
+        } else {
+            rng.bytes(2000)
+        };
+        write(&dir.join(format!("nb-{generation}-big-{c}")), bytes);
+    }
+}
+
+#[test]
+fn cassandra_drill_checks_every_sstables_component_set() {
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().canonicalize().unwrap().join("data");
+    let all = ["Data.db", "Index.db", "Statistics.db", "Filter.db", "TOC.txt"];
+    let messages = data.join("chat/messages-0123456789abcdef0123456789abcdef/snapshots/nightly");
+    sstable(&messages, 1, &all, &all);
+    let extra = format!(
+        "\n[sources.cassandra]\nkind = \"cassandra\"\npaths = [\"{}\"]\nsnapshot-tag = \"nightly\"\ntags = [\"cassandra\"]\nrepository = \"primary\"\n",
+        s(&data)
+    );
+    let r = repos(&extra);
+    let backup = |r: &Repos| {
+        r.cairn("primary")
+            .args([
+                "backup",
+                "--tag",
+                "cassandra",
+                "--snapshot-tag",
+                "nightly",
+                "--cassandra",
+            ])
+            .arg(&data)
+            .json()
+    };
+    backup(&r);
+    let j = r.cairn("primary").args(["drill", "cassandra"]).json();
+    let v = &source(&j, "cassandra")["verification"];
+    assert_eq!(v["kind"], "sstables", "{j:#}");
+    assert!(v["output"].as_str().unwrap().starts_with("1 SSTable"), "{j:#}");
+
+    // A table whose SSTable lost its Index.db (listed in its TOC.txt).
+    let users = data.join("chat/users-fedcba9876543210fedcba9876543210/snapshots/nightly");
+    sstable(&users, 2, &["Data.db", "Statistics.db", "Filter.db", "TOC.txt"], &all);
+    backup(&r);
+    let run = r.cairn("primary").args(["--json", "drill", "cassandra"]).fails();
+    let c = source(&run.json(), "cassandra").clone();
+    assert_eq!(c["ok"], Value::Bool(false), "{c:#}");
+    assert!(
+        c["reasons"].to_string().contains("nb-2-big-Index.db is missing"),
+        "{c:#}"
+    );
+}

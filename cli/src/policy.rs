@@ -41,6 +41,15 @@ pub struct SourceConfig {
     /// runs), CAIRN_DRILL_SNAPSHOT and CAIRN_DRILL_SOURCE set; exit 0
     /// passes. Replaces the built-in step.
     pub verify_command: Option<String>,
+    /// The built-in verification a drill runs: `postgresql` (load the
+    /// restored SQL dump into a scratch PostgreSQL and compare row counts),
+    /// `redis`, `cassandra`, or `none` (restore --verify alone). Default:
+    /// by what the snapshot recorded (a Redis dump, Cassandra tables).
+    pub verify: Option<String>,
+    /// Where PostgreSQL's server binaries are (`initdb`, `pg_ctl`), for
+    /// `verify = "postgresql"`; default: the newest
+    /// `/usr/lib/postgresql/N/bin`, else `PATH`.
+    pub postgresql_bin: Option<String>,
     /// Whether `cairn run` applies `forget --policy` to the source's
     /// snapshots after its backup (default: when there is a retention table).
     pub forget: Option<bool>,
@@ -64,6 +73,9 @@ pub struct SourceConfig {
 
 /// The source kinds a policy can name, and the snapshot kind each records.
 const KINDS: [&str; 5] = ["files", "cassandra", "redis", "command", "s3"];
+
+/// The built-in drill verifications `verify` can name.
+pub const VERIFIERS: [&str; 4] = ["postgresql", "redis", "cassandra", "none"];
 
 impl SourceConfig {
     /// Checks what can be checked without running anything; the first
@@ -96,6 +108,9 @@ impl SourceConfig {
                 out.push(("", format!("a {} source needs paths = [...]", self.kind)))
             }
             _ => {}
+        }
+        if let Some(v) = self.verify.as_deref().filter(|v| !VERIFIERS.contains(v)) {
+            out.push(("verify", format!("{v:?} is not one of {}", VERIFIERS.join(", "))));
         }
         if let Some(Err(e)) = self.rpo.as_deref().map(parse_duration) {
             out.push(("rpo", format!("{e:#}")));

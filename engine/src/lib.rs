@@ -45,6 +45,7 @@ mod backup;
 mod browse;
 mod check;
 mod copy;
+mod drill;
 mod error;
 mod failpoint;
 mod forget;
@@ -53,6 +54,7 @@ mod lock;
 mod prune;
 mod recovery;
 mod repair;
+mod report;
 mod repository;
 mod restore;
 mod retrieve;
@@ -98,6 +100,10 @@ pub use copy::{
     ProgressFn as CopyProgressFn,
 };
 pub use crypto::{BlobIdKey, KdfParams};
+pub use drill::{
+    find_postgres_bin, find_restored_file, verify_cassandra, verify_command, verify_redis, verify_sql_dump, DrillError,
+    Verification,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{
     forget_snapshots, plan_forget, DurationError, ForgetGroup, ForgetOutcome, ForgetPlan, ForgetSnapshot, GroupBy,
@@ -122,6 +128,7 @@ pub use repair::{
     RepairIndexOptions, RepairProgress, RepairSnapshotsOptions, SnapshotRepair, SnapshotsRepairReport, DAMAGED_SUFFIX,
     REPAIRED_TAG,
 };
+pub use report::{Report, ReportKind, ReportStep, REPORT_KIND, REPORT_VERSION};
 pub use repository::{
     Config, IndexObject, InitOptions, KeyFile, RepoFile, Repository, RepositoryError, SnapshotList, FORMAT_VERSION,
 };
@@ -142,9 +149,7 @@ pub use snapshot::{
 };
 pub use sources::cassandra::{CassandraError, CassandraLayout, CassandraRestore, CassandraSource};
 pub use sources::hooks::{HookError, HookResult, Hooked, Hooks};
-pub use sources::redis::{
-    loaded_keyspace as redis_loaded_keyspace, PayloadKind as RedisPayloadKind, RedisError, RedisSource,
-};
+pub use sources::redis::{PayloadKind as RedisPayloadKind, RedisError, RedisSource};
 #[cfg(feature = "testing")]
 pub use sources::s3::testing::{TestBucket, TestObject};
 pub use sources::s3::{

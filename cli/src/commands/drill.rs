@@ -3,12 +3,13 @@
 //! against the snapshot), run the source's verification, time the restore
 //! against its RTO class, and report pass or fail.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cairn_engine::{Snapshot, SnapshotId, SourceDetails};
+use cairn_engine::{Report, ReportKind, ReportStep, Snapshot, SnapshotId, SourceDetails, Verification};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -32,14 +33,6 @@ struct Drill {
     reasons: Vec<String>,
     /// Where the restored data is, with --keep.
     kept: Option<PathBuf>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct Verification {
-    /// `verify-command`, `redis-server`, `sstables`, or `restore --verify` alone.
-    pub(super) kind: String,
-    pub(super) ok: bool,
-    pub(super) output: String,
 }
 
 pub fn run(ctx: &Ctx, config_path: Option<&Path>, a: crate::args::DrillArgs) -> Result<u8> {
@@ -99,13 +92,7 @@ fn drill(
     name: &str,
     src: &SourceConfig,
 ) -> Drill {
-    let repository = a
-        .from
-        .clone()
-        .or_else(|| src.repository.clone())
-        .or_else(|| ctx.repo.clone())
-        .or_else(|| ctx.config.repository.clone())
-        .unwrap_or_default();
+    let repository = a.from.clone().unwrap_or_else(|| ctx.source_repository(src));
     let mut d = Drill {
         source: name.to_string(),
         repository: repository.clone(),
@@ -123,16 +110,21 @@ fn drill(
         d.reasons.push(format!("{e:#}"));
         return d;
     }
-    // Copies keep host, tags and paths, so the same match finds them.
-    let newest = match super::status::list(ctx, &repository, a.from.is_some()) {
-        Ok(l) => l.snapshots.into_iter().rev().find(|(_, s)| src.matches(s)),
+    let listed = match super::status::list(ctx, &repository, a.from.is_some()) {
+        Ok(l) => l,
         Err(e) => {
             d.reasons.push(format!("{e:#}"));
             return d;
         }
     };
+    let mut report = Report::begin(ReportKind::Drill, name);
+    report.limit_ns = d.rto_seconds.map(|s| s.saturating_mul(1_000_000_000));
+    // Copies keep host, tags and paths, so the same match finds them.
+    let newest = listed.snapshots.iter().rev().find(|(_, s)| src.matches(s)).cloned();
     let Some((id, snap)) = newest else {
         d.reasons.push(format!("no snapshot of this source in {repository}"));
+        report.push(ReportStep::new("find the newest snapshot", false, &d.reasons[0]));
+        super::status::record(&listed.repo, &report);
         return d;
     };
     d.snapshot = Some(id);
@@ -182,39 +174,60 @@ fn drill(
         }
         Err(e) => d.reasons.push(format!("cannot run the restore: {e}")),
     }
+    report.snapshot = Some(id);
+    report.bytes = d.bytes;
+    report.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    report.push(ReportStep::new(
+        "restore --verify",
+        d.reasons.is_empty(),
+        d.reasons.join("\n"),
+    ));
     if d.reasons.is_empty() {
-        let v = verify(src, name, &dir, &id, &snap);
+        let v = verify(src, name, &dir, scratch, &id, &snap);
         if !v.ok {
             d.reasons
                 .push(format!("the verification ({}) failed: {}", v.kind, v.output.trim()));
         }
+        report.push(ReportStep::new(v.kind.clone(), v.ok, v.output.clone()));
         d.verification = Some(v);
     }
     if let Some(rto) = d.rto_seconds {
-        if d.restore_seconds > rto as f64 {
-            d.reasons.push(format!(
-                "the restore took {:.0} s, over the {} s of RTO class {}",
-                d.restore_seconds,
-                rto,
-                src.rto_class.as_deref().unwrap_or("")
-            ));
+        let within = d.restore_seconds <= rto as f64;
+        let says = format!(
+            "the restore took {:.1} s of the {} s of RTO class {}",
+            d.restore_seconds,
+            rto,
+            src.rto_class.as_deref().unwrap_or("")
+        );
+        if !within {
+            d.reasons.push(says.clone());
         }
+        report.push(ReportStep::new("rto", within, says));
     }
     d.ok = d.reasons.is_empty();
     if a.keep {
         d.kept = Some(dir);
     } else if let Err(e) = std::fs::remove_dir_all(&dir) {
         if dir.exists() {
-            d.reasons
-                .push(format!("could not remove the scratch folder {}: {e}", dir.display()));
+            let why = format!("could not remove the scratch folder {}: {e}", dir.display());
+            report.push(ReportStep::new("clean up", false, &why));
+            d.reasons.push(why);
             d.ok = false;
         }
     }
+    super::status::record(&listed.repo, &report);
     d
 }
 
 /// The source's verification step on the restored data in `dir`.
-fn verify(src: &SourceConfig, name: &str, dir: &Path, id: &SnapshotId, snap: &Snapshot) -> Verification {
+fn verify(
+    src: &SourceConfig,
+    name: &str,
+    dir: &Path,
+    scratch: &Path,
+    id: &SnapshotId,
+    snap: &Snapshot,
+) -> Verification {
     if let Some(cmd) = &src.verify_command {
         // Run where the source's (first) folder was restored, so the
         // command names files as they are named in the source.
@@ -224,131 +237,52 @@ fn verify(src: &SourceConfig, name: &str, dir: &Path, id: &SnapshotId, snap: &Sn
             .map(|p| dir.join(p.trim_start_matches('/')))
             .filter(|p| p.is_dir())
             .unwrap_or_else(|| dir.to_path_buf());
-        let out = Command::new("sh")
-            .args(["-c", cmd])
-            .current_dir(&home)
-            .env("CAIRN_DRILL_PATH", &home)
-            .env("CAIRN_DRILL_DIR", dir)
-            .env("CAIRN_DRILL_SOURCE", name)
-            .env("CAIRN_DRILL_SNAPSHOT", id.to_hex())
-            .stdin(Stdio::null())
-            .output();
-        return match out {
-            Ok(o) => Verification {
-                kind: "verify-command".into(),
-                ok: o.status.success(),
-                output: tail(&[o.stdout, o.stderr].concat()),
-            },
-            Err(e) => Verification {
-                kind: "verify-command".into(),
-                ok: false,
-                output: format!("cannot run sh: {e}"),
-            },
-        };
+        let hex = id.to_hex();
+        let env: [(&str, &OsStr); 4] = [
+            ("CAIRN_DRILL_PATH", home.as_os_str()),
+            ("CAIRN_DRILL_DIR", dir.as_os_str()),
+            ("CAIRN_DRILL_SOURCE", OsStr::new(name)),
+            ("CAIRN_DRILL_SNAPSHOT", OsStr::new(&hex)),
+        ];
+        return cairn_engine::verify_command(cmd, &home, &env);
     }
-    match &snap.details {
-        SourceDetails::Redis(r) => redis(dir, &r.keyspace),
-        SourceDetails::Cassandra(_) => super::drill_cassandra::verify(dir),
+    let builtin = src.verify.as_deref().unwrap_or(match &snap.details {
+        SourceDetails::Redis(_) => "redis",
+        SourceDetails::Cassandra(_) => "cassandra",
+        _ => "none",
+    });
+    match builtin {
+        "redis" => {
+            let recorded = match &snap.details {
+                SourceDetails::Redis(r) => r.keyspace.as_slice(),
+                _ => &[],
+            };
+            cairn_engine::verify_redis(dir, recorded, Duration::from_secs(120))
+        }
+        "cassandra" => cairn_engine::verify_cassandra(dir),
+        "postgresql" => {
+            let file = src.filename.clone().unwrap_or_else(|| format!("{name}.out"));
+            let wanted = (src.kind == "command").then_some(file.as_str());
+            match cairn_engine::find_restored_file(dir, wanted) {
+                Some(dump) => {
+                    cairn_engine::verify_sql_dump(&dump, src.postgresql_bin.as_deref().map(Path::new), scratch)
+                }
+                None => Verification {
+                    kind: "postgresql".into(),
+                    ok: false,
+                    output: match wanted {
+                        Some(f) => format!("no file {f} in the restored data"),
+                        None => "verify = \"postgresql\" needs the snapshot to hold one file (the dump)".into(),
+                    },
+                },
+            }
+        }
         _ => Verification {
             kind: "restore --verify".into(),
             ok: true,
             output: "every restored file was re-read and matches the snapshot".into(),
         },
     }
-}
-
-/// Starts `redis-server` on the restored dump (loopback, a free port, no
-/// persistence) and compares its keys per database with those recorded at
-/// backup time.
-fn redis(dir: &Path, recorded: &[cairn_engine::RedisKeyspace]) -> Verification {
-    let fail = |output: String| Verification {
-        kind: "redis-server".into(),
-        ok: false,
-        output,
-    };
-    let Some(rdb) = find_rdb(dir) else {
-        return fail("no .rdb file in the restored data".into());
-    };
-    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => return fail(format!("no free port: {e}")),
-    };
-    let (Some(folder), Some(file)) = (rdb.parent(), rdb.file_name()) else {
-        return fail(format!("{} has no folder", rdb.display()));
-    };
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(folder)
-        .arg("--dbfilename")
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot start redis-server (is it installed?): {e}")),
-    };
-    let got = cairn_engine::redis_loaded_keyspace("127.0.0.1", port, Duration::from_secs(120));
-    let _ = child.kill();
-    let _ = child.wait();
-    let got = match got {
-        Ok(k) => k,
-        Err(e) => return fail(format!("redis-server did not load the dump: {e}")),
-    };
-    let show = |k: &[cairn_engine::RedisKeyspace]| {
-        k.iter()
-            .map(|x| format!("db{}={}", x.db, x.keys))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let same = recorded.is_empty()
-        || recorded
-            .iter()
-            .map(|k| (k.db, k.keys))
-            .eq(got.iter().map(|k| (k.db, k.keys)));
-    Verification {
-        kind: "redis-server".into(),
-        ok: same,
-        output: if recorded.is_empty() {
-            format!("loaded: {} (no key counts were recorded at backup)", show(&got))
-        } else if same {
-            format!("loaded with the keys recorded at backup: {}", show(&got))
-        } else {
-            format!("keys differ: recorded {}, loaded {}", show(recorded), show(&got))
-        },
-    }
-}
-
-fn find_rdb(dir: &Path) -> Option<PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rdb") {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// The last 4 KiB of a command's output.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(4096);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 /// Hands the JSON report to `cmd` (through `sh -c`) on its standard input.

@@ -8,7 +8,6 @@ mod check;
 mod config_check;
 mod copy;
 mod drill;
-mod drill_cassandra;
 mod forget;
 mod init;
 mod key;
@@ -73,6 +72,16 @@ impl Ctx {
     /// Retries of temporary storage failures so far (S3).
     pub fn retries(&self) -> u64 {
         self.backend_options.borrow().as_ref().map(|o| o.retries()).unwrap_or(0)
+    }
+
+    /// The repository a configured source's snapshots are in: its own
+    /// `repository`, else -r/CAIRN_REPOSITORY, else the file's default.
+    pub fn source_repository(&self, src: &crate::policy::SourceConfig) -> String {
+        src.repository
+            .clone()
+            .or_else(|| self.repo.clone())
+            .or_else(|| self.config.repository.clone())
+            .unwrap_or_default()
     }
 
     pub fn progress(&self) -> bool {

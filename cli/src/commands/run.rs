@@ -16,6 +16,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use cairn_engine::{Report, ReportKind, ReportStep, SnapshotId};
+
 use super::Ctx;
 use crate::output;
 use crate::policy::SourceConfig;
@@ -62,7 +64,10 @@ pub fn run(ctx: &Ctx, config_path: Option<&Path>, a: crate::args::RunArgs) -> Re
     let mut runs = Vec::new();
     for name in &names {
         let src = &sources[name];
+        let began = Report::begin(ReportKind::Run, name);
+        let clock = std::time::Instant::now();
         let r = run_source(ctx, &exe, config_path, name, src);
+        save_report(ctx, began, clock.elapsed(), &r);
         for f in &r.failed {
             eprintln!("run: source {name}: step {f} failed");
         }
@@ -84,12 +89,7 @@ pub fn run(ctx: &Ctx, config_path: Option<&Path>, a: crate::args::RunArgs) -> Re
 }
 
 fn run_source(ctx: &Ctx, exe: &Path, config_path: Option<&Path>, name: &str, src: &SourceConfig) -> SourceRun {
-    let repository = src
-        .repository
-        .clone()
-        .or_else(|| ctx.repo.clone())
-        .or_else(|| ctx.config.repository.clone())
-        .unwrap_or_default();
+    let repository = ctx.source_repository(src);
     let mut r = SourceRun {
         source: name.to_string(),
         repository: repository.clone(),
@@ -165,6 +165,35 @@ fn run_source(ctx: &Ctx, exe: &Path, config_path: Option<&Path>, name: &str, src
         push(&mut r, step("forget", cairn(&args)));
     }
     r
+}
+
+/// Records the run in the source's repository, so `status` (and its
+/// metrics) show the last run from any host. A run whose repository cannot
+/// be opened has already failed and said why; the report is then skipped.
+fn save_report(ctx: &Ctx, mut report: Report, took: std::time::Duration, r: &SourceRun) {
+    report.duration_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    for s in &r.steps {
+        let detail = match (s.ok, &s.result) {
+            (true, _) => String::new(),
+            (false, Value::String(text)) => text.clone(),
+            (false, v) => v.to_string(),
+        };
+        let detail = match s.exit_code {
+            Some(code) if !s.ok => format!("exit code {code}: {detail}"),
+            _ => detail,
+        };
+        report.push(ReportStep::new(&s.step, s.ok, detail));
+        if s.step == "backup" {
+            report.snapshot = s.result["snapshot_id"]
+                .as_str()
+                .and_then(|h| SnapshotId::from_hex(h).ok());
+            report.bytes = s.result["summary"]["bytes_read"].as_u64().unwrap_or(0);
+        }
+    }
+    match super::status::open(ctx, &r.repository, false) {
+        Ok(repo) => super::status::record(&repo, &report),
+        Err(e) => eprintln!("warning: the run report of source {} was not stored: {e:#}", r.source),
+    }
 }
 
 /// `backup` arguments for the source's kind.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use cairn_engine::{filter_snapshots, Repository, Snapshot, SnapshotFilter, SnapshotId};
+use cairn_engine::{filter_snapshots, Report, ReportKind, Repository, Snapshot, SnapshotFilter, SnapshotId};
 use serde::Serialize;
 
 use super::Ctx;
@@ -24,10 +24,55 @@ struct SourceStatus {
     state: &'static str,
     rpo_seconds: Option<u64>,
     rto_class: Option<String>,
+    rto_seconds: Option<u64>,
     snapshots: usize,
     newest: Option<Newest>,
     copies: Vec<CopyStatus>,
+    /// The newest `cairn run` of the source (from its repository).
+    last_run: Option<LastReport>,
+    /// The newest `cairn drill` of the source, from its repository or any
+    /// of its copies.
+    last_drill: Option<LastReport>,
     error: Option<String>,
+}
+
+/// A stored run or drill report, as status shows it.
+#[derive(Debug, Serialize)]
+struct LastReport {
+    ok: bool,
+    /// The repository the report is in (a drill's: the one restored from).
+    repository: String,
+    host: String,
+    time: String,
+    time_unix: f64,
+    age_seconds: u64,
+    snapshot: Option<SnapshotId>,
+    /// How long it took (a drill: the restore).
+    seconds: f64,
+    /// The time allowed (a drill's RTO).
+    limit_seconds: Option<u64>,
+    /// The first step that failed, and why.
+    failed_step: Option<String>,
+    reason: Option<String>,
+}
+
+impl LastReport {
+    fn of(r: &Report, repository: &str, now: i64) -> Self {
+        let failed = r.failed_step();
+        LastReport {
+            ok: r.ok,
+            repository: repository.to_string(),
+            host: r.host.clone(),
+            time: output::rfc3339(r.started_ns),
+            time_unix: r.started_ns as f64 / 1e9,
+            age_seconds: age(now, r.started_ns),
+            snapshot: r.snapshot,
+            seconds: r.duration_ns as f64 / 1e9,
+            limit_seconds: r.limit_ns.map(|n| n / 1_000_000_000),
+            failed_step: failed.map(|f| f.name.clone()),
+            reason: failed.map(|f| f.detail.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,7 +126,8 @@ pub fn run(ctx: &Ctx, a: crate::args::StatusArgs) -> Result<u8> {
         }
         out.push(status_of(ctx, name, src, now, &mut cache));
     }
-    let ok = out.iter().all(|s| s.state == "ok" && s.error.is_none());
+    // A source without an RPO has nothing to breach: shown, not failed.
+    let ok = out.iter().all(|s| s.state != "breach" && s.error.is_none());
     if let Some(file) = &a.prometheus {
         write_atomically(file, &prometheus(&out))?;
     }
@@ -93,13 +139,18 @@ pub fn run(ctx: &Ctx, a: crate::args::StatusArgs) -> Result<u8> {
     Ok(if ok { 0 } else { crate::EXIT_FAILURE })
 }
 
-/// A repository's snapshots, listed once however many sources use it.
+/// A repository's snapshots and newest reports, listed once however many
+/// sources use it.
 pub(super) struct Listed {
+    pub(super) repo: Repository,
     pub(super) id_hex: String,
     pub(super) snapshots: Vec<(SnapshotId, Snapshot)>,
+    pub(super) reports: BTreeMap<(String, ReportKind), Report>,
 }
 
-pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
+/// Opens a repository by profile name or location; `destination`: it is a
+/// copy destination, whose password comes from its own settings.
+pub(super) fn open(ctx: &Ctx, name: &str, destination: bool) -> Result<Repository> {
     let t = ctx.config.target(Some(name))?;
     let backend = ctx.backend(&t)?;
     let pw = if destination {
@@ -113,11 +164,31 @@ pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
     } else {
         password::repository(t.password_file.as_deref(), t.password_command.as_deref())?
     };
-    let repo = Repository::open(backend, &pw).with_context(|| format!("opening {}", t.location))?;
+    Repository::open(backend, &pw).with_context(|| format!("opening {}", t.location))
+}
+
+pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
+    let repo = open(ctx, name, destination)?;
     Ok(Listed {
         id_hex: repo.config().id_hex(),
         snapshots: filter_snapshots(&repo, &SnapshotFilter::default())?,
+        // Reports only explain: a repository whose reports cannot be
+        // listed still has its snapshots reported.
+        reports: repo.latest_reports().unwrap_or_default(),
+        repo,
     })
+}
+
+/// Stores a run's or drill's report in `repo`; a failure is a warning,
+/// since the work it describes is done either way.
+pub(super) fn record(repo: &Repository, report: &Report) {
+    if let Err(e) = repo.save_report(report) {
+        eprintln!(
+            "warning: the {} report of source {} could not be stored: {e}",
+            report.kind.as_str(),
+            report.source
+        );
+    }
 }
 
 fn listed<'a>(
@@ -138,12 +209,7 @@ fn status_of(
     now: i64,
     cache: &mut BTreeMap<String, Result<Listed, String>>,
 ) -> SourceStatus {
-    let repository = src
-        .repository
-        .clone()
-        .or_else(|| ctx.repo.clone())
-        .or_else(|| ctx.config.repository.clone())
-        .unwrap_or_default();
+    let repository = ctx.source_repository(src);
     let mut st = SourceStatus {
         source: name.to_string(),
         kind: src.kind.clone(),
@@ -151,9 +217,12 @@ fn status_of(
         state: "unknown",
         rpo_seconds: None,
         rto_class: src.rto_class.clone(),
+        rto_seconds: None,
         snapshots: 0,
         newest: None,
         copies: Vec::new(),
+        last_run: None,
+        last_drill: None,
         error: None,
     };
     if let Err(e) = src.validate(name) {
@@ -161,11 +230,22 @@ fn status_of(
         return st;
     }
     st.rpo_seconds = src.rpo_seconds().ok().flatten();
+    st.rto_seconds = src
+        .rto_class
+        .as_deref()
+        .and_then(|c| crate::policy::rto_seconds(c).ok());
+    let mut drills: Vec<(&Report, String)> = Vec::new();
     let (repo_id, mine): (String, Vec<(SnapshotId, Snapshot)>) = match listed(ctx, cache, &repository, false) {
-        Ok(l) => (
-            l.id_hex.clone(),
-            l.snapshots.iter().filter(|(_, s)| src.matches(s)).cloned().collect(),
-        ),
+        Ok(l) => {
+            st.last_run = l
+                .reports
+                .get(&(name.to_string(), ReportKind::Run))
+                .map(|r| LastReport::of(r, &repository, now));
+            (
+                l.id_hex.clone(),
+                l.snapshots.iter().filter(|(_, s)| src.matches(s)).cloned().collect(),
+            )
+        }
         Err(e) => {
             st.error = Some(e.clone());
             return st;
@@ -197,9 +277,23 @@ fn status_of(
             .map(|t| t.copy_to)
             .unwrap_or_default(),
     };
-    for to in destinations {
-        st.copies.push(copy_status(ctx, &to, &repo_id, &mine, now, cache));
+    for to in &destinations {
+        st.copies.push(copy_status(ctx, to, &repo_id, &mine, now, cache));
     }
+    // A drill may have restored from the source's repository or, to prove
+    // the disaster path, from one of its copies: the newest counts.
+    let key = (name.to_string(), ReportKind::Drill);
+    for r in std::iter::once(&repository).chain(destinations.iter()) {
+        if let Some(Ok(l)) = cache.get(r) {
+            if let Some(d) = l.reports.get(&key) {
+                drills.push((d, r.clone()));
+            }
+        }
+    }
+    st.last_drill = drills
+        .into_iter()
+        .max_by_key(|(d, _)| d.started_ns)
+        .map(|(d, r)| LastReport::of(d, &r, now));
     st
 }
 
@@ -307,6 +401,31 @@ fn print(ctx: &Ctx, out: &[SourceStatus]) -> Result<()> {
                 )),
             }
         }
+        let report = |what: &str, r: &LastReport| {
+            let how = match (&r.failed_step, &r.reason) {
+                _ if r.ok => "passed".to_string(),
+                (Some(step), Some(why)) => format!("FAILED at {step}: {}", why.lines().last().unwrap_or("")),
+                _ => "FAILED".to_string(),
+            };
+            let limit = r.limit_seconds.map_or(String::new(), |l| format!(" of {}", dur(l)));
+            format!(
+                "  {} last {what}: {how} on {} ({} ago, {:.1}s{limit}, in {})",
+                s.source,
+                r.time,
+                dur(r.age_seconds),
+                r.seconds,
+                r.repository
+            )
+        };
+        match &s.last_run {
+            Some(r) => ctx.say(report("run", r)),
+            None => ctx.say(format!("  {} last run: never (cairn run)", s.source)),
+        }
+        match &s.last_drill {
+            Some(r) if !r.ok => eprintln!("{}", report("drill", r)),
+            Some(r) => ctx.say(report("drill", r)),
+            None => ctx.say(format!("  {} last drill: never (cairn drill)", s.source)),
+        }
     }
     Ok(())
 }
@@ -365,6 +484,36 @@ fn prometheus(out: &[SourceStatus]) -> String {
             "Snapshots of the source not yet copied to the destination.",
             vec![],
         ),
+        (
+            "cairn_last_run_timestamp_seconds",
+            "Start of the newest cairn run of the source.",
+            vec![],
+        ),
+        (
+            "cairn_last_run_success",
+            "1 if the newest cairn run of the source passed, else 0.",
+            vec![],
+        ),
+        (
+            "cairn_last_drill_timestamp_seconds",
+            "Start of the newest restore drill of the source.",
+            vec![],
+        ),
+        (
+            "cairn_last_drill_success",
+            "1 if the newest restore drill of the source passed, else 0.",
+            vec![],
+        ),
+        (
+            "cairn_last_drill_restore_seconds",
+            "How long the newest drill's restore took.",
+            vec![],
+        ),
+        (
+            "cairn_rto_seconds",
+            "The recovery time the source's RTO class allows.",
+            vec![],
+        ),
     ];
     for s in out {
         let labels = format!("source=\"{}\",repository=\"{}\"", esc(&s.source), esc(&s.repository));
@@ -392,6 +541,21 @@ fn prometheus(out: &[SourceStatus]) -> String {
             if c.error.is_none() {
                 families[10].2.push((l, c.missing as f64));
             }
+        }
+        let mut put = |i: usize, v: f64| families[i].2.push((labels.clone(), v));
+        if let Some(r) = &s.last_run {
+            put(11, r.time_unix);
+            put(12, if r.ok { 1.0 } else { 0.0 });
+        }
+        if let Some(rto) = s.rto_seconds {
+            put(16, rto as f64);
+        }
+        if let Some(d) = &s.last_drill {
+            // The drill's own repository: it may be a copy destination.
+            let l = format!("source=\"{}\",repository=\"{}\"", esc(&s.source), esc(&d.repository));
+            families[13].2.push((l.clone(), d.time_unix));
+            families[14].2.push((l.clone(), if d.ok { 1.0 } else { 0.0 }));
+            families[15].2.push((l, d.seconds));
         }
     }
     let mut text = String::new();

@@ -37,11 +37,13 @@ pub enum ObjectKind {
     Lock,
     /// Records of objects scheduled for deletion (two-phase delete).
     Deletion,
+    /// What `cairn run` and `cairn drill` did, for `status`.
+    Report,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` visits them.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Snapshot,
@@ -50,6 +52,7 @@ impl ObjectKind {
         ObjectKind::DataPack,
         ObjectKind::Lock,
         ObjectKind::Deletion,
+        ObjectKind::Report,
     ];
 
     /// The folder (key prefix) of this kind.
@@ -63,6 +66,7 @@ impl ObjectKind {
             ObjectKind::TreePack => "tree",
             ObjectKind::Lock => "locks",
             ObjectKind::Deletion => "deletions",
+            ObjectKind::Report => "reports",
         }
     }
 
@@ -91,6 +95,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::TreePack => "tree pack",
             ObjectKind::Lock => "lock",
             ObjectKind::Deletion => "deletion record",
+            ObjectKind::Report => "report",
         })
     }
 }

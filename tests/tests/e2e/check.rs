@@ -1,25 +1,8 @@
 //! `check` and `check --read-data`, on a good and on a damaged repository.
 
 use std::fs;
-use std::path::PathBuf;
 
 use crate::util::*;
-
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn check_passes_on_a_good_repository() {

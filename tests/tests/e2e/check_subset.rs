@@ -19,16 +19,7 @@ fn with_packs(f: &Fixture, dir: &str, mib: usize, seed: u64) -> PathBuf {
 }
 
 fn data_packs(repo: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for d in fs::read_dir(repo.join("data")).unwrap() {
-        let d = d.unwrap().path();
-        if d.is_dir() {
-            out.extend(fs::read_dir(d).unwrap().map(|e| e.unwrap().path()));
-        } else {
-            out.push(d);
-        }
-    }
-    out
+    files_under(&repo.join("data"))
 }
 
 fn flip_a_byte(pack: &Path) -> String {

@@ -80,6 +80,16 @@ impl Repos {
         }
     }
 
+    /// Appends `text` (e.g. `[sources.NAME]` tables) to the cairn.toml.
+    pub fn append_config(&self, text: &str) {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.f.user_config())
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .expect("appending to cairn.toml");
+    }
+
     /// `cairn -r NAME` (password from the profile).
     pub fn cairn(&self, repo: &str) -> Cairn {
         let mut c = self.f.bare();

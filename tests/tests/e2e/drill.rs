@@ -3,7 +3,6 @@
 //! redis-server, drill from the off-site copy, and hand the report on.
 
 use std::fs;
-use std::io::Write;
 
 use cairn_test_support::redis::RedisServer;
 use serde_json::Value;
@@ -13,12 +12,7 @@ use crate::util::*;
 
 fn repos(extra: &str) -> Repos {
     let r = Repos::new(|f| vec![local(f, "primary"), local(f, "offsite")]);
-    fs::OpenOptions::new()
-        .append(true)
-        .open(r.f.user_config())
-        .unwrap()
-        .write_all(extra.as_bytes())
-        .unwrap();
+    r.append_config(extra);
     r.init("primary", &[]);
     r.init("offsite", &[]);
     r
@@ -32,22 +26,10 @@ fn files_source(name: &str, dir: &str, extra: &str) -> String {
 
 /// The largest data pack: the one holding big.bin.
 fn largest_data_pack(repo: &std::path::Path) -> std::path::PathBuf {
-    let mut stack = vec![repo.join("data")];
-    let mut best: Option<(u64, std::path::PathBuf)> = None;
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let n = fs::metadata(&p).unwrap().len();
-                if best.as_ref().is_none_or(|b| n > b.0) {
-                    best = Some((n, p));
-                }
-            }
-        }
-    }
-    best.expect("a data pack").1
+    files_under(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a data pack")
 }
 
 fn source<'a>(j: &'a Value, name: &str) -> &'a Value {
@@ -104,6 +86,17 @@ fn drill_passes_fails_on_damage_and_runs_verify_and_notify_commands() {
     let notified: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
     assert_eq!(notified, j, "the notify command got the same report");
     assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
+    // Both drills are recorded in the repository: status shows them.
+    let st = r.cairn("primary").arg("status").json();
+    let app_drill = &source(&st, "app")["last_drill"];
+    assert_eq!(app_drill["ok"], Value::Bool(true), "{st:#}");
+    assert_eq!(app_drill["limit_seconds"], 3600, "{st:#}");
+    assert_eq!(app_drill["snapshot"], a["snapshot"], "{st:#}");
+    let docs_drill = &source(&st, "docs")["last_drill"];
+    assert_eq!(docs_drill["ok"], Value::Bool(false), "{st:#}");
+    assert!(str_at(docs_drill, "/reason").contains("docs are wrong"), "{st:#}");
+    let text = r.cairn("primary").arg("status").run();
+    assert!(text.stderr().contains("docs last drill: FAILED"), "{text}");
 
     // --keep keeps the restored data, exact.
     let j = r
@@ -242,4 +235,72 @@ fn cassandra_drill_checks_every_sstables_component_set() {
         c["reasons"].to_string().contains("nb-2-big-Index.db is missing"),
         "{c:#}"
     );
+}
+
+/// A `command` source whose command is `sh -c SCRIPT`, verified by loading
+/// its dump into a scratch PostgreSQL.
+fn sql_source(name: &str, script: &str) -> String {
+    format!(
+        "\n[sources.{name}]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {script:?}]\nfilename = \"{name}.sql\"\ntags = [\"{name}\"]\nverify = \"postgresql\"\nrepository = \"primary\"\n"
+    )
+}
+
+#[test]
+fn sql_drill_loads_the_dump_into_a_scratch_postgresql_and_compares_row_counts() {
+    let Some(pg) = crate::sql::server() else { return };
+    pg.create_db("shop");
+    pg.psql("shop", crate::sql::SCHEMA);
+    let rows: u64 = crate::sql::TABLES
+        .iter()
+        .map(|t| {
+            pg.psql("shop", &format!("SELECT count(*) FROM {t}"))
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let dump = format!("pg_dump {} -w", pg.conn_args().join(" "));
+    // plain: pg_dump's SQL; custom: -Fc, turned back into SQL by
+    // pg_restore; broken: a dump whose events table was renamed on the
+    // way, so its rows have nowhere to go.
+    let extra = sql_source("plain", &format!("{dump} shop"))
+        + &sql_source("custom", &format!("{dump} -Fc shop"))
+        + &sql_source(
+            "broken",
+            &format!("{dump} shop | sed 's/^CREATE TABLE public.events /CREATE TABLE public.events_renamed /'"),
+        );
+    let r = repos(&extra);
+    let ran = r
+        .cairn("primary")
+        .args(["run", "--all"])
+        .env("PGPASSFILE", &pg.pgpass)
+        .json();
+    assert_eq!(ran["ok"], Value::Bool(true), "{ran:#}");
+
+    let scratch = r.f.path("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let run = r
+        .cairn("primary")
+        .args(["--json", "drill", "--scratch"])
+        .arg(&scratch)
+        .fails();
+    let j = run.json();
+    for name in ["plain", "custom"] {
+        let v = &source(&j, name)["verification"];
+        assert_eq!(v["kind"], "postgresql", "{j:#}");
+        assert_eq!(v["ok"], Value::Bool(true), "{name}: {j:#}");
+        assert!(
+            str_at(v, "/output").contains(&format!("3 table(s), {rows} row(s)")),
+            "{name}: the rows PostgreSQL counted are the source's: {j:#}"
+        );
+    }
+    let b = source(&j, "broken");
+    assert_eq!(b["ok"], Value::Bool(false), "{j:#}");
+    assert!(
+        b["reasons"].to_string().contains("public.events"),
+        "the failed load names the table: {b:#}"
+    );
+    // The restored data and the scratch clusters are gone, whatever the
+    // outcome.
+    let left: Vec<_> = fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -3,7 +3,6 @@
 //! step reported by name and in the exit code.
 
 use std::fs;
-use std::io::Write;
 
 use serde_json::Value;
 
@@ -15,12 +14,7 @@ use crate::util::*;
 fn repos(extra: impl FnOnce(&Fixture) -> String) -> Repos {
     let r = Repos::new(|f| vec![local(f, "primary"), local(f, "offsite")]);
     let text = extra(&r.f);
-    fs::OpenOptions::new()
-        .append(true)
-        .open(r.f.user_config())
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    r.append_config(&text);
     r.init("primary", &[]);
     r.init("offsite", &[]);
     r
@@ -103,6 +97,14 @@ fn run_does_backup_copy_and_forget_in_order() {
     let offsite = r.snapshots("offsite");
     assert_eq!(offsite.len(), 1);
     assert_eq!(str_at(&offsite[0], "/copied_from/snapshot"), new);
+
+    // The run is recorded in the repository: status shows it.
+    let st = r.cairn("primary").args(["status", "app"]).json();
+    let last = &st["sources"][0]["last_run"];
+    assert_eq!(last["ok"], Value::Bool(true), "{st:#}");
+    assert_eq!(str_at(last, "/snapshot"), new, "{st:#}");
+    assert_eq!(last["repository"], "primary");
+    assert!(st["sources"][0]["last_drill"].is_null(), "no drill yet: {st:#}");
 }
 
 #[test]
@@ -158,6 +160,22 @@ max-age = "30 fortnights"
     assert_eq!(steps(&j, "broken"), [("backup".to_string(), false)], "{j:#}");
     // stopped: its pre-command fails, so there is no backup.
     assert_eq!(steps(&j, "stopped"), [("pre-command".to_string(), false)], "{j:#}");
+    // Each failure is recorded with the step and why; status shows it but
+    // (no RPO breached) does not fail.
+    let st = r.cairn("primary").arg("status").json();
+    let last = |name: &str| {
+        st["sources"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["source"] == name))
+            .map(|x| x["last_run"].clone())
+            .unwrap_or_else(|| panic!("{st:#}"))
+    };
+    let stopped = last("stopped");
+    assert_eq!(stopped["ok"], Value::Bool(false), "{st:#}");
+    assert_eq!(stopped["failed_step"], "pre-command", "{st:#}");
+    assert!(str_at(&stopped, "/reason").starts_with("exit code 7"), "{st:#}");
+    assert_eq!(last("app")["failed_step"], "copy to ./not-a-repository", "{st:#}");
+    assert!(last("app")["snapshot"].is_string(), "{st:#}");
     for line in [
         "source app: step copy to ./not-a-repository failed",
         "source app: step forget failed",

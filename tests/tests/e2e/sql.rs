@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// The server, or a loud skip (a failure when CI=true).
-fn server() -> Option<Postgres> {
+pub(crate) fn server() -> Option<Postgres> {
     match Postgres::start() {
         Ok(pg) => Some(pg),
         Err(m) => {
@@ -27,7 +27,7 @@ fn server() -> Option<Postgres> {
 
 /// Tables of mixed types (text, numeric, timestamps, arrays, jsonb, bytea,
 /// uuid, booleans, NULLs), a few 10k rows each, the same on every run.
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text, balance numeric(12,2),
   active boolean, created timestamptz, tags text[], profile jsonb);
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int REFERENCES customers(id), placed date,
@@ -46,7 +46,7 @@ INSERT INTO events SELECT i, timestamptz '2025-06-01 00:00:00+00' + i * interval
   FROM generate_series(1, 30000) i;
 ";
 
-const TABLES: [&str; 3] = ["customers", "orders", "events"];
+pub(crate) const TABLES: [&str; 3] = ["customers", "orders", "events"];
 
 /// Row count and a checksum of every row's text form, per table.
 fn fingerprint(pg: &Postgres, db: &str) -> Vec<(String, String)> {

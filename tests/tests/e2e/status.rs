@@ -100,12 +100,7 @@ fn status_reports_each_sources_rpo_and_copies_and_writes_parsable_metrics() {
     let (app, logs) = (f.path("app"), f.path("logs"));
     write(&app.join("a.txt"), "app data, night one");
     write(&logs.join("l.txt"), "a log line");
-    fs::OpenOptions::new()
-        .append(true)
-        .open(f.user_config())
-        .unwrap()
-        .write_all(sources(&app, &logs).as_bytes())
-        .unwrap();
+    r.append_config(&sources(&app, &logs));
     r.init("primary", &[]);
     r.init("offsite", &[]);
 
@@ -126,6 +121,10 @@ fn status_reports_each_sources_rpo_and_copies_and_writes_parsable_metrics() {
         .arg(&logs)
         .json();
 
+    // The disaster path's drill: app restored from the off-site copy.
+    let drill = r.cairn("primary").args(["drill", "app", "--from", "offsite"]).json();
+    assert_eq!(drill["ok"], Value::Bool(true), "{drill:#}");
+
     let prom = f.path("metrics/cairn.prom");
     fs::create_dir_all(prom.parent().unwrap()).unwrap();
     let run = r
@@ -143,6 +142,13 @@ fn status_reports_each_sources_rpo_and_copies_and_writes_parsable_metrics() {
     assert_eq!(a["copies"][0]["repository"], "offsite");
     assert_eq!(str_at(&a["copies"][0], "/snapshot"), first, "only night one was copied");
     assert_eq!(a["copies"][0]["missing"], 1, "{a:#}");
+    assert_eq!(a["last_drill"]["ok"], Value::Bool(true), "{a:#}");
+    assert_eq!(a["last_drill"]["repository"], "offsite", "{a:#}");
+    assert_eq!(
+        a["last_drill"]["snapshot"], drill["sources"][0]["snapshot"],
+        "the copy of night one, as the drill restored it: {a:#}"
+    );
+    assert_eq!(a["last_drill"]["limit_seconds"], 14_400, "P2: {a:#}");
     let l = source(&j, "logs");
     assert_eq!(l["state"], "breach", "{l:#}");
     assert!(u64_at(l, "/newest/age_seconds") >= 7200, "{l:#}");
@@ -179,6 +185,22 @@ fn status_reports_each_sources_rpo_and_copies_and_writes_parsable_metrics() {
             .unwrap_or_else(|| panic!("{samples:?}"));
         assert_eq!(copy.1["repository"], "primary");
         assert!(copy.2 > 1e9 && copy.2 < two_hours_ago as f64 + 7300.0);
+        let drill = |name: &str| {
+            samples
+                .iter()
+                .find(|(n, l, _)| n == name && l["source"] == "app")
+                .unwrap_or_else(|| panic!("no {name}: {samples:?}"))
+                .clone()
+        };
+        let success = drill("cairn_last_drill_success");
+        assert_eq!(success.2, 1.0);
+        assert_eq!(
+            success.1["repository"], "offsite",
+            "a drill is labelled with where it restored from"
+        );
+        assert!(drill("cairn_last_drill_timestamp_seconds").2 > two_hours_ago as f64);
+        assert!(drill("cairn_last_drill_restore_seconds").2 > 0.0);
+        assert_eq!(sample(&samples, "cairn_rto_seconds", "app"), 14_400.0);
     }
     let leftovers: Vec<_> = fs::read_dir(prom.parent().unwrap())
         .unwrap()

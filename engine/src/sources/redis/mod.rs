@@ -14,7 +14,7 @@ mod rdb;
 mod resp;
 mod tls;
 
-pub use drill::loaded_keyspace;
+pub(crate) use drill::loaded_keyspace;
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;

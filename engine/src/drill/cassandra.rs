@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::drill::Verification;
+use super::Verification;
 
 /// Components without which an SSTable cannot be loaded, whatever its
 /// format: the data, its statistics and its table of contents (the
@@ -13,7 +13,8 @@ use super::drill::Verification;
 /// `bti`).
 const REQUIRED: [&str; 3] = ["Data.db", "Statistics.db", "TOC.txt"];
 
-pub(super) fn verify(dir: &Path) -> Verification {
+/// Checks the restored Cassandra snapshot folders under `dir`.
+pub fn verify_cassandra(dir: &Path) -> Verification {
     let mut problems = Vec::new();
     let mut sstables = 0;
     let mut data_files = Vec::new();

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cairn_engine::{Report, ReportKind, ReportStep, Snapshot, SnapshotId, SourceDetails, Verification};
+use cairn_engine::{Report, ReportKind, ReportStep, Snapshot, SnapshotFilter, SnapshotId, SourceDetails, Verification};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -110,7 +110,10 @@ fn drill(
         d.reasons.push(format!("{e:#}"));
         return d;
     }
-    let listed = match super::status::list(ctx, &repository, a.from.is_some()) {
+    // Only the snapshots: the stored reports are status's business.
+    let listed = super::status::open(ctx, &repository, a.from.is_some())
+        .and_then(|repo| Ok((cairn_engine::filter_snapshots(&repo, &SnapshotFilter::default())?, repo)));
+    let (snapshots, repo) = match listed {
         Ok(l) => l,
         Err(e) => {
             d.reasons.push(format!("{e:#}"));
@@ -120,11 +123,11 @@ fn drill(
     let mut report = Report::begin(ReportKind::Drill, name);
     report.limit_ns = d.rto_seconds.map(|s| s.saturating_mul(1_000_000_000));
     // Copies keep host, tags and paths, so the same match finds them.
-    let newest = listed.snapshots.iter().rev().find(|(_, s)| src.matches(s)).cloned();
+    let newest = snapshots.into_iter().rev().find(|(_, s)| src.matches(s));
     let Some((id, snap)) = newest else {
         d.reasons.push(format!("no snapshot of this source in {repository}"));
         report.push(ReportStep::new("find the newest snapshot", false, &d.reasons[0]));
-        super::status::record(&listed.repo, &report);
+        super::status::record(&repo, &report);
         return d;
     };
     d.snapshot = Some(id);
@@ -215,7 +218,7 @@ fn drill(
             d.ok = false;
         }
     }
-    super::status::record(&listed.repo, &report);
+    super::status::record(&repo, &report);
     d
 }
 

@@ -8,6 +8,7 @@
 //! children as they reached this process (files named in cairn.toml, the
 //! environment), never on a command line.
 
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use cairn_engine::{Report, ReportKind, ReportStep, SnapshotId};
+use cairn_engine::{Report, ReportKind, ReportStep, Repository, SnapshotId};
 
 use super::Ctx;
 use crate::output;
@@ -62,12 +63,17 @@ pub fn run(ctx: &Ctx, config_path: Option<&Path>, a: crate::args::RunArgs) -> Re
     }
     let exe = std::env::current_exe().context("finding the cairn executable to run the steps")?;
     let mut runs = Vec::new();
+    // Opened once per repository, for the reports: each open derives the key.
+    let mut opened: BTreeMap<String, Result<Repository, String>> = BTreeMap::new();
     for name in &names {
         let src = &sources[name];
         let began = Report::begin(ReportKind::Run, name);
         let clock = std::time::Instant::now();
         let r = run_source(ctx, &exe, config_path, name, src);
-        save_report(ctx, began, clock.elapsed(), &r);
+        let repo = opened
+            .entry(r.repository.clone())
+            .or_insert_with(|| super::status::open(ctx, &r.repository, false).map_err(|e| format!("{e:#}")));
+        save_report(repo, began, clock.elapsed(), &r);
         for f in &r.failed {
             eprintln!("run: source {name}: step {f} failed");
         }
@@ -170,7 +176,7 @@ fn run_source(ctx: &Ctx, exe: &Path, config_path: Option<&Path>, name: &str, src
 /// Records the run in the source's repository, so `status` (and its
 /// metrics) show the last run from any host. A run whose repository cannot
 /// be opened has already failed and said why; the report is then skipped.
-fn save_report(ctx: &Ctx, mut report: Report, took: std::time::Duration, r: &SourceRun) {
+fn save_report(repo: &Result<Repository, String>, mut report: Report, took: std::time::Duration, r: &SourceRun) {
     report.duration_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
     for s in &r.steps {
         let detail = match (s.ok, &s.result) {
@@ -190,9 +196,9 @@ fn save_report(ctx: &Ctx, mut report: Report, took: std::time::Duration, r: &Sou
             report.bytes = s.result["summary"]["bytes_read"].as_u64().unwrap_or(0);
         }
     }
-    match super::status::open(ctx, &r.repository, false) {
-        Ok(repo) => super::status::record(&repo, &report),
-        Err(e) => eprintln!("warning: the run report of source {} was not stored: {e:#}", r.source),
+    match repo {
+        Ok(repo) => super::status::record(repo, &report),
+        Err(e) => eprintln!("warning: the run report of source {} was not stored: {e}", r.source),
     }
 }
 

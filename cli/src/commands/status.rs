@@ -141,11 +141,10 @@ pub fn run(ctx: &Ctx, a: crate::args::StatusArgs) -> Result<u8> {
 
 /// A repository's snapshots and newest reports, listed once however many
 /// sources use it.
-pub(super) struct Listed {
-    pub(super) repo: Repository,
-    pub(super) id_hex: String,
-    pub(super) snapshots: Vec<(SnapshotId, Snapshot)>,
-    pub(super) reports: BTreeMap<(String, ReportKind), Report>,
+struct Listed {
+    id_hex: String,
+    snapshots: Vec<(SnapshotId, Snapshot)>,
+    reports: BTreeMap<(String, ReportKind), Report>,
 }
 
 /// Opens a repository by profile name or location; `destination`: it is a
@@ -167,7 +166,7 @@ pub(super) fn open(ctx: &Ctx, name: &str, destination: bool) -> Result<Repositor
     Repository::open(backend, &pw).with_context(|| format!("opening {}", t.location))
 }
 
-pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
+fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
     let repo = open(ctx, name, destination)?;
     Ok(Listed {
         id_hex: repo.config().id_hex(),
@@ -175,7 +174,6 @@ pub(super) fn list(ctx: &Ctx, name: &str, destination: bool) -> Result<Listed> {
         // Reports only explain: a repository whose reports cannot be
         // listed still has its snapshots reported.
         reports: repo.latest_reports().unwrap_or_default(),
-        repo,
     })
 }
 

@@ -74,22 +74,13 @@ pub fn verify_cassandra(dir: &Path) -> Verification {
 }
 
 /// Each folder under `dir` with the names of the files in it.
-fn folders(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        let mut names = Vec::new();
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                names.push(e.file_name().to_string_lossy().into_owned());
-            }
-        }
-        if !names.is_empty() {
-            out.push((d, names));
+fn folders(dir: &Path) -> BTreeMap<PathBuf, Vec<String>> {
+    let mut out: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for f in super::files_under(dir) {
+        if let (Some(folder), Some(name)) = (f.parent(), f.file_name()) {
+            out.entry(folder.to_path_buf())
+                .or_default()
+                .push(name.to_string_lossy().into_owned());
         }
     }
     out

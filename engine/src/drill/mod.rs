@@ -74,9 +74,6 @@ pub enum DrillError {
         /// Why.
         source: std::io::Error,
     },
-    /// The restored data lacks what the step needs.
-    #[error("{0}")]
-    Missing(String),
 }
 
 impl DrillError {

@@ -32,7 +32,7 @@ fn largest_data_pack(repo: &std::path::Path) -> std::path::PathBuf {
         .expect("a data pack")
 }
 
-fn source<'a>(j: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn source<'a>(j: &'a Value, name: &str) -> &'a Value {
     j["sources"]
         .as_array()
         .and_then(|a| a.iter().find(|x| x["source"] == name))

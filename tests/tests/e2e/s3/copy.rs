@@ -15,7 +15,7 @@ use crate::copy::{assert_nothing_copied, assert_path, copied, local, RepoDef, Re
 
 /// A profile for `prefix` in `bucket` on `server`, with the server's
 /// credentials in a file of its own and `extra` lines for its s3 table.
-fn s3_repo(
+pub(super) fn s3_repo(
     f: &Fixture,
     server: &Server,
     name: &'static str,

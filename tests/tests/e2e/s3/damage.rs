@@ -1,5 +1,5 @@
 //! Best-effort restore from S3: a data pack gone from the bucket costs only
-//! the file whose data it held.
+//! the file whose data it held, and a restore drill names that file.
 
 use std::collections::BTreeSet;
 
@@ -56,4 +56,62 @@ fn s3_restore_with_a_deleted_pack_restores_the_rest_and_names_the_file() {
     for good in [&files[0], &files[2]] {
         assert_eq!(entry(&under(&target, good)), entry(good));
     }
+}
+
+/// `cairn drill` on a repository in a bucket: it passes, then, with the
+/// data pack of one file deleted from the bucket, fails naming that file.
+#[test]
+fn s3_drill_passes_then_fails_naming_the_file_whose_pack_is_gone() {
+    let Some(m) = moto() else { return };
+    let prefix = cairn_test_support::s3::unique("e2e-drill");
+    let r = crate::copy::Repos::new(|f| vec![super::copy::s3_repo(f, &m, "primary", &m.bucket, &prefix, "")]);
+    let app = r.f.path("app");
+    r.append_config(&format!(
+        "\n[sources.app]\nkind = \"files\"\npaths = [\"{}\"]\ntags = [\"app\"]\nrto-class = \"P1\"\nrepository = \"primary\"\n",
+        s(&app)
+    ));
+    r.init("primary", &[]);
+    write(&app.join("small.txt"), "kept apart");
+    r.cairn("primary").args(["backup", "--tag", "app"]).arg(&app).json();
+    let before: BTreeSet<String> = moto_data_packs(&m, &prefix).into_keys().collect();
+    write(&app.join("big.bin"), Rng::new(clock_seed()).bytes(400_000));
+    r.cairn("primary").args(["backup", "--tag", "app"]).arg(&app).json();
+    let new: Vec<String> = moto_data_packs(&m, &prefix)
+        .into_keys()
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert_eq!(new.len(), 1, "big.bin's data is in one new pack: {new:?}");
+
+    let scratch = r.f.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let j = r.cairn("primary").args(["drill", "--scratch"]).arg(&scratch).json();
+    let a = crate::drill::source(&j, "app");
+    assert_eq!(a["ok"], Value::Bool(true), "{j:#}");
+    assert!(u64_at(a, "/bytes") >= 400_000, "{j:#}");
+
+    let gone = http(
+        &m.endpoint,
+        "DELETE",
+        &format!("/{}/{}", m.bucket, new[0]),
+        &[("Authorization", MOTO_AUTH)],
+        b"",
+    );
+    assert!(
+        gone.status == 204 || gone.status == 200,
+        "DELETE {}: {}",
+        new[0],
+        gone.head
+    );
+    let run = r
+        .cairn("primary")
+        .args(["--json", "drill", "--scratch"])
+        .arg(&scratch)
+        .fails();
+    assert_eq!(run.code(), Some(1), "{run}");
+    let a = crate::drill::source(&run.json(), "app").clone();
+    assert_eq!(a["ok"], Value::Bool(false), "{a:#}");
+    let reasons = a["reasons"].to_string();
+    assert!(reasons.contains("big.bin"), "the file is named: {a:#}");
+    assert!(!reasons.contains("small.txt"), "only that file: {a:#}");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
 }

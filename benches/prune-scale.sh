@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prune at scale: generates a repository of 1,000,000 data blobs and 1,000
 # snapshots with gen-repo, forgets the older half, and measures
-# `prune --dry-run` and `prune --instant-delete` (peak RSS, wall time).
+# `prune --dry-run` and `prune --instant-delete` (peak RSS, wall time),
+# after `stats` and `stats --mode raw-data --cost` over every snapshot.
 # See benches/README.md ("Prune at scale"). Examples:
 #   bash benches/prune-scale.sh
 #   CAIRN_BIN=/work/main-target/release/cairn bash benches/prune-scale.sh --work /tmp/ps
@@ -137,6 +138,10 @@ if [ ! -f "$repo/config" ]; then
     cat "$logs/gen-repo.err" >&2
     exit 1
 fi
+# stats over every snapshot (issue 15): the restore size walk, then the
+# per-source breakdown and the raw-data figure, bounded like prune's mark.
+measure stats "$cairn" -r "$repo" stats --json
+measure stats-raw-data "$cairn" -r "$repo" stats --mode raw-data --cost --json
 # The mark phase over every snapshot (nothing is unused yet).
 measure prune-plan-all "$cairn" -r "$repo" prune --dry-run --instant-delete --json
 measure forget "$cairn" -r "$repo" forget --keep-last "$keep"

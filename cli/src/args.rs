@@ -9,10 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod copy;
 mod maintenance;
 mod policy;
+mod stats;
 
 pub use copy::CopyArgs;
-pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs};
+pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs, TagArgs};
 pub use policy::{ConfigCheckArgs, ConfigCommand, DrillArgs, RunArgs, StatusArgs};
+pub use stats::StatsArgs;
 
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -129,10 +131,15 @@ pub enum Command {
     Prune(PruneArgs),
     /// Write copies of snapshots without the files matching --exclude (erasure); the data goes in a later prune.
     Rewrite(RewriteArgs),
+    /// Add, remove or set snapshots' tags; each changed snapshot is replaced, so its id changes.
+    Tag(TagArgs),
     /// Copy snapshots into another repository (off-site, cold), with only the data it lacks.
     Copy(CopyArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
+    /// What the repository holds: restore size, deduplication, compression,
+    /// what each source alone holds, and (--cost) what it costs per storage class.
+    Stats(StatsArgs),
     /// Per configured source ([sources.NAME] in cairn.toml): the newest
     /// snapshot against its RPO, and the newest copy in each destination.
     Status(StatusArgs),

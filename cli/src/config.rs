@@ -30,6 +30,10 @@ pub struct FileConfig {
     /// `[sources.NAME]`: the backup policy's sources (see `policy`).
     #[serde(default)]
     pub sources: BTreeMap<String, crate::policy::SourceConfig>,
+    /// `[prices]`: storage class = US dollars per GB-month, for `stats
+    /// --cost` (over AWS's us-east-1 list prices).
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

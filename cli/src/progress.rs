@@ -22,14 +22,28 @@ pub fn enabled(quiet: bool, json: bool) -> bool {
 impl Bar {
     /// A byte-progress bar; `poll` returns (bytes done, bytes total, message).
     pub fn bytes(label: &'static str, poll: impl Fn() -> (u64, u64, String) + Send + 'static) -> Self {
+        Self::drawn(
+            label,
+            "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            poll,
+        )
+    }
+
+    /// A bar counting items; `poll` returns (done, total, what they are).
+    pub fn count(label: &'static str, poll: impl Fn() -> (u64, u64, String) + Send + 'static) -> Self {
+        Self::drawn(label, "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}", poll)
+    }
+
+    fn drawn(
+        label: &'static str,
+        template: &'static str,
+        poll: impl Fn() -> (u64, u64, String) + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
             let pb = ProgressBar::new(0);
-            let style = ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
             pb.set_style(style);
             pb.set_prefix(label);
             while !s.load(Ordering::Relaxed) {

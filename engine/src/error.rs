@@ -21,6 +21,8 @@ use crate::restore::RestoreError;
 use crate::rewrite::RewriteError;
 use crate::select::SelectError;
 use crate::sources::SourceError;
+use crate::stats::StatsError;
+use crate::tag::TagError;
 
 /// Any engine failure.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,9 @@ pub enum Error {
     /// Rewrite.
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
+    /// Tag changes.
+    #[error(transparent)]
+    Tag(#[from] TagError),
     /// Browsing (ls, find, diff, dump).
     #[error(transparent)]
     Browse(#[from] BrowseError),
@@ -70,6 +75,9 @@ pub enum Error {
     /// Copy.
     #[error(transparent)]
     Copy(#[from] CopyError),
+    /// Stats.
+    #[error(transparent)]
+    Stats(#[from] StatsError),
 }
 
 /// The result type of the engine's public functions.
@@ -127,6 +135,7 @@ impl ErrorKind {
             SelectError,
             CheckError,
             RewriteError,
+            TagError,
             BrowseError,
             SourceError,
             RecoveryError,
@@ -135,7 +144,8 @@ impl ErrorKind {
             PrefixError,
             PruneError,
             RepairError,
-            CopyError
+            CopyError,
+            StatsError
         );
         None
     }
@@ -152,6 +162,7 @@ impl Error {
             Error::Select(e) => e.kind(),
             Error::Check(e) => e.kind(),
             Error::Rewrite(e) => e.kind(),
+            Error::Tag(e) => e.kind(),
             Error::Browse(e) => e.kind(),
             Error::Source(e) => e.kind(),
             Error::Recovery(e) => e.kind(),
@@ -160,6 +171,7 @@ impl Error {
             Error::Prune(e) => e.kind(),
             Error::Repair(e) => e.kind(),
             Error::Copy(e) => e.kind(),
+            Error::Stats(e) => e.kind(),
         }
     }
 
@@ -319,6 +331,26 @@ impl RewriteError {
             RewriteError::Repository(e) => e.kind(),
             RewriteError::Save(e) => e.kind(),
             RewriteError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl TagError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TagError::NoChange | TagError::SetWithAddOrRemove | TagError::EmptyTag { .. } => ErrorKind::InvalidInput,
+            TagError::Repository(e) => e.kind(),
+            TagError::Verify(e) => e.kind(),
+        }
+    }
+}
+
+impl StatsError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StatsError::Repository(e) => e.kind(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! retention policy keeps, `prune` removes the data no snapshot uses under
 //! `lock`, the exclusive maintenance lock, `rewrite` copies snapshots
 //! without the entries that exclude patterns match (erasure from existing
-//! backups), and `retrieve` brings packs back from archive storage classes
+//! backups), `tag` replaces snapshots with copies that differ only in their
+//! tags, and `retrieve` brings packs back from archive storage classes
 //! for any of them; `repair` rebuilds the index from the packs and writes
 //! copies of snapshots without the data that is lost.
 //!
@@ -63,6 +64,8 @@ mod secrets;
 mod select;
 mod snapshot;
 mod sources;
+mod stats;
+mod tag;
 mod time;
 mod tree;
 
@@ -136,7 +139,10 @@ pub use restore::{
     Placement, RestoreError, RestoreLayout, RestoreOptions, RestorePlan, RestoreProgress, RestoreSummary,
     IN_PROGRESS_MARKER,
 };
-pub use retrieve::{tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate};
+pub use retrieve::{
+    tier_name, RetrievalHook, RetrievalOptions, RetrievalReport, TierEstimate, DEFAULT_PRICES_DATE,
+    DEFAULT_STORAGE_PRICES,
+};
 pub use rewrite::{rewrite_snapshots, RemovedPath, RewriteError, RewriteOptions, RewriteReport, SnapshotRewrite};
 pub use secrets::{
     mask_argv, name_looks_secret, read_private_file, without_cairn_env, SecretsError, MASK, PRIVATE_FILE_MAX,
@@ -156,6 +162,11 @@ pub use sources::s3::{
     restore_to_s3, S3RestoreFailure, S3RestoreOptions, S3RestoreProgress, S3RestoreSummary, VERSIONS_SUFFIX,
 };
 pub use sources::{S3Source, SourceError, Stream};
+pub use stats::{
+    stats, ClassBytes, ClassCost, CostReport, Prices, RepositoryTotals, SourceCost, SourceStats, StatsError, StatsMode,
+    StatsOptions, StatsReport, TagStats,
+};
+pub use tag::{tag_snapshots, SnapshotTagging, TagError, TagOptions, TagReport};
 pub use time::{format_ns, now_ns};
 pub use tree::{ContentRef, Node, NodeKind, Tree, TreeError, Xattr, SOURCE_XATTR_PREFIX};
 

@@ -1,9 +1,9 @@
 //! Arguments of the commands that remove or rewrite snapshots and data:
-//! `forget`, `prune`, `rewrite`.
+//! `forget`, `prune`, `rewrite`, `tag`.
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use super::{FilterArgs, LockArgs, RetrievalArgs};
 
@@ -162,6 +162,37 @@ pub struct RewriteArgs {
     #[arg(long)]
     pub forget: bool,
     /// List what would be removed from each snapshot; write and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "TAGS is one tag or a comma-separated list; each option is repeatable. --add appends \
+the tags a snapshot lacks, --remove takes tags away (after adding, as restic does; a tag that is not \
+there changes nothing), --set replaces all of a snapshot's tags. A snapshot object cannot be edited: \
+each snapshot whose tags change is replaced by a new snapshot object with the same tree, time, host, \
+paths and summary, `rewritten from` naming the old one, which is then removed, so the snapshot's id \
+changes (the output gives the new ids). Snapshots that already have the tags asked for keep their \
+ids. Without SNAPSHOTs or filters, every snapshot is selected. No data is written or removed; \
+takes no lock.",
+    group = ArgGroup::new("change").args(["add", "remove", "set"]).required(true).multiple(true)
+)]
+pub struct TagArgs {
+    /// Snapshots to change (id prefixes or `latest`); default: every snapshot passing the filters.
+    pub snapshots: Vec<String>,
+    /// Add these tags (repeatable; `a,b` adds both).
+    #[arg(long, value_name = "TAGS")]
+    pub add: Vec<String>,
+    /// Remove these tags (repeatable; `a,b` removes both).
+    #[arg(long, value_name = "TAGS")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable; `a,b` sets both).
+    #[arg(long, value_name = "TAGS", conflicts_with_all = ["add", "remove"])]
+    pub set: Vec<String>,
+    /// Show which snapshots would change; write and remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     #[command(flatten)]

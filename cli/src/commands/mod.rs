@@ -16,7 +16,9 @@ mod repair;
 mod restore;
 mod rewrite;
 mod run;
+mod stats;
 mod status;
+mod tag;
 mod unlock;
 
 use anyhow::{Context, Result};
@@ -141,8 +143,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Rewrite(a) => rewrite::run(&ctx, a),
+        Command::Tag(a) => tag::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Stats(a) => stats::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, config_path.as_deref(), a),
         Command::Drill(a) => drill::run(&ctx, config_path.as_deref(), a),

@@ -77,7 +77,7 @@ pub struct GroupKey {
 }
 
 impl GroupKey {
-    fn of(s: &Snapshot, by: GroupBy) -> Self {
+    pub(crate) fn of(s: &Snapshot, by: GroupBy) -> Self {
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();

@@ -264,6 +264,28 @@ impl Index {
         })
     }
 
+    /// The blob's rank among the merged entries (`0..len()`), so a caller
+    /// can keep a bit or a counter per blob in a plain array instead of a
+    /// hash map keyed by id (stats: one array slot per blob). `None` for a
+    /// blob that is not indexed or only added since the last merge.
+    pub(crate) fn rank(&self, id: &BlobId) -> Option<usize> {
+        let p = prefix_of(id);
+        let k = u16::from_be_bytes([p[0], p[1]]) as usize;
+        let (lo, hi) = (*self.buckets.get(k)? as usize, *self.buckets.get(k + 1)? as usize);
+        self.sorted[lo..hi].binary_search_by(|e| e.prefix.cmp(&p)).ok().map(|i| lo + i)
+    }
+
+    /// The number of ranks [`Index::rank`] hands out.
+    pub(crate) fn ranked(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// The pack (as a position in [`Index::packs`]) and sealed length of
+    /// the blob of rank `rank`.
+    pub(crate) fn at_rank(&self, rank: usize) -> Option<(usize, u32)> {
+        self.sorted.get(rank).map(|e| (e.pack as usize, e.length))
+    }
+
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
         self.sorted.len() + self.pending.len()

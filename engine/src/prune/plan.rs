@@ -14,7 +14,7 @@ use crate::backend::ObjectInfo;
 use crate::blob::BlobType;
 use crate::id::PackId;
 use crate::index::{IndexBlob, IndexFile, IndexPack};
-use crate::retrieve::{minimum_storage, needs_retrieval};
+use crate::retrieve::{early_deletion_usd, minimum_storage, needs_retrieval};
 
 const DAY_NS: f64 = 86_400e9;
 
@@ -427,9 +427,7 @@ fn cold_pack(
 ) -> Option<ColdPack> {
     let (minimum_days, usd_gb_month) = minimum_storage(class)?;
     let age_days = info.modified_ns.map(|t| (now_ns.saturating_sub(t)) as f64 / DAY_NS);
-    // An unknown age is billed as if the pack were new: the worst case.
-    let remaining = (f64::from(minimum_days) - age_days.unwrap_or(0.0)).max(0.0);
-    let early_deletion_usd = info.size as f64 / 1e9 * usd_gb_month * remaining / 30.0;
+    let early_deletion_usd = early_deletion_usd(info.size, minimum_days, usd_gb_month, age_days);
     let waits = action == "delete"
         && opts
             .cold_min_age

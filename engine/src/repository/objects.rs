@@ -285,7 +285,7 @@ impl Repository {
 
     /// Every index object that can be read, damaged ones skipped with a
     /// warning.
-    fn readable_index_files(&self) -> Result<Vec<IndexFile>, RepositoryError> {
+    pub(crate) fn readable_index_files(&self) -> Result<Vec<IndexFile>, RepositoryError> {
         let mut files = Vec::new();
         for o in self.load_index_files()? {
             match o.file {

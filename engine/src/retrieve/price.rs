@@ -75,19 +75,63 @@ pub(crate) fn estimates(by_class: &ByClass) -> Vec<TierEstimate> {
     out
 }
 
-/// The minimum storage duration (days) of a storage class and its storage
-/// price (US dollars per GB-month): deleting an object earlier is billed as
-/// if it had stayed that long. AWS S3 us-east-1 list prices; `None` for
-/// classes without a minimum (STANDARD, INTELLIGENT_TIERING's frequent tier).
-pub(crate) fn minimum_storage(class: &str) -> Option<(u32, f64)> {
+/// Bytes in the gigabyte storage is billed by: AWS bills storage in binary
+/// gigabytes (2^30 bytes).
+pub(crate) const BILLED_GB: f64 = (1u64 << 30) as f64;
+
+/// Storage prices in US dollars per GB-month, by class: AWS S3's public list
+/// prices in us-east-1 (first 50 TB tier), as `stats --cost` and prune's
+/// early-deletion estimates use them unless cairn.toml's `[prices]` says
+/// otherwise. Taken from aws.amazon.com/s3/pricing; the date is in
+/// [`DEFAULT_PRICES_DATE`]. `local` is a folder repository: no storage fee.
+pub const DEFAULT_STORAGE_PRICES: [(&str, f64); 7] = [
+    ("STANDARD", 0.023),
+    ("STANDARD_IA", 0.0125),
+    ("ONEZONE_IA", 0.01),
+    ("GLACIER_IR", 0.004),
+    ("GLACIER", 0.0036),
+    ("DEEP_ARCHIVE", 0.00099),
+    ("local", 0.0),
+];
+
+/// When [`DEFAULT_STORAGE_PRICES`] were taken from AWS's page (this build
+/// cannot check them: prices change, so cairn.toml can override them).
+pub const DEFAULT_PRICES_DATE: &str = "2025";
+
+/// The default price of `class` (USD per GB-month), if it is a known class.
+pub(crate) fn default_price(class: &str) -> Option<f64> {
+    DEFAULT_STORAGE_PRICES
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map(|(_, p)| *p)
+}
+
+/// The minimum storage duration (days) of a storage class: deleting an
+/// object earlier is billed as if it had stayed that long. `None` for
+/// classes without one (STANDARD, INTELLIGENT_TIERING's frequent tier).
+pub(crate) fn minimum_days(class: &str) -> Option<u32> {
     match class {
-        "GLACIER" => Some((90, 0.0036)),
-        "DEEP_ARCHIVE" => Some((180, 0.00099)),
-        "GLACIER_IR" => Some((90, 0.004)),
-        "STANDARD_IA" => Some((30, 0.0125)),
-        "ONEZONE_IA" => Some((30, 0.01)),
+        "GLACIER" | "GLACIER_IR" => Some(90),
+        "DEEP_ARCHIVE" => Some(180),
+        "STANDARD_IA" | "ONEZONE_IA" => Some(30),
         _ => None,
     }
+}
+
+/// The minimum storage duration (days) of a storage class and its default
+/// storage price (US dollars per GB-month); `None` for classes without a
+/// minimum.
+pub(crate) fn minimum_storage(class: &str) -> Option<(u32, f64)> {
+    Some((minimum_days(class)?, default_price(class)?))
+}
+
+/// The early-deletion charge of removing `bytes` stored in a class with a
+/// minimum of `minimum_days` days at `usd_gb_month`, `age_days` after they
+/// were stored: the storage fee of the days still missing. An unknown age
+/// is billed as if the object were new, the worst case.
+pub(crate) fn early_deletion_usd(bytes: u64, minimum_days: u32, usd_gb_month: f64, age_days: Option<f64>) -> f64 {
+    let remaining = (f64::from(minimum_days) - age_days.unwrap_or(0.0)).max(0.0);
+    bytes as f64 / BILLED_GB * usd_gb_month * remaining / 30.0
 }
 
 /// Whether objects of `class` must be retrieved before they can be read.

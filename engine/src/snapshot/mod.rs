@@ -125,8 +125,9 @@ pub struct Snapshot {
     pub program_version: String,
     /// What the backup did.
     pub summary: Summary,
-    /// The snapshot this one is a rewritten copy of (`cairn rewrite`), which
-    /// may be gone since; `None` for a backup and for every version 1 object.
+    /// The snapshot this one is a rewritten copy of (`cairn rewrite`, `cairn
+    /// tag`, `cairn repair snapshots`), which may be gone since; `None` for a
+    /// backup and for every version 1 object.
     pub rewritten_from: Option<SnapshotId>,
     /// What the source recorded about its data; [`SourceDetails::None`] for
     /// files, stdin and every version 1 and 2 object.

@@ -39,6 +39,8 @@ mod run;
 mod s3;
 mod secrets;
 mod sql;
+mod stats;
 mod status;
 mod stdin;
+mod tag;
 mod writers;

@@ -39,6 +39,7 @@ mod moto;
 mod object_lock;
 mod seaweedfs;
 mod source;
+mod stats;
 
 /// Size of the pseudo-random file in `s3_tree`.
 const BIG: usize = 5 * 1000 * 1000;

@@ -17,8 +17,15 @@ shares. --cost prices the stored bytes per storage class with AWS's us-east-1 li
 cairn.toml's [prices] table (CLASS = USD per GB-month), and adds each source's monthly cost and the \
 early-deletion charge forgetting it now would incur.
 
-Memory: the index plus about 5 bytes per blob (12 with tags). Nothing is written and no lock is \
-taken.")]
+UNIQUE is what forgetting a source frees once a prune repacks or deletes every pack it leaves \
+unused (prune --max-unused 0%; the default 5% leaves some partly used packs, and archived packs \
+that are partly used stay until --repack-cold or until their other blobs go too); the \
+early-deletion charge is estimated for those bytes alone.
+
+Memory: the index, plus per blob 4 bytes and a bit (16 more when snapshots have tags; at most 64 \
+tags are broken down), plus a total per tree; raw-data adds prune's used-blob set, \
+files-by-contents 16 bytes per distinct content. Each tree is read once for the restore size and \
+once per source reaching it. Nothing is written and no lock is taken.")]
 pub struct StatsArgs {
     /// Snapshots to count (id prefixes or `latest`); with none, all that
     /// pass the filters.

@@ -118,6 +118,9 @@ fn print(ctx: &Ctx, r: &StatsReport) -> Result<()> {
             bytes(unused)
         ));
     }
+    for n in &r.notes {
+        ctx.say(format!("note: {n}"));
+    }
     if r.missing_blobs > 0 {
         ctx.say(format!(
             "warning: {} blob reference(s) are not in the index and count nowhere: run `cairn check`",
@@ -177,7 +180,12 @@ fn print(ctx: &Ctx, r: &StatsReport) -> Result<()> {
         output::table(&header, &rows)?;
     }
     if let Some(c) = &r.cost {
-        ctx.say(format!("\nstorage cost ({}):", c.prices));
+        let whole = if t.dedup_ratio.is_some() {
+            ""
+        } else {
+            "the whole repository, "
+        };
+        ctx.say(format!("\nstorage cost ({whole}{}):", c.prices));
         let rows: Vec<Vec<String>> = c
             .classes
             .iter()

@@ -264,10 +264,12 @@ impl Index {
         })
     }
 
-    /// The blob's rank among the merged entries (`0..len()`), so a caller
-    /// can keep a bit or a counter per blob in a plain array instead of a
-    /// hash map keyed by id (stats: one array slot per blob). `None` for a
-    /// blob that is not indexed or only added since the last merge.
+    /// The blob's rank among the merged entries (`0..ranked()`), so a
+    /// caller can keep a bit or a counter per blob in a plain array instead
+    /// of a hash map keyed by id (stats: one array slot per blob). `None`
+    /// for a blob that is not indexed or only added since the last merge;
+    /// ranks change when [`Index::add_pack`] merges, so they are for an
+    /// index that is only read (as [`Index::from_files`] builds it).
     pub(crate) fn rank(&self, id: &BlobId) -> Option<usize> {
         let p = prefix_of(id);
         let k = u16::from_be_bytes([p[0], p[1]]) as usize;
@@ -356,8 +358,20 @@ mod tests {
         }
         assert!(!idx.contains(&id(5000)));
         assert_eq!(idx.len(), 1500);
+        // Pending entries have no rank until they are merged.
+        assert_eq!(idx.ranked(), 1000);
+        assert!(idx.rank(&id(1200)).is_none());
         idx.merge();
         assert!(idx.contains(&id(1499)));
         assert_eq!(idx.len(), 1500);
+        // Ranks are a permutation of 0..ranked(), each naming its own blob.
+        let mut seen = vec![false; idx.ranked()];
+        for i in 0..1500 {
+            let r = idx.rank(&id(i)).unwrap();
+            assert!(!std::mem::replace(&mut seen[r], true), "rank {r} given twice");
+            assert_eq!(idx.at_rank(r), Some((if i < 1000 { 0 } else { 1 }, 7)));
+        }
+        assert!(idx.rank(&id(5000)).is_none());
+        assert_eq!(idx.at_rank(1500), None);
     }
 }

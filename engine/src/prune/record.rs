@@ -125,6 +125,15 @@ impl Repository {
         self.load_index_for_readers(&doomed)
     }
 
+    /// [`Repository::load_index`] and the index objects it was built from
+    /// (stats reads their plaintext lengths, which the index does not keep).
+    pub(crate) fn load_index_with_files(&self) -> Result<(Index, Vec<crate::index::IndexFile>), RepositoryError> {
+        let doomed = self.load_deletions()?.doomed_packs();
+        let files = self.readable_index_files()?;
+        let index = self.readers_index_from(&files, &doomed)?;
+        Ok((index, files))
+    }
+
     /// The index a backup deduplicates against, and the deletion records it
     /// was built from: blobs whose only copies are in recorded packs are
     /// left out, so the backup stores them again (B3); so are blobs whose

@@ -229,7 +229,17 @@ impl Repository {
     /// blob has more than one copy: otherwise there is nothing to choose.
     pub(crate) fn load_index_for_readers(&self, avoid: &HashSet<PackId>) -> Result<Index, RepositoryError> {
         let files = self.readable_index_files()?;
-        let index = Index::from_files_avoiding(&files, avoid, Avoid::PreferOthers)?;
+        self.readers_index_from(&files, avoid)
+    }
+
+    /// [`Repository::load_index_for_readers`] from index objects already
+    /// read (for a caller that needs their per-blob detail as well).
+    pub(crate) fn readers_index_from(
+        &self,
+        files: &[IndexFile],
+        avoid: &HashSet<PackId>,
+    ) -> Result<Index, RepositoryError> {
+        let index = Index::from_files_avoiding(files, avoid, Avoid::PreferOthers)?;
         let copies: usize = files.iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
         if copies == index.len() {
             return Ok(index);
@@ -241,7 +251,7 @@ impl Repository {
         if avoid.len() == before {
             return Ok(index);
         }
-        Ok(Index::from_files_avoiding(&files, &avoid, Avoid::PreferOthers)?)
+        Ok(Index::from_files_avoiding(files, &avoid, Avoid::PreferOthers)?)
     }
 
     /// The index a writer deduplicates against: blobs whose every copy is in

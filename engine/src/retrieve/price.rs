@@ -80,9 +80,10 @@ pub(crate) fn estimates(by_class: &ByClass) -> Vec<TierEstimate> {
 pub(crate) const BILLED_GB: f64 = (1u64 << 30) as f64;
 
 /// Storage prices in US dollars per GB-month, by class: AWS S3's public list
-/// prices in us-east-1 (first 50 TB tier), as `stats --cost` and prune's
-/// early-deletion estimates use them unless cairn.toml's `[prices]` says
-/// otherwise. Taken from aws.amazon.com/s3/pricing; the date is in
+/// prices in us-east-1 (first 50 TB tier). `stats --cost` starts from
+/// them (cairn.toml's `[prices]` overrides them there); prune's
+/// early-deletion estimate uses them as they are. Taken from
+/// aws.amazon.com/s3/pricing; the date is in
 /// [`DEFAULT_PRICES_DATE`]. `local` is a folder repository: no storage fee.
 pub const DEFAULT_STORAGE_PRICES: [(&str, f64); 7] = [
     ("STANDARD", 0.023),
@@ -130,11 +131,33 @@ pub(crate) fn minimum_storage(class: &str) -> Option<(u32, f64)> {
 /// were stored: the storage fee of the days still missing. An unknown age
 /// is billed as if the object were new, the worst case.
 pub(crate) fn early_deletion_usd(bytes: u64, minimum_days: u32, usd_gb_month: f64, age_days: Option<f64>) -> f64 {
-    let remaining = (f64::from(minimum_days) - age_days.unwrap_or(0.0)).max(0.0);
+    // A negative age (a clock behind the storage's) counts as new.
+    let age = age_days.unwrap_or(0.0).max(0.0);
+    let remaining = (f64::from(minimum_days) - age).max(0.0);
     bytes as f64 / BILLED_GB * usd_gb_month * remaining / 30.0
 }
 
 /// Whether objects of `class` must be retrieved before they can be read.
 pub(crate) fn needs_retrieval(class: &str) -> bool {
     matches!(class, "GLACIER" | "DEEP_ARCHIVE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_deletion_bills_the_missing_days_of_binary_gigabytes() {
+        let gib = 1u64 << 30;
+        // 3 GiB in DEEP_ARCHIVE, 60 of 180 days stayed: 120 days of 0.00099.
+        let charge = early_deletion_usd(3 * gib, 180, 0.00099, Some(60.0));
+        assert!((charge - 3.0 * 0.00099 * 4.0).abs() < 1e-12, "{charge}");
+        // Unknown age: the worst case, all 180 days.
+        assert!((early_deletion_usd(gib, 180, 0.00099, None) - 0.00099 * 6.0).abs() < 1e-12);
+        // Past the minimum (or a clock that says the future): nothing, never negative.
+        assert_eq!(early_deletion_usd(gib, 90, 0.0036, Some(200.0)), 0.0);
+        assert!(early_deletion_usd(gib, 90, 0.0036, Some(-5.0)) <= 0.0036 * 3.0 + 1e-12);
+        assert_eq!(minimum_storage("DEEP_ARCHIVE"), Some((180, 0.00099)));
+        assert_eq!(minimum_storage("STANDARD"), None);
+    }
 }

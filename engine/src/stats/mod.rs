@@ -29,7 +29,6 @@ pub use cost::{ClassBytes, ClassCost, CostReport, Prices, SourceCost};
 
 use crate::backend::ObjectKind;
 use crate::id::SnapshotId;
-use crate::index::Index;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
 
@@ -193,12 +192,17 @@ pub struct StatsReport {
     pub sources: Vec<SourceStats>,
     /// Per tag (whole repository only).
     pub tags: Vec<TagStats>,
-    /// With `--cost`: bytes and monthly price per storage class.
+    /// With `--cost`: bytes and monthly price per storage class, of the
+    /// whole repository whatever the selection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostReport>,
-    /// Blob references the index does not know (a damaged repository:
-    /// run `cairn check`); their bytes are in no figure.
+    /// Distinct blobs the snapshots reference that the index does not know
+    /// (a damaged repository: run `cairn check`); their bytes are in no
+    /// figure.
     pub missing_blobs: u64,
+    /// What the figures leave out, in words (e.g. the per-tag breakdown
+    /// when there are more tags than it tracks).
+    pub notes: Vec<String>,
 }
 
 /// Computes the stats of `snapshots` (oldest first, as selected) by
@@ -219,10 +223,21 @@ fn run(
     opts: &StatsOptions,
     progress: &dyn Fn(usize),
 ) -> Result<StatsReport, StatsError> {
-    let files = repo.readable_index_files()?;
+    // The readers' index (R1): each blob at a copy outside packs recorded
+    // for deletion or missing from storage, as restore would read it.
+    let (index, files) = repo.load_index_with_files()?;
     let mut totals = RepositoryTotals::default();
-    let tree_raw = size::tree_raw_lengths(&files, &mut totals);
-    let index = Index::from_files(files)?;
+    for b in files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs) {
+        totals.uncompressed_bytes = totals.uncompressed_bytes.saturating_add(u64::from(b.raw_length));
+        totals.sealed_bytes = totals.sealed_bytes.saturating_add(u64::from(b.length));
+    }
+    // Only raw-data needs the plaintext length of each blob; the other
+    // modes free the decoded index objects before walking.
+    let raw = match opts.mode {
+        StatsMode::RawData => Some(size::raw_data(repo, &index, &files, snapshots)),
+        _ => None,
+    };
+    drop(files);
     totals.blobs = index.len() as u64;
     totals.compression_ratio = ratio(totals.uncompressed_bytes, totals.sealed_bytes);
     let listing = cost::Listing::read(repo, &index, &opts.unclassed)?;
@@ -237,8 +252,8 @@ fn run(
         per_snapshot.push(sizer.snapshot(repo, &index, &s.tree)?);
     }
     progress(snapshots.len());
-    let restore_size: u64 = per_snapshot.iter().map(|s| s.bytes).sum();
-    let restore_files: u64 = per_snapshot.iter().map(|s| s.files).sum();
+    let restore_size = per_snapshot.iter().fold(0u64, |a, s| a.saturating_add(s.bytes));
+    let restore_files = per_snapshot.iter().fold(0u64, |a, s| a.saturating_add(s.files));
 
     let mut report = StatsReport {
         mode: opts.mode,
@@ -252,11 +267,12 @@ fn run(
         tags: Vec::new(),
         cost: None,
         missing_blobs: 0,
+        notes: Vec::new(),
     };
     match opts.mode {
         StatsMode::RestoreSize => {}
         StatsMode::RawData => {
-            let raw = size::raw_data(repo, &index, &tree_raw, snapshots)?;
+            let raw = raw.unwrap_or_default();
             report.total_size = raw.bytes;
             report.total_file_count = None;
             report.total_blob_count = Some(raw.blobs);
@@ -285,6 +301,7 @@ fn run(
         report.missing_blobs = report.missing_blobs.max(b.missing);
         report.sources = b.sources;
         report.tags = b.tags;
+        report.notes.extend(b.notes);
     }
     if let Some(prices) = &opts.prices {
         report.cost = Some(listing.cost(prices));

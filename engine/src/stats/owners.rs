@@ -1,15 +1,16 @@
 //! Who references what: per source (host, paths, tags) and per tag, the
 //! bytes only it references and the bytes it shares.
 //!
-//! Sources are walked one after the other, each tree once per source. Per
-//! blob (by its index rank) the walk keeps the last source that reached it
-//! and a bit for "reached by more than one": a blob is a source's own when
-//! the bit is clear and the source is the last. For tags, per blob the
-//! intersection and the union of the tag sets that reached it, interned as
-//! numbers: a tag frees a blob when it is in the intersection, and
-//! references it when it is in the union.
+//! Sources are walked one after the other, each tree once per source that
+//! reaches it (a tree shared by several sources is read once for each, so
+//! the walk costs what prune's mark costs times the sources sharing trees).
+//! Per blob (by its index rank) the walk keeps the last source that reached
+//! it and a bit for "reached by more than one": a blob is a source's own
+//! when the bit is clear and the source is the last. For tags, per blob the
+//! AND and the OR of the tag bits of the sources that reached it: a tag
+//! frees a blob when it is in the AND, and references it when in the OR.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::cost::{Listing, Prices};
@@ -17,6 +18,7 @@ use super::{SourceStats, StatsError, TagStats};
 use crate::forget::{GroupBy, GroupKey};
 use crate::id::{BlobId, SnapshotId, TreeId};
 use crate::index::Index;
+use crate::prune::mark::{key_of, BlobKey};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Descend, Node, NodeKind, Visitor};
@@ -37,71 +39,30 @@ pub(super) struct Breakdown {
     pub sources: Vec<SourceStats>,
     /// Per tag.
     pub tags: Vec<TagStats>,
+    /// What is left out, in words.
+    pub notes: Vec<String>,
 }
 
-/// Sets of tags (as sorted tag numbers) by number, with their
-/// intersections and unions remembered: a repository has few distinct sets.
-#[derive(Default)]
-struct TagSets {
-    sets: Vec<Vec<u32>>,
-    ids: HashMap<Vec<u32>, u32>,
-    and: HashMap<(u32, u32), u32>,
-    or: HashMap<(u32, u32), u32>,
-}
-
-impl TagSets {
-    fn intern(&mut self, set: Vec<u32>) -> u32 {
-        if let Some(&id) = self.ids.get(&set) {
-            return id;
-        }
-        let id = self.sets.len() as u32;
-        self.sets.push(set.clone());
-        self.ids.insert(set, id);
-        id
-    }
-
-    fn combine(&mut self, a: u32, b: u32, union: bool) -> u32 {
-        if a == b {
-            return a;
-        }
-        let key = (a.min(b), a.max(b));
-        let cached = if union { self.or.get(&key) } else { self.and.get(&key) };
-        if let Some(&id) = cached {
-            return id;
-        }
-        let (x, y) = (&self.sets[a as usize], &self.sets[b as usize]);
-        let set: Vec<u32> = if union {
-            let mut v: Vec<u32> = x.iter().chain(y).copied().collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        } else {
-            x.iter().filter(|t| y.contains(t)).copied().collect()
-        };
-        let id = self.intern(set);
-        if union {
-            self.or.insert(key, id);
-        } else {
-            self.and.insert(key, id);
-        }
-        id
-    }
-}
+/// Tags tracked per blob, as bits of a `u64`: a repository's tags are
+/// few (nightly, weekly, audit, db, ...). Above this, the per-tag
+/// breakdown is left out with a note rather than growing per blob.
+const MAX_TAGS: usize = 64;
 
 struct Marks<'a> {
     index: &'a Index,
     listing: &'a Listing,
     last: Vec<u32>,
     shared: Vec<u64>,
-    /// Empty when no snapshot has tags.
-    tag_and: Vec<u32>,
-    tag_or: Vec<u32>,
-    sets: TagSets,
+    /// Per blob, the tags of every source that reached it (bits by tag
+    /// number) and those of any; empty when no tag is tracked.
+    tag_and: Vec<u64>,
+    tag_or: Vec<u64>,
     group: u32,
-    group_tags: u32,
+    group_tags: u64,
     /// Per source, sealed bytes referenced per class.
     referenced: Vec<Vec<u64>>,
-    missing: u64,
+    /// Distinct blobs referenced that the index does not know.
+    missing: HashSet<BlobKey>,
 }
 
 impl Marks<'_> {
@@ -109,7 +70,7 @@ impl Marks<'_> {
     /// it does (a tree is then walked).
     fn touch(&mut self, id: &BlobId) -> bool {
         let Some(r) = self.index.rank(id) else {
-            self.missing += 1;
+            self.missing.insert(key_of(id));
             return false;
         };
         let last = self.last[r];
@@ -120,8 +81,8 @@ impl Marks<'_> {
         if last != NONE {
             self.shared[r / 64] |= 1 << (r % 64);
             if tagged {
-                self.tag_and[r] = self.sets.combine(self.tag_and[r], self.group_tags, false);
-                self.tag_or[r] = self.sets.combine(self.tag_or[r], self.group_tags, true);
+                self.tag_and[r] &= self.group_tags;
+                self.tag_or[r] |= self.group_tags;
             }
         } else if tagged {
             self.tag_and[r] = self.group_tags;
@@ -130,7 +91,8 @@ impl Marks<'_> {
         self.last[r] = self.group;
         if let Some((pack, len)) = self.index.at_rank(r) {
             let c = self.listing.class_of(pack);
-            self.referenced[self.group as usize][c] += u64::from(len);
+            let slot = &mut self.referenced[self.group as usize][c];
+            *slot = slot.saturating_add(u64::from(len));
         }
         true
     }
@@ -178,6 +140,14 @@ pub(super) fn breakdown(
     let mut tag_names: Vec<String> = snapshots.iter().flat_map(|(_, s)| s.tags.iter().cloned()).collect();
     tag_names.sort();
     tag_names.dedup();
+    let mut notes = Vec::new();
+    if tag_names.len() > MAX_TAGS {
+        notes.push(format!(
+            "{} distinct tags: the per-tag breakdown covers at most {MAX_TAGS} and is left out",
+            tag_names.len()
+        ));
+        tag_names.clear();
+    }
     let n = index.ranked();
     let classes = listing.class_count();
     let mut m = Marks {
@@ -187,23 +157,19 @@ pub(super) fn breakdown(
         shared: vec![0; n.div_ceil(64)],
         tag_and: if tag_names.is_empty() { Vec::new() } else { vec![0; n] },
         tag_or: if tag_names.is_empty() { Vec::new() } else { vec![0; n] },
-        sets: TagSets::default(),
         group: 0,
         group_tags: 0,
         referenced: vec![vec![0; classes]; groups.len()],
-        missing: 0,
+        missing: HashSet::new(),
     };
     let mut walked = 0;
     for (g, (key, members)) in groups.iter().enumerate() {
-        let mut set: Vec<u32> = key
+        m.group_tags = key
             .tags
             .iter()
             .flatten()
-            .filter_map(|t| tag_names.binary_search(t).ok().map(|i| i as u32))
-            .collect();
-        set.sort_unstable();
-        set.dedup();
-        m.group_tags = m.sets.intern(set);
+            .filter_map(|t| tag_names.binary_search(t).ok())
+            .fold(0u64, |bits, i| bits | 1 << i);
         m.group = g as u32;
         for &i in members {
             progress(walked);
@@ -217,7 +183,8 @@ pub(super) fn breakdown(
     progress(walked);
 
     let mut out = Breakdown {
-        missing: m.missing,
+        missing: m.missing.len() as u64,
+        notes,
         ..Default::default()
     };
     let mut unique = vec![vec![0u64; classes]; groups.len()];
@@ -241,12 +208,14 @@ pub(super) fn breakdown(
             early[owner as usize] += charge;
         }
         if !m.tag_and.is_empty() {
-            for &t in &m.sets.sets[m.tag_and[r] as usize] {
-                tag_unique[t as usize][c] += len;
-                tag_early[t as usize] += charge;
-            }
-            for &t in &m.sets.sets[m.tag_or[r] as usize] {
-                tag_referenced[t as usize][c] += len;
+            for (t, name) in tag_referenced.iter_mut().enumerate() {
+                if m.tag_or[r] & (1 << t) != 0 {
+                    name[c] += len;
+                }
+                if m.tag_and[r] & (1 << t) != 0 {
+                    tag_unique[t][c] += len;
+                    tag_early[t] += charge;
+                }
             }
         }
     }

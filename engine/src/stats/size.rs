@@ -4,32 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::{RepositoryTotals, StatsError};
-use crate::blob::BlobType;
+use super::StatsError;
 use crate::id::{SnapshotId, TreeId};
 use crate::index::{Index, IndexFile};
-use crate::prune::mark::{key_of, BlobKey, BlobSet};
+use crate::prune::mark::{key_of, reachable, BlobKey, BlobSet};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Descend, Node, NodeKind, Visitor};
-
-/// Plaintext lengths of the tree blobs, which no tree entry records (a
-/// file's entry records its chunks' lengths); adds every blob to `totals`'
-/// sealed and uncompressed sums on the way. Trees are a small part of the
-/// blobs, so this map stays small beside the index.
-pub(super) fn tree_raw_lengths(files: &[IndexFile], totals: &mut RepositoryTotals) -> HashMap<BlobKey, u32> {
-    let mut trees = HashMap::new();
-    for p in files.iter().flat_map(|f| &f.packs) {
-        for b in &p.blobs {
-            totals.uncompressed_bytes += u64::from(b.raw_length);
-            totals.sealed_bytes += u64::from(b.length);
-            if p.blob_type == BlobType::Tree {
-                trees.insert(key_of(&b.id), b.raw_length);
-            }
-        }
-    }
-    trees
-}
 
 /// What restoring one snapshot writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,7 +62,7 @@ impl Visitor for SizeVisitor<'_> {
             (NodeKind::Dir, Some(sub)) => {
                 if let Some(s) = self.memo.get(&key_of(&sub.blob())).copied() {
                     let top = self.top();
-                    top.size.bytes += s.bytes;
+                    top.size.bytes = top.size.bytes.saturating_add(s.bytes);
                     top.size.files += s.files;
                     return Ok(Descend::No);
                 }
@@ -97,7 +78,7 @@ impl Visitor for SizeVisitor<'_> {
                 top.size.files += 1;
                 top.links |= linked;
                 if first {
-                    top.size.bytes += node.size;
+                    top.size.bytes = top.size.bytes.saturating_add(node.size);
                 }
             }
             _ => {}
@@ -111,7 +92,7 @@ impl Visitor for SizeVisitor<'_> {
             self.memo.insert(key_of(&sub.blob()), done.size);
         }
         let top = self.top();
-        top.size.bytes += done.size.bytes;
+        top.size.bytes = top.size.bytes.saturating_add(done.size.bytes);
         top.size.files += done.size.files;
         top.links |= done.links;
         Ok(())
@@ -149,70 +130,25 @@ pub(super) struct Raw {
     pub missing: u64,
 }
 
-struct RawVisitor<'a> {
-    seen: BlobSet,
-    tree_raw: &'a HashMap<BlobKey, u32>,
-    index: &'a Index,
-    raw: Raw,
-}
-
-impl RawVisitor<'_> {
-    fn tree(&mut self, id: &TreeId) -> bool {
-        let key = key_of(&id.blob());
-        if !self.seen.insert(key) {
-            return false;
-        }
-        match self.tree_raw.get(&key) {
-            Some(&len) => {
-                self.raw.bytes += u64::from(len);
-                self.raw.blobs += 1;
-            }
-            None => self.raw.missing += 1,
-        }
-        true
-    }
-}
-
-impl Visitor for RawVisitor<'_> {
-    type Error = StatsError;
-
-    fn enter(&mut self, _: &Path, _: &TreeId, node: &Node) -> Result<Descend, StatsError> {
-        if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-            return Ok(if self.tree(&sub) { Descend::Yes } else { Descend::No });
-        }
-        for c in &node.content {
-            if self.seen.insert(key_of(&c.id)) {
-                if self.index.contains(&c.id) {
-                    self.raw.bytes += u64::from(c.length);
-                    self.raw.blobs += 1;
-                } else {
-                    self.raw.missing += 1;
-                }
-            }
-        }
-        Ok(Descend::No)
-    }
-}
-
-/// The distinct blobs `snapshots` reference, uncompressed.
+/// The distinct blobs `snapshots` reference, uncompressed: prune's
+/// reachability marking, then each marked blob's plaintext length from the
+/// index objects (the in-memory index does not keep it), once per blob.
 pub(super) fn raw_data(
     repo: &Repository,
     index: &Index,
-    tree_raw: &HashMap<BlobKey, u32>,
+    files: &[IndexFile],
     snapshots: &[(SnapshotId, Snapshot)],
-) -> Result<Raw, StatsError> {
-    let mut v = RawVisitor {
-        seen: BlobSet::default(),
-        tree_raw,
-        index,
-        raw: Raw::default(),
-    };
-    for (_, s) in snapshots {
-        if v.tree(&s.tree) {
-            tree::walk(repo, index, &s.tree, Path::new("/"), &mut v)?;
+) -> Raw {
+    let mut used = reachable(repo, index, snapshots);
+    let mut raw = Raw::default();
+    for b in files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs) {
+        if used.remove(&key_of(&b.id)) {
+            raw.bytes = raw.bytes.saturating_add(u64::from(b.raw_length));
+            raw.blobs += 1;
         }
     }
-    Ok(v.raw)
+    raw.missing = used.len() as u64;
+    raw
 }
 
 /// The files-by-contents figure.
@@ -251,7 +187,7 @@ impl Visitor for ContentVisitor {
                 key.copy_from_slice(&h.finalize().as_bytes()[..16]);
                 if self.contents.insert(key) {
                     self.out.files += 1;
-                    self.out.bytes += node.size;
+                    self.out.bytes = self.out.bytes.saturating_add(node.size);
                 }
                 Ok(Descend::No)
             }

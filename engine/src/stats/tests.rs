@@ -147,9 +147,12 @@ fn a_tag_on_snapshots_of_two_sources_frees_what_only_they_reference() {
     let x = r.tags.iter().find(|t| t.tag == "x").unwrap();
     assert_eq!(
         x.unique_bytes,
-        only_reached_by(&repo, std::slice::from_ref(&sa), &[sb, sc])
+        only_reached_by(&repo, std::slice::from_ref(&sa), &[sb.clone(), sc])
     );
-    assert!(audit.shared_bytes >= 100_000);
+    let reached = only_reached_by(&repo, &[sa, sb], &[]);
+    assert_eq!(audit.referenced_bytes, reached);
+    assert_eq!(audit.shared_bytes, reached - expected);
+    assert!(audit.shared_bytes >= 100_000, "the shared file is shared: {audit:?}");
 }
 
 #[test]

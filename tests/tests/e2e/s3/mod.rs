@@ -157,6 +157,14 @@ fn xml_field(block: &str, tag: &str) -> Option<String> {
 
 /// Every object under `prefix` on moto: key → storage class.
 fn moto_objects(m: &Server, prefix: &str) -> BTreeMap<String, String> {
+    moto_listing(m, prefix)
+        .into_iter()
+        .map(|(k, (class, _))| (k, class))
+        .collect()
+}
+
+/// Every object under `prefix` on moto: key → (storage class, size).
+fn moto_listing(m: &Server, prefix: &str) -> BTreeMap<String, (String, u64)> {
     let a = http(
         &m.endpoint,
         "GET",
@@ -173,10 +181,9 @@ fn moto_objects(m: &Server, prefix: &str) -> BTreeMap<String, String> {
     body.split("<Contents>")
         .skip(1)
         .map(|b| {
-            (
-                xml_field(b, "Key").expect("a key"),
-                xml_field(b, "StorageClass").unwrap_or_else(|| "STANDARD".into()),
-            )
+            let class = xml_field(b, "StorageClass").unwrap_or_else(|| "STANDARD".into());
+            let size = xml_field(b, "Size").and_then(|s| s.parse().ok()).expect("a size");
+            (xml_field(b, "Key").expect("a key"), (class, size))
         })
         .collect()
 }

@@ -2,32 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use cairn_test_support::s3::{http, moto, MOTO_AUTH};
+use cairn_test_support::s3::moto;
 use serde_json::Value;
 
 use super::*;
-
-/// Every object under `prefix` on moto: key → (storage class, size).
-fn moto_sizes(m: &Server, prefix: &str) -> BTreeMap<String, (String, u64)> {
-    let a = http(
-        &m.endpoint,
-        "GET",
-        &format!("/{}?list-type=2&prefix={prefix}", m.bucket),
-        &[("Authorization", MOTO_AUTH)],
-        b"",
-    );
-    let body = String::from_utf8_lossy(&a.body).into_owned();
-    assert_eq!(a.status, 200, "listing {prefix} on moto: {body}");
-    assert!(body.contains("<IsTruncated>false</IsTruncated>"), "more than one page");
-    body.split("<Contents>")
-        .skip(1)
-        .map(|b| {
-            let class = xml_field(b, "StorageClass").unwrap_or_else(|| "STANDARD".into());
-            let size = xml_field(b, "Size").and_then(|s| s.parse().ok()).expect("a size");
-            (xml_field(b, "Key").expect("a key"), (class, size))
-        })
-        .collect()
-}
 
 /// Packs in STANDARD and DEEP_ARCHIVE: `stats --cost` reports per class
 /// the bytes moto lists, prices them, and charges early deletion only for
@@ -56,7 +34,7 @@ fn s3_moto_stats_cost_reports_bytes_per_storage_class_as_listed() {
 
     let r = f.cairn().args(["stats", "--cost"]).json();
     let mut listed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (key, (class, size)) in moto_sizes(&m, &prefix) {
+    for (key, (class, size)) in moto_listing(&m, &prefix) {
         if key.starts_with(&format!("{prefix}/data/")) || key.starts_with(&format!("{prefix}/tree/")) {
             let e = listed.entry(class).or_default();
             e.0 += 1;
@@ -103,7 +81,7 @@ fn s3_moto_stats_cost_reports_bytes_per_storage_class_as_listed() {
         .collect();
     assert!(audit_classes.contains(&"DEEP_ARCHIVE"), "{audit:#}");
     // Nothing was asked back from the archive class.
-    for (key, (class, _)) in moto_sizes(&m, &format!("{prefix}/data/")) {
+    for (key, (class, _)) in moto_listing(&m, &format!("{prefix}/data/")) {
         let (now, restore) = moto_head(&m, &key);
         // HEAD names no class for STANDARD, as on AWS.
         assert_eq!(now.unwrap_or_else(|| "STANDARD".into()), class, "{key}");

@@ -608,11 +608,15 @@ def main():
     tools = []
     for name in args.tools:
         if name == "restic":
+            # The newest packaged restic (0.19, Debian unstable) unless
+            # RESTIC_SUITE says otherwise (trixie: 0.18, for older tables).
+            env = dict(os.environ)
+            env.setdefault("RESTIC_SUITE", "sid")
             r = subprocess.run(["bash", os.path.join(HERE, "fetch-restic.sh"), args.work],
-                               stdout=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, text=True, env=env)
             lines = r.stdout.strip().splitlines()
             if r.returncode != 0 or not lines:
-                notes.append("restic: could not fetch restic 0.18 (benches/fetch-restic.sh failed), skipped")
+                notes.append(f"restic: could not fetch restic from Debian {env['RESTIC_SUITE']} (benches/fetch-restic.sh failed), skipped")
                 log(notes[-1])
                 continue
             tools.append(Restic(lines[-1], args.work))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of cairn, restic 0.18 and rustic on the "nights"
+# Side-by-side benchmark of cairn, restic 0.19 and rustic on the "nights"
 # data set. See benches/README.md. Example:
 #   bash benches/compare.sh --size-mb 1000
 #   bash benches/compare.sh --size-mb 100 --tools restic

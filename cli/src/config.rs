@@ -36,6 +36,12 @@ pub struct FileConfig {
     pub prices: BTreeMap<String, f64>,
 }
 
+/// Why a `[prices]` entry is unusable, if it is: a price is US dollars per
+/// GB-month, a finite number of 0 or more.
+pub fn price_problem(usd: f64) -> Option<String> {
+    (!usd.is_finite() || usd < 0.0).then(|| format!("{usd} is not a price: give US dollars per GB-month, 0 or more"))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Profile {
@@ -225,6 +231,19 @@ impl Target {
 }
 
 impl FileConfig {
+    /// The price table of `stats --cost`: AWS's list prices with `[prices]`
+    /// over them.
+    pub fn prices(&self) -> Result<cairn_engine::Prices> {
+        let mut p = cairn_engine::Prices::default();
+        for (class, usd) in &self.prices {
+            if let Some(why) = price_problem(*usd) {
+                anyhow::bail!("cairn.toml [prices] {class}: {why}");
+            }
+            p.set(class, *usd);
+        }
+        Ok(p)
+    }
+
     /// Resolves `-r`/CAIRN_REPOSITORY (or the config's default) to a location.
     pub fn target(&self, repo: Option<&str>) -> Result<Target> {
         let name = repo

@@ -118,6 +118,11 @@ fn semantic(cfg: &FileConfig, put: &mut dyn FnMut(&[&str], String)) {
             put(&["repositories", name, "s3"], format!("{e:#}"));
         }
     }
+    for (class, usd) in &cfg.prices {
+        if let Some(why) = crate::config::price_problem(*usd) {
+            put(&["prices", class], why);
+        }
+    }
     for (i, e) in cfg.retention.iter().enumerate() {
         if let Err(err) = e.rule(i + 1) {
             put(&["retention", &i.to_string()], format!("{err:#}"));

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use cairn_engine::{filter_snapshots, find_snapshots, Prices, SourceCost, StatsMode, StatsOptions, StatsReport};
+use cairn_engine::{filter_snapshots, find_snapshots, SourceCost, StatsMode, StatsOptions, StatsReport};
 
 use super::{filter, Ctx};
 use crate::args::StatsArgs;
@@ -10,7 +10,7 @@ use crate::output::{self, bytes};
 use crate::progress::Bar;
 
 pub fn run(ctx: &Ctx, a: StatsArgs) -> Result<u8> {
-    let prices = if a.cost { Some(prices(ctx)?) } else { None };
+    let prices = if a.cost { Some(ctx.config.prices()?) } else { None };
     let target = ctx.target()?;
     let repo = ctx.open()?;
     let f = &a.filter;
@@ -51,18 +51,6 @@ pub fn run(ctx: &Ctx, a: StatsArgs) -> Result<u8> {
         print(ctx, &report)?;
     }
     Ok(0)
-}
-
-/// The default price table with cairn.toml's `[prices]` over it.
-fn prices(ctx: &Ctx) -> Result<Prices> {
-    let mut p = Prices::default();
-    for (class, usd) in &ctx.config.prices {
-        if !usd.is_finite() || *usd < 0.0 {
-            bail!("cairn.toml [prices] {class} = {usd}: a price is US dollars per GB-month, 0 or more");
-        }
-        p.set(class, *usd);
-    }
-    Ok(p)
 }
 
 fn usd(v: f64) -> String {

@@ -59,6 +59,10 @@ rpo = "15m"
 
 [sources.odd]
 kind = "tape"
+
+[prices]
+STANDARD = 0.02
+local = -0.5
 "#;
     let r = check(&f, text);
     assert_eq!(r.code(), Some(1), "{r}");
@@ -83,6 +87,7 @@ kind = "tape"
         (line("rto-class"), "sources.app.rto-class"),
         (line("[sources.sessions]"), "sources.sessions"),
         (line("kind = \"tape\""), "sources.odd.kind"),
+        (line("local = -0.5"), "prices.local"),
     ];
     for (l, key) in want {
         assert!(

@@ -289,10 +289,10 @@ impl KdfParams {
     /// Most lanes a key object may ask for.
     pub const MAX_PARALLELISM: u32 = 64;
     /// Most work a key object may ask for, in KiB × passes: twice the
-    /// default's (64 MiB × 3 passes). Argon2id's time grows with memory ×
-    /// passes (lanes run on threads of their own here, so more lanes only
-    /// shorten it), so no key object, planted or not, costs more than twice
-    /// a default one, and no key object asks for more than 384 MiB.
+    /// default's (64 MiB × 3 passes). Argon2id's work grows with memory ×
+    /// passes (lanes only spread it over threads), so no key object,
+    /// planted or not, costs more than twice a default one's work, and no
+    /// key object asks for more than 384 MiB.
     pub const MAX_COST: u64 = 2 * 64 * 1024 * 3;
     /// Largest memory a key object may ask for (at one pass): 384 MiB.
     pub const MAX_MEMORY_KIB: u32 = Self::MAX_COST as u32;

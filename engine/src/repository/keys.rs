@@ -77,9 +77,12 @@ impl KeyFile {
 }
 
 /// Orders key objects for trying a password: cheapest Argon2id first (by
-/// name among equals). A planted key object costlier than the right one is
-/// then never run for the right password, and one that is cheaper adds at
-/// most the right one's cost: opening takes at most twice as long.
+/// work, memory × passes; by name among equals). A planted key object
+/// costlier than the right one is then never run for the right password,
+/// and one that is cheaper adds at most the right one's work: opening does
+/// at most twice the work. In wall time a one-lane planted key can cost up
+/// to twice a two-lane right key of the same work (lanes run on threads),
+/// so opening takes at most about three times as long on two cores.
 pub(crate) fn cheapest_first(keys: &mut [(String, KeyFile)]) {
     keys.sort_by(|a, b| a.1.kdf.cost().cmp(&b.1.kdf.cost()).then_with(|| a.0.cmp(&b.0)));
 }

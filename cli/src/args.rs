@@ -265,6 +265,13 @@ pub struct FilterArgs {
     pub paths: Vec<String>,
 }
 
+impl FilterArgs {
+    /// No filter given: every snapshot passes.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Snapshot: an id prefix or `latest`.

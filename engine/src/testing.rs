@@ -30,3 +30,16 @@ pub(crate) fn init_with(
 pub(crate) fn memory_repo() -> Repository {
     init_with(&Arc::new(MemoryBackend::new()), b"pw", CHEAP_KDF).expect("a memory repository")
 }
+
+/// Bytes without repeats (xorshift from `x`, which must not be 0):
+/// content-defined cuts vary and zstd cannot shrink them.
+pub(crate) fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -10,10 +10,7 @@ use crate::progress::Bar;
 
 pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let scoped = !a.snapshots.is_empty()
-        || !a.filter.hosts.is_empty()
-        || !a.filter.tags.is_empty()
-        || !a.filter.paths.is_empty();
+    let scoped = !a.snapshots.is_empty() || !a.filter.is_empty();
     let snapshots = if !scoped {
         None
     } else if a.snapshots.is_empty() {

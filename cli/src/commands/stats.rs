@@ -14,7 +14,7 @@ pub fn run(ctx: &Ctx, a: StatsArgs) -> Result<u8> {
     let target = ctx.target()?;
     let repo = ctx.open()?;
     let f = &a.filter;
-    let whole = a.snapshots.is_empty() && f.hosts.is_empty() && f.tags.is_empty() && f.paths.is_empty();
+    let whole = a.snapshots.is_empty() && f.is_empty();
     let snapshots = if a.snapshots.is_empty() {
         filter_snapshots(&repo, &filter(f))?
     } else {

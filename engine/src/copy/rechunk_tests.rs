@@ -14,7 +14,7 @@ use crate::chunker::{ChunkBuffer, ChunkerParams};
 use crate::id::TreeId;
 use crate::index::{Index, IndexFile};
 use crate::repository::{pack_kind, InitOptions, Repository};
-use crate::testing::CHEAP_KDF;
+use crate::testing::{noise, CHEAP_KDF};
 use crate::tree::{resolve_path, Node, NodeKind, Xattr};
 
 const SRC_PARAMS: ChunkerParams = ChunkerParams {
@@ -43,18 +43,6 @@ fn repo(params: ChunkerParams) -> (Arc<MemoryBackend>, Repository) {
     };
     let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
     (backend, repo)
-}
-
-/// Bytes without repeats (xorshift), so content-defined cuts vary.
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// data/{big.bin, empty, zeros, link -> big.bin, hard1 = hard2, sub/a.txt,

@@ -14,9 +14,7 @@ use crate::backend::ObjectInfo;
 use crate::blob::BlobType;
 use crate::id::PackId;
 use crate::index::{IndexBlob, IndexFile, IndexPack};
-use crate::retrieve::{early_deletion_usd, minimum_storage, needs_retrieval};
-
-const DAY_NS: f64 = 86_400e9;
+use crate::retrieve::{age_days, early_deletion_usd, minimum_storage, needs_retrieval, DAY_NS};
 
 /// Packs and their stored bytes.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -426,7 +424,7 @@ fn cold_pack(
     action: &'static str,
 ) -> Option<ColdPack> {
     let (minimum_days, usd_gb_month) = minimum_storage(class)?;
-    let age_days = info.modified_ns.map(|t| (now_ns.saturating_sub(t)) as f64 / DAY_NS);
+    let age_days = age_days(now_ns, info.modified_ns);
     let early_deletion_usd = early_deletion_usd(info.size, minimum_days, usd_gb_month, age_days);
     let waits = action == "delete"
         && opts

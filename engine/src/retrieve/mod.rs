@@ -18,7 +18,9 @@ use std::time::Duration;
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub(crate) use price::{early_deletion_usd, minimum_days, minimum_storage, needs_retrieval, BILLED_GB};
+pub(crate) use price::{
+    age_days, early_deletion_usd, minimum_days, minimum_storage, needs_retrieval, BILLED_GB, DAY_NS,
+};
 pub use price::{tier_name, TierEstimate};
 pub use price::{DEFAULT_PRICES_DATE, DEFAULT_STORAGE_PRICES};
 

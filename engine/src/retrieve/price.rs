@@ -126,6 +126,15 @@ pub(crate) fn minimum_storage(class: &str) -> Option<(u32, f64)> {
     Some((minimum_days(class)?, default_price(class)?))
 }
 
+/// Nanoseconds in a day.
+pub(crate) const DAY_NS: f64 = 86_400e9;
+
+/// How many days ago (as of `now_ns`) an object listed as stored at
+/// `modified_ns` was stored; `None` where the storage does not say.
+pub(crate) fn age_days(now_ns: i64, modified_ns: Option<i64>) -> Option<f64> {
+    modified_ns.map(|t| now_ns.saturating_sub(t) as f64 / DAY_NS)
+}
+
 /// The early-deletion charge of removing `bytes` stored in a class with a
 /// minimum of `minimum_days` days at `usd_gb_month`, `age_days` after they
 /// were stored: the storage fee of the days still missing. An unknown age

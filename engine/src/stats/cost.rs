@@ -12,9 +12,7 @@ use crate::backend::ObjectKind;
 use crate::id::PackId;
 use crate::index::Index;
 use crate::repository::Repository;
-use crate::retrieve::{early_deletion_usd, minimum_days, DEFAULT_PRICES_DATE, DEFAULT_STORAGE_PRICES};
-
-const DAY_NS: f64 = 86_400e9;
+use crate::retrieve::{age_days, early_deletion_usd, minimum_days, DEFAULT_PRICES_DATE, DEFAULT_STORAGE_PRICES};
 
 /// Storage prices, US dollars per GB-month (GB = 2^30 bytes, as AWS bills).
 #[derive(Debug, Clone)]
@@ -151,8 +149,7 @@ impl Listing {
                 l.per_class[c].0 += 1;
                 l.per_class[c].1 += o.size;
                 if let Ok(id) = PackId::from_hex(&o.name) {
-                    let age = o.modified_ns.map(|t| now.saturating_sub(t) as f64 / DAY_NS);
-                    by_id.insert(id, (c, age));
+                    by_id.insert(id, (c, age_days(now, o.modified_ns)));
                 }
             }
         }

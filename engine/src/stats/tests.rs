@@ -5,20 +5,7 @@ use super::*;
 use crate::backup::{backup, BackupOptions, BackupSource};
 use crate::id::SnapshotId;
 use crate::prune::mark::reachable;
-use crate::testing::memory_repo;
-
-/// Bytes that zstd cannot shrink, so sizes stay predictable.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::testing::{memory_repo, noise};
 
 fn write(dir: &Path, rel: &str, data: &[u8]) {
     let p = dir.join(rel);

@@ -6,19 +6,12 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::copy::bytes_under;
 use crate::util::*;
-
-/// Apparent bytes of every file under `dir` (what `du -sb` counts).
-fn du(dir: &Path) -> u64 {
-    files_under(dir)
-        .iter()
-        .map(|p| std::fs::symlink_metadata(p).unwrap().len())
-        .sum()
-}
 
 /// Bytes of the pack files of the repository at `repo`.
 fn pack_bytes(repo: &Path) -> u64 {
-    du(&repo.join("data")) + du(&repo.join("tree"))
+    bytes_under(&repo.join("data")) + bytes_under(&repo.join("tree"))
 }
 
 fn within(a: f64, b: f64, share: f64) -> bool {
@@ -98,7 +91,7 @@ fn stats_restore_size_and_ratios_match_the_files_and_du_and_unique_bytes_what_pr
     assert_eq!(u64_at(&r, "/total_file_count"), 6);
 
     // The ratios against the repository's size on disk.
-    let on_disk = du(&f.repo) as f64;
+    let on_disk = bytes_under(&f.repo) as f64;
     let repo = &r["repository"];
     // Deduplication: what restoring every snapshot writes over what the
     // repository takes on disk.

@@ -13,6 +13,7 @@ use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
 use crate::index::IndexError;
 use crate::lock::LockError;
+use crate::mount::MountError;
 use crate::prune::PruneError;
 use crate::recovery::RecoveryError;
 use crate::repair::RepairError;
@@ -78,6 +79,9 @@ pub enum Error {
     /// Stats.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// Mount.
+    #[error(transparent)]
+    Mount(#[from] MountError),
 }
 
 /// The result type of the engine's public functions.
@@ -145,7 +149,8 @@ impl ErrorKind {
             PruneError,
             RepairError,
             CopyError,
-            StatsError
+            StatsError,
+            MountError
         );
         None
     }
@@ -172,6 +177,7 @@ impl Error {
             Error::Repair(e) => e.kind(),
             Error::Copy(e) => e.kind(),
             Error::Stats(e) => e.kind(),
+            Error::Mount(e) => e.kind(),
         }
     }
 
@@ -351,6 +357,17 @@ impl StatsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StatsError::Repository(e) => e.kind(),
+        }
+    }
+}
+
+impl MountError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MountError::Mountpoint(_) => ErrorKind::InvalidInput,
+            MountError::Mount { .. } | MountError::Unmount { .. } => ErrorKind::Io,
+            MountError::Repository(e) => e.kind(),
         }
     }
 }

@@ -52,6 +52,7 @@ mod failpoint;
 mod forget;
 mod inspect;
 mod lock;
+mod mount;
 mod prune;
 mod recovery;
 mod repair;
@@ -119,6 +120,7 @@ pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, Snaps
 #[cfg(feature = "testing")]
 pub use lock::write_lock;
 pub use lock::{acquire, list_locks, unlock, Lock, LockError, LockOptions, LockStatus, MaintenanceLock};
+pub use mount::{mount, MountError, MountOptions, Mounted};
 pub use pack::PackEntry;
 pub use prune::{
     prune, ColdPack, DeletionRecord, Deletions, DueReport, MaxUnused, PackCount, PruneError, PruneOptions, PrunePlan,

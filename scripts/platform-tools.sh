@@ -10,8 +10,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v git >/dev/null || need+=(git)
+command -v fusermount3 >/dev/null || need+=(fuse3)
 if ((${#need[@]} == 0)); then
-    echo "platform tools present: redis-server, PostgreSQL, git"
+    echo "platform tools present: redis-server, PostgreSQL, git, fusermount3"
     exit 0
 fi
 echo "installing from Debian: ${need[*]}"

@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod copy;
 mod maintenance;
+mod mount;
 mod policy;
 mod stats;
 
 pub use copy::CopyArgs;
 pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs, TagArgs};
+pub use mount::MountArgs;
 pub use policy::{ConfigCheckArgs, ConfigCommand, DrillArgs, RunArgs, StatusArgs};
 pub use stats::StatsArgs;
 
@@ -135,6 +137,8 @@ pub enum Command {
     Tag(TagArgs),
     /// Copy snapshots into another repository (off-site, cold), with only the data it lacks.
     Copy(CopyArgs),
+    /// Browse snapshots as a read-only file system (FUSE) until Ctrl-C.
+    Mount(MountArgs),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// What the repository holds: restore size, deduplication, compression,

@@ -55,8 +55,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (_, 1) => "info",
         _ => "debug",
     };
+    // fuser warns of requests a read-only mount leaves to the kernel's
+    // defaults, and of its own second unmount after `cairn mount`'s.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},aws_config=error")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},aws_config=error,fuser=error")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

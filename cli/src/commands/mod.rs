@@ -11,6 +11,7 @@ mod drill;
 mod forget;
 mod init;
 mod key;
+mod mount;
 mod prune;
 mod repair;
 mod restore;
@@ -146,6 +147,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Tag(a) => tag::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, config_path.as_deref(), a),

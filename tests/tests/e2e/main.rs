@@ -26,6 +26,7 @@ mod git;
 mod keys;
 mod lock;
 mod misc;
+mod mount;
 mod prune;
 mod recovery;
 mod redis;

@@ -36,6 +36,7 @@ mod copy;
 mod damage;
 mod faults;
 mod moto;
+mod mount;
 mod object_lock;
 mod seaweedfs;
 mod source;

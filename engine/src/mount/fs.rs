@@ -48,15 +48,15 @@ impl<K: Hash + Eq, V: Clone> Weighted<K, V> {
         self.lru.get(k).map(|(v, _)| v.clone())
     }
 
+    /// Adds `v`; the least recently used go until the budget holds, but
+    /// never the newest, however heavy: a folder or blob larger than the
+    /// budget must not be read again for every request.
     fn put(&mut self, k: K, v: V, weight: usize) {
-        if weight > self.budget {
-            return;
-        }
         if let Some((_, w)) = self.lru.put(k, (v, weight)) {
             self.bytes -= w;
         }
         self.bytes += weight;
-        while self.bytes > self.budget {
+        while self.bytes > self.budget && self.lru.len() > 1 {
             match self.lru.pop_lru() {
                 Some((_, (_, w))) => self.bytes -= w,
                 None => break,
@@ -184,6 +184,10 @@ impl MountFs {
                 let view = self.views.current();
                 let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                 let what = listing_child(&view, l, name).ok_or(Errno::ENOENT)?;
+                let ident = match &what {
+                    What::Entry(e) => Ident::Snapshot(parent, e.snap.id),
+                    _ => ident,
+                };
                 Ok((ident, what))
             }
             What::Link { .. } => Err(Errno::ENOTDIR),
@@ -212,7 +216,7 @@ impl MountFs {
             return Ok(t);
         }
         let mut r = self.repo.load_tree(&self.views.index(), &id);
-        if matches!(r, Err(RepositoryError::MissingBlob { .. })) && self.views.reload_index() {
+        if moved(&r) && self.views.reload_index() {
             r = self.repo.load_tree(&self.views.index(), &id);
         }
         let tree = Arc::new(r.map_err(|err| {
@@ -243,9 +247,7 @@ impl MountFs {
             }
             What::Listing(l) => {
                 let view = self.views.current();
-                for (name, kind) in listing_names(&view, l) {
-                    items.push((Ident::Child(ino, name.clone()), kind, name));
-                }
+                items = listing_names(&view, l, ino);
                 &[]
             }
             What::Entry(e) => {
@@ -359,7 +361,7 @@ impl MountFs {
         let c = e.node.content[i];
         tracing::debug!("mount: reading blob {} of {}", c.id.short(), e.path.display());
         let mut r = self.repo.read_blob(&self.views.index(), &c.id);
-        if matches!(r, Err(RepositoryError::MissingBlob { .. })) && self.views.reload_index() {
+        if moved(&r) && self.views.reload_index() {
             r = self.repo.read_blob(&self.views.index(), &c.id);
         }
         let data = match r {
@@ -503,6 +505,15 @@ impl MountFs {
     }
 }
 
+/// Whether a read failed because the index may be out of date: the blob
+/// is not in it, or its pack is gone (a prune repacked it elsewhere).
+fn moved<T>(r: &Result<T, RepositoryError>) -> bool {
+    matches!(
+        r,
+        Err(RepositoryError::MissingBlob { .. } | RepositoryError::Backend(BackendError::NotFound { .. }))
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -551,25 +562,31 @@ fn listing_child(view: &View, l: &Listing, name: &str) -> Option<What> {
     }
 }
 
-/// The names listing folder `l` shows, with their types.
-fn listing_names(view: &View, l: &Listing) -> Vec<(Vec<u8>, FileType)> {
+/// What listing folder `l` (number `ino`) shows: identity, type, name.
+fn listing_names(view: &View, l: &Listing, ino: u64) -> Vec<(Ident, FileType, Vec<u8>)> {
+    let folder = |name: &String| {
+        let name = name.as_bytes().to_vec();
+        (Ident::Child(ino, name.clone()), FileType::Directory, name)
+    };
     match l {
-        Listing::Hosts => view
-            .hosts
-            .keys()
-            .map(|h| (h.as_bytes().to_vec(), FileType::Directory))
-            .collect(),
-        Listing::Tags => view
-            .tags
-            .keys()
-            .map(|t| (t.as_bytes().to_vec(), FileType::Directory))
-            .collect(),
+        Listing::Hosts => view.hosts.keys().map(folder).collect(),
+        Listing::Tags => view.tags.keys().map(folder).collect(),
         _ => {
-            let mut out: Vec<(Vec<u8>, FileType)> = members(view, l)
-                .map(|s| (s.name.as_bytes().to_vec(), FileType::Directory))
+            let mut out: Vec<_> = members(view, l)
+                .map(|s| {
+                    (
+                        Ident::Snapshot(ino, s.id),
+                        FileType::Directory,
+                        s.name.as_bytes().to_vec(),
+                    )
+                })
                 .collect();
             if !out.is_empty() {
-                out.push((b"latest".to_vec(), FileType::Symlink));
+                out.push((
+                    Ident::Child(ino, b"latest".to_vec()),
+                    FileType::Symlink,
+                    b"latest".to_vec(),
+                ));
             }
             out
         }

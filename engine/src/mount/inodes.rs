@@ -26,6 +26,10 @@ pub(super) enum Ident {
     Child(u64, Vec<u8>),
     /// A file with several names: one number for all of them.
     Linked(SnapshotId, u64, u64),
+    /// A snapshot's folder in listing folder `parent`: by id, not by name,
+    /// so a rewritten snapshot of the same time (same name) is another
+    /// folder to the kernel, never the original's cached entries.
+    Snapshot(u64, SnapshotId),
 }
 
 /// A listing folder.

@@ -208,17 +208,101 @@ fn same_second_snapshots_get_their_ids_and_new_ones_appear() {
 fn a_lost_pack_fails_only_the_reads_that_need_it() {
     let repo = memory_repo();
     let dir = tempfile::tempdir().unwrap();
-    let big = noise(2_000_000, 3);
-    write(&dir.path().join("big"), &big);
+    write(&dir.path().join("big"), &noise(2_000_000, 3));
     back_up(&repo, dir.path(), "h", &[], None);
     let backend = repo.backend().clone();
-    let fs = mounted(repo, Duration::from_secs(60));
-    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
-    let f = at(&fs, &format!("snapshots/{name}{}/big", dir.path().display())).unwrap();
     for o in backend.list(ObjectKind::DataPack).unwrap() {
         backend.remove(ObjectKind::DataPack, &o.name).unwrap();
     }
+    let fs = mounted(repo, Duration::from_secs(60));
+    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
+    let folder = format!("snapshots/{name}{}", dir.path().display());
+    // Folders come from tree packs, which are all there.
+    let listed = names(&fs, at(&fs, &folder).unwrap().ino.0);
+    assert_eq!(
+        listed.iter().map(|(n, ..)| n.as_str()).collect::<Vec<_>>(),
+        [".", "..", "big"]
+    );
+    let f = at(&fs, &format!("{folder}/big")).unwrap();
+    assert_eq!(f.size, 2_000_000);
     assert_eq!(fs.read(f.ino.0, 0, 4096).unwrap_err(), Errno::EIO);
-    // Folders (tree packs) still list.
-    assert!(at(&fs, &format!("snapshots/{name}{}", dir.path().display())).is_ok());
+}
+
+#[test]
+fn a_prune_that_repacks_while_mounted_does_not_break_reads() {
+    let repo = memory_repo();
+    let dir = tempfile::tempdir().unwrap();
+    let x = noise(400_000, 11);
+    write(&dir.path().join("x"), &x);
+    write(&dir.path().join("y"), &noise(400_000, 12));
+    back_up(&repo, dir.path(), "h", &[], None);
+    let first = repo.list_snapshots().unwrap()[0].0;
+    let backend = repo.backend().clone();
+    let fs = mounted(
+        Repository::open(backend.clone(), b"pw").unwrap(),
+        Duration::from_secs(60),
+    );
+    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
+    let file = at(&fs, &format!("snapshots/{name}{}/x", dir.path().display())).unwrap();
+    let packs_before: Vec<String> = backend
+        .list(ObjectKind::DataPack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+
+    // x alone in a new snapshot; the first goes; a prune repacks x's pack.
+    fs::remove_file(dir.path().join("y")).unwrap();
+    back_up(&repo, dir.path(), "h", &[], None);
+    crate::forget::forget_snapshots(&repo, &[first]).unwrap();
+    let opts = crate::prune::PruneOptions {
+        max_unused: crate::prune::MaxUnused::Percent(0.0),
+        instant_delete: true,
+        ..Default::default()
+    };
+    crate::prune::prune(&repo, &opts).unwrap();
+    let packs_after: Vec<String> = backend
+        .list(ObjectKind::DataPack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert!(
+        packs_before.iter().all(|p| !packs_after.contains(p)),
+        "the prune repacked nothing"
+    );
+
+    // The file looked up before the prune reads from its new pack.
+    assert_eq!(read_all(&fs, file.ino.0, file.size), x);
+}
+
+#[test]
+fn a_rewritten_snapshot_of_the_same_time_is_another_folder() {
+    let repo = memory_repo();
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("secret"), b"erase me");
+    let t = 1_700_000_000_000_000_000i64;
+    back_up(&repo, dir.path(), "h", &[], Some(t));
+    let backend = repo.backend().clone();
+    let fs = mounted(Repository::open(backend.clone(), b"pw").unwrap(), Duration::ZERO);
+    let folder = "snapshots/2023-11-14T22:13:20Z";
+    let before = at(&fs, folder).unwrap().ino;
+    assert!(at(&fs, &format!("{folder}{}/secret", dir.path().display())).is_ok());
+
+    // What `rewrite --forget` leaves: another snapshot of the same time.
+    fs::remove_file(dir.path().join("secret")).unwrap();
+    write(&dir.path().join("kept"), b"kept");
+    let old = repo.list_snapshots().unwrap()[0].0;
+    back_up(&repo, dir.path(), "h", &[], Some(t));
+    repo.remove_snapshot(&old).unwrap();
+    let after = at(&fs, folder).unwrap().ino;
+    assert_ne!(
+        before, after,
+        "the rewritten snapshot reuses the original's folder number"
+    );
+    assert_eq!(
+        at(&fs, &format!("{folder}{}/secret", dir.path().display())).unwrap_err(),
+        Errno::ENOENT
+    );
+    assert!(at(&fs, &format!("{folder}{}/kept", dir.path().display())).is_ok());
 }

@@ -121,72 +121,87 @@ impl View {
 }
 
 /// The current view and the index reads go through, refreshed on demand.
+/// Readers take the view and the index from their own short-held locks:
+/// a refresh (listings and reads over the network) never stalls them.
 pub(super) struct Views {
     repo: Arc<Repository>,
     filter: SnapshotFilter,
     refresh: Duration,
+    view: Mutex<Arc<View>>,
+    index: Mutex<Arc<Index>>,
     state: Mutex<State>,
 }
 
+/// What the refresh works from; one refresh at a time holds it.
 struct State {
     loaded: HashMap<SnapshotId, Arc<Snapshot>>,
     /// Snapshot objects that could not be read, not read again.
     damaged: HashSet<String>,
-    view: Arc<View>,
-    index: Arc<Index>,
-    index_names: Vec<String>,
+    /// `loaded` changed since the view was last built (kept across a
+    /// refresh that failed half-way, so its snapshots still appear).
+    dirty: bool,
+    /// Index and deletion-record objects the index was built from.
+    index_from: Vec<String>,
     checked: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Views {
     /// Lists and reads the snapshots and loads the index.
     pub fn open(repo: Arc<Repository>, filter: SnapshotFilter, refresh: Duration) -> Result<Self, RepositoryError> {
-        let mut state = State {
-            loaded: HashMap::new(),
-            damaged: HashSet::new(),
-            view: Arc::new(View::default()),
-            index: Arc::new(Index::new()),
-            index_names: Vec::new(),
-            checked: Instant::now(),
-        };
-        refresh_state(&repo, &filter, &mut state, true)?;
-        Ok(Self {
+        let views = Self {
             repo,
             filter,
             refresh,
-            state: Mutex::new(state),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+            view: Mutex::new(Arc::new(View::default())),
+            index: Mutex::new(Arc::new(Index::new())),
+            state: Mutex::new(State {
+                loaded: HashMap::new(),
+                damaged: HashSet::new(),
+                dirty: true,
+                index_from: Vec::new(),
+                checked: Instant::now(),
+            }),
+        };
+        views.refresh(&mut lock(&views.state))?;
+        Ok(views)
     }
 
     /// The view, listed again first when the last look is older than the
-    /// refresh interval. A failed refresh keeps the previous view (and says
-    /// why in the log): a flaky connection must not empty the folders.
+    /// refresh interval (unless another thread is at it: then the view as it
+    /// is). A failed refresh keeps the previous view and says why in the
+    /// log: a flaky connection must not empty the folders.
     pub fn current(&self) -> Arc<View> {
-        let mut st = self.lock();
-        if st.checked.elapsed() >= self.refresh {
-            if let Err(e) = refresh_state(&self.repo, &self.filter, &mut st, false) {
-                tracing::warn!("mount: listing the repository again failed, showing what was listed before: {e}");
+        let st = match self.state.try_lock() {
+            Ok(st) => Some(st),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut st) = st {
+            if st.checked.elapsed() >= self.refresh {
+                if let Err(e) = self.refresh(&mut st) {
+                    tracing::warn!("mount: listing the repository again failed, showing what was listed before: {e}");
+                }
+                st.checked = Instant::now();
             }
-            st.checked = Instant::now();
         }
-        st.view.clone()
+        lock(&self.view).clone()
     }
 
     /// The index reads go through.
     pub fn index(&self) -> Arc<Index> {
-        self.lock().index.clone()
+        lock(&self.index).clone()
     }
 
-    /// Loads the index again (a blob was missing from it: a prune or a
-    /// backup may have changed the index objects since the last look).
-    /// Returns whether it changed.
+    /// Loads the index again if the index objects or deletion records
+    /// changed (a blob or pack was missing: a backup, or a prune that
+    /// repacked, may have moved it since the last look). Returns whether
+    /// it did.
     pub fn reload_index(&self) -> bool {
-        let mut st = self.lock();
-        match reload_index(&self.repo, &mut st) {
+        match self.reload_index_in(&mut lock(&self.state)) {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!("mount: loading the index again failed: {e}");
@@ -194,72 +209,72 @@ impl Views {
             }
         }
     }
-}
 
-/// Lists the snapshots (reading only new ones), then the index objects:
-/// in that order, so the index covers every snapshot listed (a snapshot is
-/// written after its index objects).
-fn refresh_state(
-    repo: &Repository,
-    filter: &SnapshotFilter,
-    st: &mut State,
-    first: bool,
-) -> Result<(), RepositoryError> {
-    let listed = repo.backend().list(ObjectKind::Snapshot)?;
-    let mut present = HashSet::new();
-    let mut changed = first;
-    for o in listed {
-        let Ok(id) = SnapshotId::from_hex(&o.name) else {
-            continue;
-        };
-        present.insert(id);
-        if st.loaded.contains_key(&id) || st.damaged.contains(&o.name) {
-            continue;
-        }
-        match repo.load_snapshot(&id) {
-            Ok(s) => {
-                st.loaded.insert(id, Arc::new(s));
-                changed = true;
+    /// Lists the snapshots (reading only new ones), then the index objects:
+    /// in that order, so the index covers every snapshot listed (a snapshot
+    /// is written after its index objects).
+    fn refresh(&self, st: &mut State) -> Result<(), RepositoryError> {
+        let listed = self.repo.backend().list(ObjectKind::Snapshot)?;
+        let mut present = HashSet::new();
+        for o in listed {
+            let Ok(id) = SnapshotId::from_hex(&o.name) else {
+                continue;
+            };
+            present.insert(id);
+            if st.loaded.contains_key(&id) || st.damaged.contains(&o.name) {
+                continue;
             }
-            // Forgotten between the listing and the read.
-            Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
-            Err(e @ RepositoryError::Corrupt { .. }) => {
-                tracing::warn!("mount: leaving out a damaged snapshot: {e} (run `cairn check`)");
-                st.damaged.insert(o.name);
+            match self.repo.load_snapshot(&id) {
+                Ok(s) => {
+                    st.loaded.insert(id, Arc::new(s));
+                    st.dirty = true;
+                }
+                // Forgotten between the listing and the read.
+                Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
+                Err(e @ RepositoryError::Corrupt { .. }) => {
+                    tracing::warn!("mount: leaving out a damaged snapshot: {e} (run `cairn check`)");
+                    st.damaged.insert(o.name);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
+        let before = st.loaded.len();
+        st.loaded.retain(|id, _| present.contains(id));
+        st.dirty |= st.loaded.len() != before;
+        self.reload_index_in(st)?;
+        if st.dirty {
+            let shown = st
+                .loaded
+                .iter()
+                .filter(|(_, s)| self.filter.matches(s))
+                .map(|(id, s)| (*id, s.clone()))
+                .collect();
+            *lock(&self.view) = Arc::new(View::build(shown));
+            st.dirty = false;
+        }
+        Ok(())
     }
-    let before = st.loaded.len();
-    st.loaded.retain(|id, _| present.contains(id));
-    changed |= st.loaded.len() != before;
-    reload_index(repo, st)?;
-    if changed {
-        let shown = st
-            .loaded
-            .iter()
-            .filter(|(_, s)| filter.matches(s))
-            .map(|(id, s)| (*id, s.clone()))
-            .collect();
-        st.view = Arc::new(View::build(shown));
-    }
-    Ok(())
-}
 
-/// Loads the index when the index objects differ from those it was built
-/// from; returns whether they did.
-fn reload_index(repo: &Repository, st: &mut State) -> Result<bool, RepositoryError> {
-    let mut names: Vec<String> = repo
-        .backend()
-        .list(ObjectKind::Index)?
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
-    names.sort();
-    if names == st.index_names && !st.index_names.is_empty() {
-        return Ok(false);
+    /// Loads the index when the index objects or deletion records (which
+    /// steer readers away from packs a prune will delete) differ from those
+    /// it was built from; returns whether they did.
+    fn reload_index_in(&self, st: &mut State) -> Result<bool, RepositoryError> {
+        let mut from = Vec::new();
+        for kind in [ObjectKind::Index, ObjectKind::Deletion] {
+            from.extend(
+                self.repo
+                    .backend()
+                    .list(kind)?
+                    .into_iter()
+                    .map(|o| format!("{kind:?}/{}", o.name)),
+            );
+        }
+        from.sort();
+        if from == st.index_from && !from.is_empty() {
+            return Ok(false);
+        }
+        *lock(&self.index) = Arc::new(self.repo.load_index()?);
+        st.index_from = from;
+        Ok(true)
     }
-    st.index = Arc::new(repo.load_index()?);
-    st.index_names = names;
-    Ok(true)
 }

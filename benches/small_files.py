@@ -4,7 +4,7 @@ restic (vs rustic), the small-files rows of issue 14.
 
 The tree is generated once (deterministic from --seed): --files files
 (100,000 by default) of text-like content, sizes log-normal around 6 KB
-(about 600 MB in all), in folders three levels deep. Each tool backs it up
+(about 600 MB in all), 25 to a folder, folders three levels deep. Each tool backs it up
 into a fresh repository, backs it up again unchanged, then restores it in
 full; each step is timed with /usr/bin/time (wall, CPU, peak RSS), the
 restore is compared with the source, and the table gives restic's wall time
@@ -52,8 +52,10 @@ def generate(root, files, seed):
     text = corpus(rng, 4 << 20)
     compare.log(f"generating {files} files under {root}")
     for i in range(files):
-        d = os.path.join(root, f"pkg{i % 40:02d}", f"mod{(i // 40) % 50:02d}", f"sub{(i // 2000) % 50:02d}")
-        if i < 100_000 or not os.path.isdir(d):
+        # 25 files a folder, 10 folders a level below 40 packages.
+        leaf = i // 25
+        d = os.path.join(root, f"pkg{leaf // 100:02d}", f"mod{leaf // 10 % 10}", f"sub{leaf % 10}")
+        if i % 25 == 0:
             os.makedirs(d, exist_ok=True)
         size = min(int(rng.lognormvariate(8.2, 1.0)), 1 << 20)
         at = rng.randrange(0, len(text) - size) if size < len(text) else 0

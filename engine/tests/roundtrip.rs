@@ -150,3 +150,37 @@ fn dry_run_writes_nothing() {
     assert!(repo.list_snapshots().unwrap().is_empty());
     assert_eq!(repo.load_index().unwrap().len(), 0);
 }
+
+#[test]
+fn xattrs_are_recorded_anew_whenever_they_may_have_changed() {
+    let src = tempfile::tempdir().unwrap();
+    let (a, b) = (src.path().join("a"), src.path().join("b"));
+    fs::write(&a, b"with an attribute").unwrap();
+    fs::write(&b, b"without").unwrap();
+    xattr::set(&a, "user.k", b"v1").unwrap();
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(Arc::new(LocalBackend::new(repo_dir.path())), b"pw", cheap_init(CHUNK)).unwrap();
+    let paths = vec![src.path().to_path_buf()];
+    let attrs = |snap: &cairn_engine::Snapshot, p: &Path| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let index = repo.load_index().unwrap();
+        let node = cairn_engine::node_at(&repo, &index, snap, &p.to_string_lossy()).unwrap();
+        node.xattrs.into_iter().map(|x| (x.name, x.value)).collect()
+    };
+    let v = |s: &str| s.as_bytes().to_vec();
+    backup(&repo, BackupSource::Paths(paths.clone()), &BackupOptions::default()).unwrap();
+
+    // Unchanged: b's (none) comes from the parent, a's is read again.
+    let second = backup(&repo, BackupSource::Paths(paths.clone()), &BackupOptions::default()).unwrap();
+    assert_eq!(second.snapshot.summary.files_unchanged, 2);
+    assert_eq!(attrs(&second.snapshot, &a), [(v("user.k"), v("v1"))]);
+    assert!(attrs(&second.snapshot, &b).is_empty());
+
+    // Attributes set or changed (the content not): both are seen, since
+    // setting one moves the ctime past the parent's.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    xattr::set(&b, "user.added", b"new").unwrap();
+    xattr::set(&a, "user.k", b"v2").unwrap();
+    let third = backup(&repo, BackupSource::Paths(paths), &BackupOptions::default()).unwrap();
+    assert_eq!(attrs(&third.snapshot, &a), [(v("user.k"), v("v2"))]);
+    assert_eq!(attrs(&third.snapshot, &b), [(v("user.added"), v("new"))]);
+}

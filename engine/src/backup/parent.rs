@@ -18,6 +18,9 @@ pub(crate) struct PrevFile {
     pub ctime_ns: i64,
     pub inode: u64,
     pub device: u64,
+    /// It had no extended attributes (the common case, where a backup
+    /// need not ask the file system again: see [`ParentFiles::no_xattrs`]).
+    pub no_xattrs: bool,
     pub content: Vec<ContentRef>,
 }
 
@@ -72,6 +75,17 @@ impl ParentFiles {
         None
     }
 
+    /// The parent's file at `path` when rule 1 holds (same path, size,
+    /// mtime, ctime and inode). If it had no extended attributes, the file
+    /// still has none: setting or removing one changes the ctime. So the
+    /// backup need not list them, which saves a syscall and a path lookup
+    /// per file of an unchanged tree (format-spec "Change detection").
+    pub(crate) fn same_path(&self, path: &Path, now: &Node) -> Option<&PrevFile> {
+        self.by_path.get(path).map(|p| &**p).filter(|p| {
+            p.size == now.size && p.mtime_ns == now.mtime_ns && p.ctime_ns == now.ctime_ns && p.inode == now.inode
+        })
+    }
+
     /// Whether the path was in the parent (new vs changed in the summary).
     pub(crate) fn had_path(&self, path: &Path) -> bool {
         self.by_path.contains_key(path)
@@ -91,6 +105,7 @@ impl Visitor for ParentFiles {
                     ctime_ns: n.ctime_ns,
                     inode: n.inode,
                     device: n.device,
+                    no_xattrs: n.xattrs.is_empty(),
                     content: n.content.clone(),
                 });
                 if f.inode != 0 {

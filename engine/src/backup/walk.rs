@@ -17,7 +17,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::content::{save_content, ContentError};
 use super::dir::{Child, DirBuilder, FileResult, Results};
 use super::meta::{node_from_meta, read_xattrs, NameCache};
-use super::parent::ParentFiles;
+use super::parent::{ParentFiles, PrevFile};
 use super::saver::Saver;
 use super::{BackupError, BackupOptions, BackupProgress, SkippedEntry};
 use crate::chunker::{ChunkBuffer, ChunkerParams};
@@ -139,7 +139,14 @@ impl Walk<'_> {
             }
         };
         let mut node = node_from_meta(name, &m, &mut self.names);
-        node.xattrs = read_xattrs(path);
+        let parent = self.parent;
+        let same = match node.kind {
+            NodeKind::File => parent.and_then(|p| p.same_path(path, &node)),
+            _ => None,
+        };
+        if !same.is_some_and(|f| f.no_xattrs) {
+            node.xattrs = read_xattrs(path);
+        }
         match node.kind {
             NodeKind::Dir => {
                 let mut dir = DirBuilder {
@@ -185,18 +192,23 @@ impl Walk<'_> {
                 }
                 Ok(Some(Child::Leaf(node)))
             }
-            NodeKind::File => Ok(Some(self.file(path, node)?)),
+            NodeKind::File => Ok(Some(self.file(path, node, same)?)),
             _ => Ok(Some(Child::Leaf(node))),
         }
     }
 
-    fn file(&mut self, path: &Path, mut node: Node) -> Result<Child, BackupError> {
+    /// A file; `same` is its parent entry when rule 1 already found it unchanged.
+    fn file(&mut self, path: &Path, mut node: Node, same: Option<&PrevFile>) -> Result<Child, BackupError> {
         if let Some(p) = self.progress() {
             p.files_total.fetch_add(1, Ordering::Relaxed);
             p.bytes_total.fetch_add(node.size, Ordering::Relaxed);
         }
         let key = (node.device, node.inode);
-        if let Some(content) = self.parent.and_then(|p| p.unchanged(path, &node)) {
+        let unchanged = match same {
+            Some(f) => Some(&f.content[..]),
+            None => self.parent.and_then(|p| p.unchanged(path, &node)),
+        };
+        if let Some(content) = unchanged {
             node.content = content.to_vec();
             self.summary.files_unchanged += 1;
             self.summary.bytes_unchanged += node.size;

@@ -237,15 +237,7 @@ mod tests {
     use fastcdc::v2020::StreamCDC;
 
     fn data(n: usize) -> Vec<u8> {
-        let mut x: u64 = 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::testing::noise(n, 1)
     }
 
     /// Reads in odd-sized pieces, to exercise refills at every offset.

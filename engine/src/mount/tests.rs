@@ -59,6 +59,21 @@ fn names(fs: &MountFs, ino: u64) -> Vec<(String, u64, FileType)> {
     out
 }
 
+/// The folder `snapshots/latest` points at.
+fn latest_name(fs: &MountFs) -> String {
+    String::from_utf8(fs.readlink(at(fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap()
+}
+
+/// The data packs the storage lists.
+fn data_packs(backend: &Arc<dyn crate::backend::Backend>) -> Vec<String> {
+    backend
+        .list(ObjectKind::DataPack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
 fn read_all(fs: &MountFs, ino: u64, size: u64) -> Vec<u8> {
     let mut out = Vec::new();
     while (out.len() as u64) < size {
@@ -141,7 +156,7 @@ fn forgotten_entries_leave_the_table() {
     let fs = mounted(repo, Duration::from_secs(60));
     let before = fs.held();
     let mut looked = Vec::new();
-    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
+    let name = latest_name(&fs);
     let folder = format!("snapshots/{name}{}", dir.path().display());
     let parent = at(&fs, &folder).unwrap().ino.0;
     for i in 0..50 {
@@ -215,7 +230,7 @@ fn a_lost_pack_fails_only_the_reads_that_need_it() {
         backend.remove(ObjectKind::DataPack, &o.name).unwrap();
     }
     let fs = mounted(repo, Duration::from_secs(60));
-    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
+    let name = latest_name(&fs);
     let folder = format!("snapshots/{name}{}", dir.path().display());
     // Folders come from tree packs, which are all there.
     let listed = names(&fs, at(&fs, &folder).unwrap().ino.0);
@@ -242,14 +257,9 @@ fn a_prune_that_repacks_while_mounted_does_not_break_reads() {
         Repository::open(backend.clone(), b"pw").unwrap(),
         Duration::from_secs(60),
     );
-    let name = String::from_utf8(fs.readlink(at(&fs, "snapshots/latest").unwrap().ino.0).unwrap()).unwrap();
+    let name = latest_name(&fs);
     let file = at(&fs, &format!("snapshots/{name}{}/x", dir.path().display())).unwrap();
-    let packs_before: Vec<String> = backend
-        .list(ObjectKind::DataPack)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    let packs_before: Vec<String> = data_packs(&backend);
 
     // x alone in a new snapshot; the first goes; a prune repacks x's pack.
     fs::remove_file(dir.path().join("y")).unwrap();
@@ -261,12 +271,7 @@ fn a_prune_that_repacks_while_mounted_does_not_break_reads() {
         ..Default::default()
     };
     crate::prune::prune(&repo, &opts).unwrap();
-    let packs_after: Vec<String> = backend
-        .list(ObjectKind::DataPack)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    let packs_after: Vec<String> = data_packs(&backend);
     assert!(
         packs_before.iter().all(|p| !packs_after.contains(p)),
         "the prune repacked nothing"

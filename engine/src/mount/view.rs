@@ -210,9 +210,9 @@ impl Views {
         }
     }
 
-    /// Lists the snapshots (reading only new ones), then the index objects:
-    /// in that order, so the index covers every snapshot listed (a snapshot
-    /// is written after its index objects).
+    /// Lists the snapshots (reading only new ones), then, when they changed,
+    /// the index objects: in that order, so the index covers every snapshot
+    /// listed (a snapshot is written after its index objects).
     fn refresh(&self, st: &mut State) -> Result<(), RepositoryError> {
         let listed = self.repo.backend().list(ObjectKind::Snapshot)?;
         let mut present = HashSet::new();
@@ -241,17 +241,21 @@ impl Views {
         let before = st.loaded.len();
         st.loaded.retain(|id, _| present.contains(id));
         st.dirty |= st.loaded.len() != before;
-        self.reload_index_in(st)?;
-        if st.dirty {
-            let shown = st
-                .loaded
-                .iter()
-                .filter(|(_, s)| self.filter.matches(s))
-                .map(|(id, s)| (*id, s.clone()))
-                .collect();
-            *lock(&self.view) = Arc::new(View::build(shown));
-            st.dirty = false;
+        if !st.dirty {
+            // Nothing new to show, so no new tree to find: the index is
+            // looked at again only when a read misses (`reload_index`),
+            // which spares two listings per refresh.
+            return Ok(());
         }
+        self.reload_index_in(st)?;
+        let shown = st
+            .loaded
+            .iter()
+            .filter(|(_, s)| self.filter.matches(s))
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        *lock(&self.view) = Arc::new(View::build(shown));
+        st.dirty = false;
         Ok(())
     }
 

@@ -113,8 +113,30 @@ impl Mount {
     }
 
     /// Ctrl-C, then waits up to 20 s for the process to end.
-    pub fn stop(mut self) -> (ExitStatus, Vec<String>) {
+    pub fn stop(self) -> (ExitStatus, Vec<String>) {
         self.interrupt();
+        self.wait()
+    }
+
+    /// Unmounts from outside (`umount`, or the helper when not root), as a
+    /// user in another terminal would; then waits for the process to end.
+    pub fn unmount_from_outside(self) -> (ExitStatus, Vec<String>) {
+        let (cmd, args) = if is_root() {
+            ("umount", vec![])
+        } else {
+            ("fusermount3", vec!["-u"])
+        };
+        let out = Command::new(cmd)
+            .args(args)
+            .arg(&self.at)
+            .output()
+            .expect("running umount");
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        self.wait()
+    }
+
+    /// Waits up to 20 s for the process to end.
+    fn wait(mut self) -> (ExitStatus, Vec<String>) {
         let mut child = self.child.take().expect("running");
         let start = Instant::now();
         let status = loop {

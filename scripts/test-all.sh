@@ -33,9 +33,9 @@ else
     scripts/platform-tools.sh
 fi
 
-echo "==> restic 0.19 (forget is compared with it)"
+echo "==> restic 0.19 (forget is compared with it; import restic reads its repositories)"
 if [[ ${CAIRN_SKIP_RESTIC:-} == 1 ]]; then
-    echo "SKIPPED: the comparison with restic (CAIRN_SKIP_RESTIC=1); the test will say so"
+    echo "SKIPPED: the tests against restic (CAIRN_SKIP_RESTIC=1); they will say so"
 else
     mkdir -p target
     CAIRN_RESTIC="$(RESTIC_SUITE=sid bash benches/fetch-restic.sh target/restic-work | tail -n 1)"

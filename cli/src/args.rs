@@ -7,12 +7,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod copy;
+mod import;
 mod maintenance;
 mod mount;
 mod policy;
 mod stats;
 
 pub use copy::CopyArgs;
+pub use import::{ImportCommand, ImportResticArgs};
 pub use maintenance::{ForgetArgs, PruneArgs, PruneSettings, RewriteArgs, TagArgs};
 pub use mount::MountArgs;
 pub use policy::{ConfigCheckArgs, ConfigCommand, DrillArgs, RunArgs, StatusArgs};
@@ -39,6 +41,7 @@ ENVIRONMENT:
     CAIRN_PASSWORD            the password itself (prefer the file or command)
     CAIRN_NEW_PASSWORD_FILE   new password for `key add`, `key passwd`, `key recover`
     CAIRN_FROM_PASSWORD_FILE  password of the other repository for `init --chunker-params-from`
+                              and of the restic repository for `import restic`
     CAIRN_TO_PASSWORD_FILE    password of the destination of `copy` (and of a profile's copy-to)
     CAIRN_REDIS_PASSWORD_FILE file whose first line is the password of `backup --redis`
     CAIRN_S3_SOURCE_CREDENTIALS_FILE  credentials of the --s3-source / --to-s3 bucket
@@ -139,6 +142,9 @@ pub enum Command {
     Copy(CopyArgs),
     /// Browse snapshots as a read-only file system (FUSE) until Ctrl-C.
     Mount(MountArgs),
+    /// Bring snapshots over from another tool's repository (restic).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(CheckArgs),
     /// What the repository holds: restore size, deduplication, compression,

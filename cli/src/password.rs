@@ -109,6 +109,28 @@ pub fn other_repository() -> Result<Password> {
     prompt("Password of the repository to copy chunker parameters from: ")
 }
 
+/// The password of a restic repository to import: `--from-password-file`,
+/// `--from-password-command`, CAIRN_FROM_PASSWORD_FILE, then a prompt;
+/// never the Cairn repository's own sources.
+pub fn restic(flag_file: Option<&Path>, flag_cmd: Option<&str>, location: &str) -> Result<Password> {
+    if let Some(f) = flag_file {
+        return from_file(f);
+    }
+    if let Some(c) = flag_cmd {
+        return from_command(c);
+    }
+    if let Some(f) = std::env::var_os("CAIRN_FROM_PASSWORD_FILE") {
+        return from_file(Path::new(&f));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password for the restic repository {location}: give --from-password-file, \
+             --from-password-command or CAIRN_FROM_PASSWORD_FILE (there is no terminal to ask on)"
+        );
+    }
+    prompt(&format!("Password of the restic repository {location}: "))
+}
+
 /// The password for a new repository: from the usual sources, or asked twice.
 pub fn for_init(profile_file: Option<&Path>, profile_cmd: Option<&str>) -> Result<Password> {
     let has_source = std::env::var_os("CAIRN_PASSWORD_FILE").is_some()

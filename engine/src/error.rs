@@ -11,6 +11,8 @@ use crate::check::CheckError;
 use crate::copy::{CopyError, RechunkError};
 use crate::crypto::CryptoError;
 use crate::id::{ParseIdError, PrefixError};
+use crate::import::restic::ResticError;
+use crate::import::ImportError;
 use crate::index::IndexError;
 use crate::lock::LockError;
 use crate::mount::MountError;
@@ -82,6 +84,9 @@ pub enum Error {
     /// Mount.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// Import from another tool's repository.
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// The result type of the engine's public functions.
@@ -150,7 +155,9 @@ impl ErrorKind {
             RepairError,
             CopyError,
             StatsError,
-            MountError
+            MountError,
+            ImportError,
+            ResticError
         );
         None
     }
@@ -178,6 +185,7 @@ impl Error {
             Error::Copy(e) => e.kind(),
             Error::Stats(e) => e.kind(),
             Error::Mount(e) => e.kind(),
+            Error::Import(e) => e.kind(),
         }
     }
 

@@ -50,6 +50,7 @@ mod drill;
 mod error;
 mod failpoint;
 mod forget;
+mod import;
 mod inspect;
 mod lock;
 mod mount;
@@ -115,6 +116,11 @@ pub use forget::{
 };
 pub use forget::{plan_retention, RetentionRule, RuleMatch};
 pub use id::{BlobId, ObjectId, PackId, ParseIdError, PrefixError, RepositoryId, SnapshotId, TreeId};
+pub use import::restic::{ResticError, ResticRepo};
+pub use import::{
+    import_restic, FailedImport, ImportError, ImportOptions, ImportProblem, ImportProgress, ImportReport,
+    ImportedSnapshot, SkippedSnapshot,
+};
 pub use index::{Index, IndexBlob, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};
 #[cfg(feature = "testing")]

@@ -9,6 +9,7 @@ mod config_check;
 mod copy;
 mod drill;
 mod forget;
+mod import;
 mod init;
 mod key;
 mod mount;
@@ -148,6 +149,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Mount(a) => mount::run(&ctx, a),
+        Command::Import(a) => import::run(&ctx, a),
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, config_path.as_deref(), a),

@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn restic() -> Option<PathBuf> {
+pub(crate) fn restic() -> Option<PathBuf> {
     if std::env::var("CAIRN_SKIP_RESTIC").is_ok_and(|v| v == "1") {
         let _ = std::io::stderr()
-            .write_all(b"\nSKIPPED: forget is not compared with restic (CAIRN_SKIP_RESTIC=1); nothing was tested\n");
+            .write_all(b"\nSKIPPED: a comparison with restic (CAIRN_SKIP_RESTIC=1); nothing was tested\n");
         return None;
     }
     let p = std::env::var_os("CAIRN_RESTIC")
@@ -24,7 +24,7 @@ fn restic() -> Option<PathBuf> {
     Some(p)
 }
 
-fn run_restic(bin: &Path, repo: &Path, pw: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+pub(crate) fn run_restic(bin: &Path, repo: &Path, pw: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
     let mut child = Command::new(bin)
         .args(["--no-cache", "-q", "-r"])
         .arg(repo)

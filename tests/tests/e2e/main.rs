@@ -23,6 +23,7 @@ mod errors;
 mod forget;
 mod forget_restic;
 mod git;
+mod import_restic;
 mod keys;
 mod lock;
 mod misc;

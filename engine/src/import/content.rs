@@ -1,0 +1,152 @@
+//! A restic file's contents as one byte stream for Cairn's chunker: its
+//! data blobs in order, read ahead of the chunker by one thread for files
+//! of several blobs. A blob that cannot be read is left out and recorded:
+//! the file is imported with what is intact and marked damaged, as `cairn
+//! repair snapshots` marks its own.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, Receiver};
+
+use super::restic::{ResticError, ResticIndex, ResticRepo};
+
+/// Blobs read ahead of the chunker: restic's blobs are at most 8 MiB, so
+/// this bounds the read-ahead to 32 MiB besides the blob being chunked.
+const READ_AHEAD: usize = 4;
+
+/// A blob of the file that could not be read.
+pub(super) struct Missing {
+    /// Its place in the file's content list.
+    pub position: usize,
+    /// Why.
+    pub error: ResticError,
+}
+
+/// What reading a file's contents found.
+#[derive(Default)]
+pub(super) struct ReadOutcome {
+    /// Blobs left out.
+    pub missing: Vec<Missing>,
+    /// Bytes of blobs read.
+    pub bytes: u64,
+    /// The storage failed for good (not damage): the import stops.
+    pub fatal: Option<ResticError>,
+}
+
+/// Hands `use_reader` a reader over the blobs `ids` and returns its result
+/// with what the reading found.
+pub(super) fn with_contents<T>(
+    repo: &ResticRepo,
+    index: &ResticIndex,
+    ids: &[[u8; 32]],
+    cancel: Option<&AtomicBool>,
+    use_reader: impl FnOnce(&mut dyn Read) -> T,
+) -> (T, ReadOutcome) {
+    std::thread::scope(|s| {
+        let ahead = if ids.len() > 1 {
+            let (tx, rx) = bounded(READ_AHEAD);
+            s.spawn(move || {
+                let mut last: Option<([u8; 32], Vec<u8>)> = None;
+                for id in ids {
+                    let r = fetch(repo, index, id, &mut last);
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            });
+            Some(rx)
+        } else {
+            None
+        };
+        let mut reader = BlobReader {
+            repo,
+            index,
+            ids,
+            ahead,
+            cancel,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            last: None,
+            outcome: ReadOutcome::default(),
+        };
+        let r = use_reader(&mut reader);
+        let outcome = std::mem::take(&mut reader.outcome);
+        // Dropping the reader drops the receiver: the read-ahead thread
+        // stops at its next send and the scope joins it.
+        drop(reader);
+        (r, outcome)
+    })
+}
+
+/// Blob `id`, reusing the previous one when it is the same (a sparse
+/// file's runs of zeros are one blob again and again).
+fn fetch(
+    repo: &ResticRepo,
+    index: &ResticIndex,
+    id: &[u8; 32],
+    last: &mut Option<([u8; 32], Vec<u8>)>,
+) -> Result<Vec<u8>, ResticError> {
+    if let Some((l, data)) = last.as_ref() {
+        if l == id {
+            return Ok(data.clone());
+        }
+    }
+    let data = repo.read_blob(index, id, false)?;
+    *last = Some((*id, data.clone()));
+    Ok(data)
+}
+
+struct BlobReader<'a> {
+    repo: &'a ResticRepo,
+    index: &'a ResticIndex,
+    ids: &'a [[u8; 32]],
+    ahead: Option<Receiver<Result<Vec<u8>, ResticError>>>,
+    cancel: Option<&'a AtomicBool>,
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    last: Option<([u8; 32], Vec<u8>)>,
+    outcome: ReadOutcome,
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.next >= self.ids.len() {
+                return Ok(0);
+            }
+            if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
+            }
+            let r = match &self.ahead {
+                Some(rx) => rx
+                    .recv()
+                    .map_err(|_| std::io::Error::other("the read-ahead thread stopped"))?,
+                None => fetch(self.repo, self.index, &self.ids[self.next], &mut self.last),
+            };
+            let position = self.next;
+            self.next += 1;
+            match r {
+                Ok(data) => {
+                    self.outcome.bytes += data.len() as u64;
+                    self.buf = data;
+                    self.pos = 0;
+                }
+                Err(error) if error.kind() == crate::error::ErrorKind::Damaged => {
+                    self.outcome.missing.push(Missing { position, error });
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    self.outcome.fatal = Some(error);
+                    return Err(std::io::Error::other(text));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,407 @@
+//! A restic snapshot's trees rebuilt as Cairn trees, bottom-up: restic's
+//! JSON trees are another format than Cairn's, so this walk is its own (the
+//! one Cairn tree walker reads Cairn trees); like it, it keeps an explicit
+//! stack, so a hostile restic repository cannot overflow ours, and holds one
+//! decoded tree per level of the path being imported.
+//!
+//! Files are re-chunked with the Cairn repository's chunker. Work is saved
+//! three ways: a folder whose restic tree was imported earlier in this run
+//! takes that Cairn tree; the previously imported snapshot of the same host
+//! and paths (`prior`) is walked alongside, so its unchanged folders and
+//! files are taken as they are; and a file whose blobs were just re-chunked
+//! (a hard link, a duplicate) takes that content list.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::content::with_contents;
+use super::restic::format::{self, NodeJson, TreeJson};
+use super::restic::{ResticIndex, ResticRepo};
+use super::{ImportError, ImportProblem};
+use crate::backup::{save_content, store_tree, BackupError, ContentError, Saver};
+use crate::chunker::ChunkBuffer;
+use crate::id::TreeId;
+use crate::index::Index;
+use crate::repository::Repository;
+use crate::tree::{ContentRef, Node, NodeKind, Tree};
+
+/// Blob references the memo of re-chunked files holds at most.
+const MEMO_REFS: usize = 1 << 16;
+/// Folders the memo of imported trees holds at most (~70 bytes each).
+const MEMO_TREES: usize = 1 << 20;
+
+/// What importing one snapshot's trees did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct TreeStats {
+    /// Files in the snapshot (counted where the walk went).
+    pub files: u64,
+    /// Folders.
+    pub dirs: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Files whose contents were read from restic.
+    pub files_read: u64,
+    /// Bytes of restic blobs read.
+    pub bytes_read: u64,
+}
+
+/// The prior import at the folder being rebuilt: restic's entries (by
+/// name) and Cairn's tree.
+struct Prior {
+    restic: HashMap<Vec<u8>, (Vec<String>, Option<String>)>,
+    cairn: Tree,
+}
+
+struct Frame {
+    nodes: std::vec::IntoIter<NodeJson>,
+    path: PathBuf,
+    /// Nodes so far, each with whether it is damaged.
+    out: Vec<(Node, bool)>,
+    /// The folder's own node and restic tree id (`None` for the root).
+    dir: Option<(Node, [u8; 32])>,
+    prior: Option<Prior>,
+    /// Whether anything below is damaged or left out.
+    damaged: bool,
+}
+
+/// What outlives one snapshot's import: the memos of imported folders and
+/// re-chunked files, and the chunker's buffer.
+pub(super) struct Memo {
+    chunks: ChunkBuffer,
+    trees: HashMap<[u8; 32], TreeId>,
+    files: HashMap<Vec<[u8; 32]>, Vec<ContentRef>>,
+    file_refs: usize,
+}
+
+impl Memo {
+    /// Empty memos for imports into `dst`.
+    pub(super) fn new(dst: &Repository) -> Self {
+        Self {
+            chunks: ChunkBuffer::new(&dst.config().chunker),
+            trees: HashMap::new(),
+            files: HashMap::new(),
+            file_refs: 0,
+        }
+    }
+
+    /// Keeps only what `index` offers (a snapshot's saver has finished and
+    /// the next one starts from this index).
+    pub(super) fn retain_indexed(&mut self, index: &Index) {
+        self.trees.retain(|_, t| index.contains(&t.blob()));
+        self.files.retain(|_, refs| refs.iter().all(|r| index.contains(&r.id)));
+        self.file_refs = self.files.iter().map(|(k, v)| k.len() + v.len()).sum();
+    }
+}
+
+/// Imports one restic snapshot's trees into a Cairn repository.
+pub(super) struct TreeImport<'a> {
+    pub restic: &'a ResticRepo,
+    pub rindex: &'a ResticIndex,
+    pub dst: &'a Repository,
+    pub dst_index: &'a Index,
+    pub saver: &'a Saver,
+    pub progress: &'a (dyn Fn(u64) + Sync),
+    pub cancel: Option<&'a AtomicBool>,
+    pub memo: &'a mut Memo,
+    /// Entries damaged or left out, for the report.
+    pub problems: Vec<ImportProblem>,
+    pub stats: TreeStats,
+}
+
+impl TreeImport<'_> {
+    /// Imports the tree `root` and returns the Cairn root tree. `prior` is
+    /// the (restic root, Cairn root) of an earlier import to reuse from.
+    pub(super) fn import(&mut self, root: &[u8; 32], prior: Option<([u8; 32], TreeId)>) -> Result<TreeId, ImportError> {
+        let tree = self.restic.load_tree(self.rindex, root).map_err(ImportError::Root)?;
+        let prior = prior.and_then(|(r, c)| self.load_prior(Path::new("/"), &r, &c));
+        let mut stack = vec![Frame {
+            nodes: tree.nodes.into_iter(),
+            path: PathBuf::from("/"),
+            out: Vec::new(),
+            dir: None,
+            prior,
+            damaged: false,
+        }];
+        while let Some(top) = stack.last_mut() {
+            if let Some(nj) = top.nodes.next() {
+                if self.saver.failed() {
+                    return Err(ImportError::Save(BackupError::PipelineStopped));
+                }
+                if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(ImportError::Interrupted);
+                }
+                if let Some(frame) = self.entry(top, nj)? {
+                    stack.push(frame);
+                }
+                continue;
+            }
+            let Some(frame) = stack.pop() else { break };
+            let damaged = frame.damaged;
+            let id = self.store(frame.path.as_path(), frame.out)?;
+            let Some((mut node, rid)) = frame.dir else {
+                return Ok(id);
+            };
+            node.subtree = Some(id);
+            if !damaged {
+                self.remember_tree(rid, id);
+            }
+            if let Some(parent) = stack.last_mut() {
+                parent.out.push((node, false));
+                parent.damaged |= damaged;
+            }
+        }
+        Err(ImportError::Invalid("the import walk ended without its root".into()))
+    }
+
+    fn problem(&mut self, path: &Path, error: impl Into<String>) {
+        self.problems.push(ImportProblem {
+            path: path.to_path_buf(),
+            error: error.into(),
+        });
+    }
+
+    /// One entry of the folder `top`; a folder to descend into comes back.
+    fn entry(&mut self, top: &mut Frame, nj: NodeJson) -> Result<Option<Frame>, ImportError> {
+        let raw_name = format::unquote(&nj.name).unwrap_or_else(|| nj.name.as_bytes().to_vec());
+        let path = top.path.join(OsStr::from_bytes(&raw_name));
+        let mut node = match format::node(&nj) {
+            Ok(n) => n,
+            Err(e) => {
+                self.problem(&path, format!("left out: {e}"));
+                top.damaged = true;
+                return Ok(None);
+            }
+        };
+        let prior = top.prior.as_ref().and_then(|p| {
+            let (content, subtree) = p.restic.get(&node.name)?;
+            Some((content.clone(), subtree.clone(), p.cairn.get(&node.name)?.clone()))
+        });
+        match node.kind {
+            NodeKind::File => {
+                self.stats.files += 1;
+                let damaged = self.file(&path, &mut node, nj.content.unwrap_or_default(), prior)?;
+                top.damaged |= damaged;
+                top.out.push((node, damaged));
+                Ok(None)
+            }
+            NodeKind::Dir => {
+                self.stats.dirs += 1;
+                let Some(sub) = nj.subtree.as_deref().and_then(format::hex_id) else {
+                    self.problem(&path, "its folder has no readable tree id in restic; imported empty");
+                    return self.damaged_dir(top, &path, node);
+                };
+                let reused = self.memo.trees.get(&sub).copied().or_else(|| match &prior {
+                    Some((_, Some(ps), pd)) if format::hex_id(ps) == Some(sub) && pd.kind == NodeKind::Dir => {
+                        pd.subtree.filter(|t| self.dst_index.contains(&t.blob()))
+                    }
+                    _ => None,
+                });
+                if let Some(t) = reused {
+                    node.subtree = Some(t);
+                    top.out.push((node, false));
+                    return Ok(None);
+                }
+                let tree: TreeJson = match self.restic.load_tree(self.rindex, &sub) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {
+                        self.problem(&path, format!("its folder's tree cannot be read ({e}); imported empty"));
+                        return self.damaged_dir(top, &path, node);
+                    }
+                    Err(e) => return Err(ImportError::Restic(e)),
+                };
+                let prior = match prior {
+                    Some((_, Some(ps), Node { subtree: Some(pd), .. })) => {
+                        format::hex_id(&ps).and_then(|ps| self.load_prior(&path, &ps, &pd))
+                    }
+                    _ => None,
+                };
+                Ok(Some(Frame {
+                    nodes: tree.nodes.into_iter(),
+                    path,
+                    out: Vec::new(),
+                    dir: Some((node, sub)),
+                    prior,
+                    damaged: false,
+                }))
+            }
+            _ => {
+                top.out.push((node, false));
+                Ok(None)
+            }
+        }
+    }
+
+    /// A folder whose tree is lost: an empty folder, marked damaged.
+    fn damaged_dir(&mut self, top: &mut Frame, path: &Path, mut node: Node) -> Result<Option<Frame>, ImportError> {
+        node.subtree = Some(self.store(path, Vec::new())?);
+        top.damaged = true;
+        top.out.push((node, true));
+        Ok(None)
+    }
+
+    /// Gives the file `node` its Cairn content; true when damaged.
+    fn file(
+        &mut self,
+        path: &Path,
+        node: &mut Node,
+        content: Vec<String>,
+        prior: Option<(Vec<String>, Option<String>, Node)>,
+    ) -> Result<bool, ImportError> {
+        let mut ids = Vec::with_capacity(content.len());
+        for c in &content {
+            match format::hex_id(c) {
+                Some(id) => ids.push(id),
+                None => {
+                    self.problem(path, format!("a content id is not hex ({c:?}); imported empty"));
+                    node.size = 0;
+                    return Ok(true);
+                }
+            }
+        }
+        if ids.is_empty() {
+            node.size = 0;
+            return Ok(false);
+        }
+        if let Some((pc, _, pd)) = &prior {
+            if *pc == content && pd.kind == NodeKind::File && pd.content.iter().all(|c| self.dst_index.contains(&c.id))
+            {
+                node.content = pd.content.clone();
+                node.size = pd.size;
+                self.stats.bytes += node.size;
+                (self.progress)(node.size);
+                return Ok(false);
+            }
+        }
+        if let Some(refs) = self.memo.files.get(&ids) {
+            node.content = refs.clone();
+            node.size = refs.iter().map(|r| u64::from(r.length)).sum();
+            self.stats.bytes += node.size;
+            (self.progress)(node.size);
+            return Ok(false);
+        }
+        let (restic, rindex, dst, saver, progress, cancel) = (
+            self.restic,
+            self.rindex,
+            self.dst,
+            self.saver,
+            self.progress,
+            self.cancel,
+        );
+        let chunks = &mut self.memo.chunks;
+        let (saved, read) = with_contents(restic, rindex, &ids, cancel, |reader| {
+            save_content(dst, saver, chunks, reader, progress)
+        });
+        self.stats.bytes_read += read.bytes;
+        let saved = match saved {
+            Ok(c) => c,
+            Err(ContentError::Save(e)) => return Err(ImportError::Save(e)),
+            Err(ContentError::Read(e)) => {
+                if let Some(f) = read.fatal {
+                    return Err(ImportError::Restic(f));
+                }
+                if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(ImportError::Interrupted);
+                }
+                return Err(ImportError::Invalid(format!("{}: {e}", path.display())));
+            }
+        };
+        self.stats.files_read += 1;
+        node.content = saved.refs;
+        node.size = saved.size;
+        self.stats.bytes += node.size;
+        if read.missing.is_empty() {
+            let refs = ids.len() + node.content.len();
+            let memo = &mut *self.memo;
+            if memo.file_refs + refs > MEMO_REFS {
+                memo.files.clear();
+                memo.file_refs = 0;
+            }
+            if refs <= MEMO_REFS {
+                memo.files.insert(ids, node.content.clone());
+                memo.file_refs += refs;
+            }
+            return Ok(false);
+        }
+        let first = &read.missing[0];
+        self.problem(
+            path,
+            format!(
+                "{} of its {} blobs cannot be read (first, blob {}: {}); imported with the rest",
+                read.missing.len(),
+                ids.len(),
+                first.position + 1,
+                first.error
+            ),
+        );
+        Ok(true)
+    }
+
+    /// Stores a folder's nodes as a tree: damaged entries renamed
+    /// `NAME.damaged` (as `cairn repair snapshots` does), sorted, and the
+    /// second of two entries with one name left out.
+    fn store(&mut self, path: &Path, out: Vec<(Node, bool)>) -> Result<TreeId, ImportError> {
+        let mut names: HashSet<Vec<u8>> = out.iter().map(|(n, _)| n.name.clone()).collect();
+        let mut nodes = Vec::with_capacity(out.len());
+        for (mut n, damaged) in out {
+            if damaged {
+                let base = [n.name.as_slice(), crate::repair::DAMAGED_SUFFIX.as_bytes()].concat();
+                let mut name = base.clone();
+                let mut i = 0;
+                while names.contains(&name) {
+                    i += 1;
+                    name = [base.as_slice(), format!(".{i}").as_bytes()].concat();
+                }
+                names.insert(name.clone());
+                n.name = name;
+            }
+            nodes.push(n);
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let before = nodes.len();
+        nodes.dedup_by(|a, b| a.name == b.name);
+        if nodes.len() != before {
+            self.problem(
+                path,
+                format!(
+                    "{} entries share a name with another; the first is kept",
+                    before - nodes.len()
+                ),
+            );
+        }
+        Ok(store_tree(self.dst, self.saver, &Tree { nodes })?)
+    }
+
+    fn remember_tree(&mut self, restic: [u8; 32], cairn: TreeId) {
+        if self.memo.trees.len() >= MEMO_TREES {
+            self.memo.trees.clear();
+        }
+        self.memo.trees.insert(restic, cairn);
+    }
+
+    /// The prior import's trees at `path`, or `None` (with a note in the
+    /// log) when either cannot be read: the prior import only saves work.
+    fn load_prior(&self, path: &Path, restic: &[u8; 32], cairn: &TreeId) -> Option<Prior> {
+        let r = self
+            .restic
+            .load_tree(self.rindex, restic)
+            .map_err(|e| tracing::debug!("{}: not reusing the prior import: {e}", path.display()))
+            .ok()?;
+        let cairn = self
+            .dst
+            .load_tree(self.dst_index, cairn)
+            .map_err(|e| tracing::debug!("{}: not reusing the prior import: {e}", path.display()))
+            .ok()?;
+        let restic = r
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let name = format::unquote(&n.name).unwrap_or_else(|| n.name.as_bytes().to_vec());
+                (name, (n.content.unwrap_or_default(), n.subtree))
+            })
+            .collect();
+        Some(Prior { restic, cairn })
+    }
+}

@@ -118,7 +118,8 @@ impl Read for BlobReader<'_> {
                 return Ok(0);
             }
             if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"));
+                // Not `ErrorKind::Interrupted`: readers retry that kind.
+                return Err(std::io::Error::other("interrupted"));
             }
             let r = match &self.ahead {
                 Some(rx) => rx

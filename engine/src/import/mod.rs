@@ -281,7 +281,13 @@ pub fn import_restic(
         let prior = done
             .iter()
             .filter(|(_, (_, s))| s.host == snap.host && s.paths == snap.paths && s.time_ns <= snap.time_ns)
-            .filter(|(_, (_, s))| s.summary.errors == 0)
+            // Only a whole import as it was written: a rewritten or repaired
+            // copy keeps `copied_from` but lacks what was excluded or lost.
+            .filter(|(_, (_, s))| {
+                s.summary.errors == 0
+                    && s.rewritten_from.is_none()
+                    && !s.tags.iter().any(|t| t == crate::repair::REPAIRED_TAG)
+            })
             .max_by_key(|(rid, (_, s))| (s.time_ns, **rid))
             .and_then(|(rid, (cid, s))| {
                 let rtree = format_tree(trees.get(rid)?)?;

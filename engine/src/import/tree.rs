@@ -74,6 +74,9 @@ pub(super) struct Memo {
     trees: HashMap<[u8; 32], TreeId>,
     files: HashMap<Vec<[u8; 32]>, Vec<ContentRef>>,
     file_refs: usize,
+    /// Damaged folders of the snapshot being imported: restic tree id to
+    /// the Cairn tree and the path where its problems were named.
+    damaged_trees: HashMap<[u8; 32], (TreeId, PathBuf)>,
 }
 
 impl Memo {
@@ -84,6 +87,7 @@ impl Memo {
             trees: HashMap::new(),
             files: HashMap::new(),
             file_refs: 0,
+            damaged_trees: HashMap::new(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Memo {
         self.trees.retain(|_, t| index.contains(&t.blob()));
         self.files.retain(|_, refs| refs.iter().all(|r| index.contains(&r.id)));
         self.file_refs = self.files.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.damaged_trees.clear();
     }
 }
 
@@ -115,7 +120,13 @@ impl TreeImport<'_> {
     /// Imports the tree `root` and returns the Cairn root tree. `prior` is
     /// the (restic root, Cairn root) of an earlier import to reuse from.
     pub(super) fn import(&mut self, root: &[u8; 32], prior: Option<([u8; 32], TreeId)>) -> Result<TreeId, ImportError> {
-        let tree = self.restic.load_tree(self.rindex, root).map_err(ImportError::Root)?;
+        let tree = self.restic.load_tree(self.rindex, root).map_err(|e| {
+            if e.kind() == crate::error::ErrorKind::Damaged {
+                ImportError::Root(e)
+            } else {
+                ImportError::Restic(e)
+            }
+        })?;
         let prior = prior.and_then(|(r, c)| self.load_prior(Path::new("/"), &r, &c));
         let mut stack = vec![Frame {
             nodes: tree.nodes.into_iter(),
@@ -139,13 +150,18 @@ impl TreeImport<'_> {
                 continue;
             }
             let Some(frame) = stack.pop() else { break };
-            let damaged = frame.damaged;
-            let id = self.store(frame.path.as_path(), frame.out)?;
+            let (id, dups) = self.store(frame.path.as_path(), frame.out)?;
+            let damaged = frame.damaged || dups;
             let Some((mut node, rid)) = frame.dir else {
                 return Ok(id);
             };
             node.subtree = Some(id);
-            if !damaged {
+            if damaged {
+                // Met again in this snapshot (a hostile repository can
+                // share one damaged folder many times over), it is not
+                // walked again; its problems were named at this path.
+                self.memo.damaged_trees.insert(rid, (id, frame.path.clone()));
+            } else {
                 self.remember_tree(rid, id);
             }
             if let Some(parent) = stack.last_mut() {
@@ -204,6 +220,13 @@ impl TreeImport<'_> {
                     top.out.push((node, false));
                     return Ok(None);
                 }
+                if let Some((t, first)) = self.memo.damaged_trees.get(&sub).cloned() {
+                    self.problem(&path, format!("holds the same damaged entries as {}", first.display()));
+                    node.subtree = Some(t);
+                    top.damaged = true;
+                    top.out.push((node, false));
+                    return Ok(None);
+                }
                 let tree: TreeJson = match self.restic.load_tree(self.rindex, &sub) {
                     Ok(t) => t,
                     Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {
@@ -236,7 +259,7 @@ impl TreeImport<'_> {
 
     /// A folder whose tree is lost: an empty folder, marked damaged.
     fn damaged_dir(&mut self, top: &mut Frame, path: &Path, mut node: Node) -> Result<Option<Frame>, ImportError> {
-        node.subtree = Some(self.store(path, Vec::new())?);
+        node.subtree = Some(self.store(path, Vec::new())?.0);
         top.damaged = true;
         top.out.push((node, true));
         Ok(None)
@@ -341,8 +364,8 @@ impl TreeImport<'_> {
 
     /// Stores a folder's nodes as a tree: damaged entries renamed
     /// `NAME.damaged` (as `cairn repair snapshots` does), sorted, and the
-    /// second of two entries with one name left out.
-    fn store(&mut self, path: &Path, out: Vec<(Node, bool)>) -> Result<TreeId, ImportError> {
+    /// second of two entries with one name left out (then true).
+    fn store(&mut self, path: &Path, out: Vec<(Node, bool)>) -> Result<(TreeId, bool), ImportError> {
         let mut names: HashSet<Vec<u8>> = out.iter().map(|(n, _)| n.name.clone()).collect();
         let mut nodes = Vec::with_capacity(out.len());
         for (mut n, damaged) in out {
@@ -362,7 +385,8 @@ impl TreeImport<'_> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let before = nodes.len();
         nodes.dedup_by(|a, b| a.name == b.name);
-        if nodes.len() != before {
+        let dups = nodes.len() != before;
+        if dups {
             self.problem(
                 path,
                 format!(
@@ -371,7 +395,7 @@ impl TreeImport<'_> {
                 ),
             );
         }
-        Ok(store_tree(self.dst, self.saver, &Tree { nodes })?)
+        Ok((store_tree(self.dst, self.saver, &Tree { nodes })?, dups))
     }
 
     fn remember_tree(&mut self, restic: [u8; 32], cairn: TreeId) {

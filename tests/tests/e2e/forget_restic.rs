@@ -25,6 +25,18 @@ pub(crate) fn restic() -> Option<PathBuf> {
 }
 
 pub(crate) fn run_restic(bin: &Path, repo: &Path, pw: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    run_restic_with(bin, repo.as_os_str(), pw, args, stdin, &[])
+}
+
+/// [`run_restic`] for any repository location (`s3:...`), with `env` added.
+pub(crate) fn run_restic_with(
+    bin: &Path,
+    repo: &std::ffi::OsStr,
+    pw: &Path,
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> Vec<u8> {
     let mut child = Command::new(bin)
         .args(["--no-cache", "-q", "-r"])
         .arg(repo)
@@ -32,6 +44,7 @@ pub(crate) fn run_restic(bin: &Path, repo: &Path, pw: &Path, args: &[&str], stdi
         .arg(pw)
         .args(args)
         .env("TZ", "UTC")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -26,6 +26,9 @@ use format::{ConfigJson, IndexJson, KeyJson, MasterKeyJson, TreeJson};
 /// are split at 8 MiB, so this only stops a hostile repository.
 const PLAIN_LIMIT: u64 = 1 << 30;
 
+/// Most bytes a data blob may decompress to: restic cuts at most 8 MiB.
+const DATA_BLOB_LIMIT: u64 = 64 << 20;
+
 /// Errors of reading a restic repository.
 #[derive(Debug, thiserror::Error)]
 pub enum ResticError {
@@ -100,6 +103,8 @@ pub struct ResticIndex {
     packs: Vec<[u8; 32]>,
     data: HashMap<[u8; 32], BlobLoc>,
     trees: HashMap<[u8; 32], BlobLoc>,
+    /// Further copies of blobs indexed in more than one pack.
+    others: HashMap<[u8; 32], Vec<BlobLoc>>,
 }
 
 impl ResticIndex {
@@ -256,8 +261,8 @@ impl ResticRepo {
             });
             match parsed {
                 Ok(s) => out.snapshots.push((id, s)),
-                Err(e @ ResticError::Backend(BackendError::Transient { .. })) => return Err(e),
-                Err(e) => out.damaged.push(e),
+                Err(e) if e.kind() == crate::error::ErrorKind::Damaged => out.damaged.push(e),
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -270,14 +275,18 @@ impl ResticRepo {
         let mut files = Vec::new();
         let mut damaged = Vec::new();
         for info in self.backend.list(ObjectKind::Index)? {
+            // restic's own temporary files (`ID-tmp-...`) are not index files.
+            if format::hex_id(&info.name).is_none() {
+                continue;
+            }
             let parsed = self.load_document(ObjectKind::Index, &info.name).and_then(|plain| {
                 serde_json::from_slice::<IndexJson>(&plain)
                     .map_err(|e| ResticError::damaged(format!("restic index/{}", info.name), e.to_string()))
             });
             match parsed {
                 Ok(f) => files.push((info.name, f)),
-                Err(e @ ResticError::Backend(BackendError::Transient { .. })) => return Err(e),
-                Err(e) => damaged.push(e),
+                Err(e) if e.kind() == crate::error::ErrorKind::Damaged => damaged.push(e),
+                Err(e) => return Err(e),
             }
         }
         let superseded: HashSet<String> = files
@@ -324,7 +333,14 @@ impl ResticRepo {
                     } else {
                         &mut index.data
                     };
-                    map.entry(id).or_insert(loc);
+                    match map.entry(id) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(loc);
+                        }
+                        // A blob in several packs (restic may write one twice):
+                        // the others are tried when the first cannot be read.
+                        std::collections::hash_map::Entry::Occupied(_) => index.others.entry(id).or_default().push(loc),
+                    }
                 }
             }
         }
@@ -332,13 +348,28 @@ impl ResticRepo {
     }
 
     /// Blob `id` of the given kind: read from its pack, opened,
-    /// decompressed and checked against its id.
+    /// decompressed and checked against its id; each further copy the index
+    /// lists is tried when one cannot be read.
     pub fn read_blob(&self, index: &ResticIndex, id: &[u8; 32], tree: bool) -> Result<Vec<u8>, ResticError> {
-        let what = || format!("restic {} blob {}", if tree { "tree" } else { "data" }, hex::encode(id));
         let map = if tree { &index.trees } else { &index.data };
-        let loc = map
-            .get(id)
-            .ok_or_else(|| ResticError::damaged(what(), "is in no index file"))?;
+        let first = map.get(id).ok_or_else(|| {
+            ResticError::damaged(
+                format!("restic {} blob {}", if tree { "tree" } else { "data" }, hex::encode(id)),
+                "is in no index file",
+            )
+        })?;
+        let mut result = self.read_at(index, id, tree, first);
+        for loc in index.others.get(id).into_iter().flatten() {
+            match &result {
+                Err(e) if e.kind() == crate::error::ErrorKind::Damaged => result = self.read_at(index, id, tree, loc),
+                _ => break,
+            }
+        }
+        result
+    }
+
+    fn read_at(&self, index: &ResticIndex, id: &[u8; 32], tree: bool, loc: &BlobLoc) -> Result<Vec<u8>, ResticError> {
+        let what = || format!("restic {} blob {}", if tree { "tree" } else { "data" }, hex::encode(id));
         let pack = index
             .packs
             .get(loc.pack as usize)
@@ -363,6 +394,15 @@ impl ResticRepo {
             .open(&stored)
             .ok_or_else(|| ResticError::damaged(what(), format!("does not authenticate (pack {pack})")))?;
         let plain = if loc.raw > 0 {
+            // A hostile index must not make a blob claim gigabytes: restic's
+            // data blobs are at most 8 MiB; trees of huge folders are larger.
+            let limit = if tree { PLAIN_LIMIT } else { DATA_BLOB_LIMIT };
+            if u64::from(loc.raw) > limit {
+                return Err(ResticError::damaged(
+                    what(),
+                    format!("claims {} bytes, more than {limit}", loc.raw),
+                ));
+            }
             let out = decompress(&plain, u64::from(loc.raw)).map_err(|e| ResticError::damaged(what(), e))?;
             if out.len() != loc.raw as usize {
                 return Err(ResticError::damaged(

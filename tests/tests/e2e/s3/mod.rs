@@ -35,6 +35,7 @@ use crate::util::*;
 mod copy;
 mod damage;
 mod faults;
+mod import;
 mod moto;
 mod mount;
 mod object_lock;

@@ -48,6 +48,25 @@ pub(super) struct TreeStats {
     pub bytes_read: u64,
 }
 
+impl TreeStats {
+    /// What was counted since `start` (files, folders and bytes only).
+    fn since(&self, start: &TreeStats) -> TreeStats {
+        TreeStats {
+            files: self.files - start.files,
+            dirs: self.dirs - start.dirs,
+            bytes: self.bytes - start.bytes,
+            ..TreeStats::default()
+        }
+    }
+
+    /// Counts the files, folders and bytes of a reused folder.
+    fn add(&mut self, held: &TreeStats) {
+        self.files += held.files;
+        self.dirs += held.dirs;
+        self.bytes += held.bytes;
+    }
+}
+
 /// The prior import at the folder being rebuilt: restic's entries (by
 /// name) and Cairn's tree.
 struct Prior {
@@ -65,13 +84,17 @@ struct Frame {
     prior: Option<Prior>,
     /// Whether anything below is damaged or left out.
     damaged: bool,
+    /// The snapshot's figures when the folder was entered.
+    start: TreeStats,
 }
 
 /// What outlives one snapshot's import: the memos of imported folders and
 /// re-chunked files, and the chunker's buffer.
 pub(super) struct Memo {
     chunks: ChunkBuffer,
-    trees: HashMap<[u8; 32], TreeId>,
+    /// Folders imported whole: restic tree id to the Cairn tree and what
+    /// it holds (files, folders, bytes), so a reuse still counts them.
+    trees: HashMap<[u8; 32], (TreeId, TreeStats)>,
     files: HashMap<Vec<[u8; 32]>, Vec<ContentRef>>,
     file_refs: usize,
     /// Damaged folders of the snapshot being imported: restic tree id to
@@ -94,7 +117,7 @@ impl Memo {
     /// Keeps only what `index` offers (a snapshot's saver has finished and
     /// the next one starts from this index).
     pub(super) fn retain_indexed(&mut self, index: &Index) {
-        self.trees.retain(|_, t| index.contains(&t.blob()));
+        self.trees.retain(|_, (t, _)| index.contains(&t.blob()));
         self.files.retain(|_, refs| refs.iter().all(|r| index.contains(&r.id)));
         self.file_refs = self.files.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.damaged_trees.clear();
@@ -135,6 +158,7 @@ impl TreeImport<'_> {
             dir: None,
             prior,
             damaged: false,
+            start: TreeStats::default(),
         }];
         while let Some(top) = stack.last_mut() {
             if let Some(nj) = top.nodes.next() {
@@ -162,7 +186,8 @@ impl TreeImport<'_> {
                 // walked again; its problems were named at this path.
                 self.memo.damaged_trees.insert(rid, (id, frame.path.clone()));
             } else {
-                self.remember_tree(rid, id);
+                let held = self.stats.since(&frame.start);
+                self.remember_tree(rid, id, held);
             }
             if let Some(parent) = stack.last_mut() {
                 parent.out.push((node, false));
@@ -211,11 +236,14 @@ impl TreeImport<'_> {
                 };
                 let reused = self.memo.trees.get(&sub).copied().or_else(|| match &prior {
                     Some((_, Some(ps), pd)) if format::hex_id(ps) == Some(sub) && pd.kind == NodeKind::Dir => {
-                        pd.subtree.filter(|t| self.dst_index.contains(&t.blob()))
+                        let t = pd.subtree.filter(|t| self.dst_index.contains(&t.blob()))?;
+                        Some((t, self.count(&path, &t)?))
                     }
                     _ => None,
                 });
-                if let Some(t) = reused {
+                if let Some((t, held)) = reused {
+                    self.stats.add(&held);
+                    (self.progress)(held.bytes);
                     node.subtree = Some(t);
                     top.out.push((node, false));
                     return Ok(None);
@@ -248,6 +276,7 @@ impl TreeImport<'_> {
                     dir: Some((node, sub)),
                     prior,
                     damaged: false,
+                    start: self.stats,
                 }))
             }
             _ => {
@@ -398,11 +427,36 @@ impl TreeImport<'_> {
         Ok((store_tree(self.dst, self.saver, &Tree { nodes })?, dups))
     }
 
-    fn remember_tree(&mut self, restic: [u8; 32], cairn: TreeId) {
+    fn remember_tree(&mut self, restic: [u8; 32], cairn: TreeId, held: TreeStats) {
         if self.memo.trees.len() >= MEMO_TREES {
             self.memo.trees.clear();
         }
-        self.memo.trees.insert(restic, cairn);
+        self.memo.trees.insert(restic, (cairn, held));
+    }
+
+    /// What the Cairn tree `id` (an earlier import's folder) holds, walked
+    /// with the one tree walker; `None` (reuse nothing) if it cannot be read.
+    fn count(&self, path: &Path, id: &TreeId) -> Option<TreeStats> {
+        struct Count(TreeStats);
+        impl crate::tree::Visitor for Count {
+            type Error = crate::repository::RepositoryError;
+            fn enter(&mut self, _: &Path, _: &TreeId, n: &Node) -> Result<crate::tree::Descend, Self::Error> {
+                match n.kind {
+                    NodeKind::Dir => self.0.dirs += 1,
+                    NodeKind::File => {
+                        self.0.files += 1;
+                        self.0.bytes += n.size;
+                    }
+                    _ => {}
+                }
+                Ok(crate::tree::Descend::Yes)
+            }
+        }
+        let mut c = Count(TreeStats::default());
+        crate::tree::walk(self.dst, self.dst_index, id, path, &mut c)
+            .map_err(|e| tracing::debug!("{}: not reusing the prior import: {e}", path.display()))
+            .ok()?;
+        Some(c.0)
     }
 
     /// The prior import's trees at `path`, or `None` (with a note in the

@@ -260,20 +260,15 @@ pub fn import_restic(
     if todo.is_empty() {
         return Ok(report);
     }
-    let (rindex, index_damage) = restic.load_index()?;
+    let (mut rindex, index_damage) = restic.load_index()?;
     for e in &index_damage {
         tracing::warn!("{e}; the blobs it lists read as missing");
     }
     let dst = if opts.dry_run { dst.with_dry_run() } else { dst.clone() };
     let mut memo = tree::Memo::new(&dst);
-    let sealers = if opts.sealers == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-    } else {
-        opts.sealers
-    };
     for (restic_id, rs, mut snap) in todo {
-        if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(ImportError::Interrupted);
+        if cancelled(opts) {
+            return Err(interrupted(&report));
         }
         let started = Instant::now();
         // The newest earlier import of the same host and paths, when it was
@@ -293,39 +288,16 @@ pub fn import_restic(
                 let rtree = format_tree(trees.get(rid)?)?;
                 Some((*cid, rtree, s.tree))
             });
-        let (index, deletions) = dst.load_index_for_backup()?;
-        let index = Arc::new(index);
-        memo.retain_indexed(&index);
-        let saver = Saver::start_cancellable(&dst, index.clone(), sealers, opts.cancel.clone());
-        let progress_fn = |n: u64| {
-            if let Some(p) = &opts.progress {
-                p.bytes_done.fetch_add(n, Ordering::Relaxed);
-            }
-        };
-        let mut t = tree::TreeImport {
+        let mut job = Job {
             restic: &restic,
-            rindex: &rindex,
             dst: &dst,
-            dst_index: &index,
-            saver: &saver,
-            progress: &progress_fn,
-            cancel: opts.cancel.as_deref(),
-            memo: &mut memo,
-            problems: Vec::new(),
-            stats: Default::default(),
+            opts,
+            root: &rs.tree,
+            prior: prior.map(|(_, r, c)| (r, c)),
         };
-        let root = match format_tree(&rs.tree) {
-            Some(root) => t.import(&root, prior.map(|(_, r, c)| (r, c))),
-            None => Err(ImportError::Root(ResticError::Damaged {
-                what: "its tree id".into(),
-                detail: "is not 64 hex digits".into(),
-            })),
-        };
-        let (problems, stats) = (std::mem::take(&mut t.problems), t.stats);
-        let root = match root {
-            Ok(root) => root,
+        let mut built = match job.build(&rindex, &mut memo) {
+            Ok(b) => b,
             Err(ImportError::Root(e)) => {
-                saver.finish()?;
                 tracing::warn!("restic snapshot {}: {e}", hex::encode(&restic_id[..4]));
                 report.failed.push(FailedImport {
                     restic_id: hex::encode(restic_id),
@@ -333,24 +305,30 @@ pub fn import_restic(
                 });
                 continue;
             }
-            Err(e) => {
-                // The saver's own failure (a full disk) is the cause to show.
-                return Err(match (e, saver.finish()) {
-                    (ImportError::Save(BackupError::PipelineStopped), Err(cause)) => cause.into(),
-                    (ImportError::Save(BackupError::PipelineStopped), Ok(())) if cancelled(opts) => {
-                        ImportError::Interrupted
-                    }
-                    (e, _) => e,
-                });
-            }
+            Err(e) if e.kind() == crate::error::ErrorKind::Interrupted => return Err(interrupted(&report)),
+            Err(e) => return Err(e),
         };
-        let saver_stats = saver.stats.clone();
-        saver.finish().map_err(|e| match e {
-            BackupError::Interrupted => ImportError::Interrupted,
-            e => e.into(),
-        })?;
+        // Blobs gone because a restic prune ran meanwhile (no restic lock
+        // keeps it away) are not damage: with restic's new index they read.
+        if !built.problems.is_empty() && restic.index_names()? != rindex.names() {
+            tracing::warn!("restic's index changed during the import (a restic prune?); importing this snapshot again with the new index");
+            rindex = restic.load_index()?.0;
+            job.prior = None;
+            built = match job.build(&rindex, &mut memo) {
+                Ok(b) => b,
+                Err(e) if e.kind() == crate::error::ErrorKind::Interrupted => return Err(interrupted(&report)),
+                Err(e) => return Err(e),
+            };
+        }
+        let Built {
+            root,
+            problems,
+            stats,
+            added,
+            deletions,
+        } = built;
         snap.tree = root;
-        snap.parent = prior.map(|(cid, _, _)| cid);
+        snap.parent = job.prior.and(prior.map(|(cid, _, _)| cid));
         snap.program_version = if rs.program_version.is_empty() {
             format!("cairn {} (import from restic)", crate::VERSION)
         } else {
@@ -365,21 +343,18 @@ pub fn import_restic(
             bytes_new: stats.bytes,
             dirs: stats.dirs,
             bytes_read: stats.bytes_read,
-            data_blobs_added: saver_stats.data_blobs.load(Ordering::Relaxed),
-            tree_blobs_added: saver_stats.tree_blobs.load(Ordering::Relaxed),
-            bytes_added_raw: saver_stats.raw_bytes.load(Ordering::Relaxed),
-            bytes_added_stored: saver_stats.stored_bytes.load(Ordering::Relaxed),
             errors: problems.len() as u64,
             duration_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            ..Summary::default()
+            ..added
         };
         let id = if opts.dry_run {
             None
         } else {
             verify_reuse(&dst, &deletions, started.elapsed(), &snap.tree)?;
             if cancelled(opts) {
-                return Err(ImportError::Interrupted);
+                return Err(interrupted(&report));
             }
+            crate::failpoint::hit("import-before-snapshot");
             Some(dst.save_snapshot(&snap)?)
         };
         for p in &problems {
@@ -415,6 +390,107 @@ pub fn import_restic(
         }
     }
     Ok(report)
+}
+
+/// One restic snapshot's trees to import.
+struct Job<'a> {
+    restic: &'a ResticRepo,
+    dst: &'a Repository,
+    opts: &'a ImportOptions,
+    /// Its root tree id, as restic wrote it.
+    root: &'a str,
+    /// The (restic root, Cairn root) of the earlier import to reuse from.
+    prior: Option<([u8; 32], TreeId)>,
+}
+
+/// A snapshot's trees, stored and indexed.
+struct Built {
+    root: TreeId,
+    problems: Vec<ImportProblem>,
+    stats: tree::TreeStats,
+    /// What was added (the `*_added` fields of a summary).
+    added: Summary,
+    deletions: crate::prune::Deletions,
+}
+
+impl Job<'_> {
+    /// Imports the trees through a saver of their own, finished (so
+    /// stored and indexed) before this returns.
+    fn build(&self, rindex: &restic::ResticIndex, memo: &mut tree::Memo) -> Result<Built, ImportError> {
+        let (index, deletions) = self.dst.load_index_for_backup()?;
+        let index = Arc::new(index);
+        memo.retain_indexed(&index);
+        let sealers = match self.opts.sealers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        };
+        let saver = Saver::start_cancellable(self.dst, index.clone(), sealers, self.opts.cancel.clone());
+        let progress_fn = |n: u64| {
+            if let Some(p) = &self.opts.progress {
+                p.bytes_done.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        let mut t = tree::TreeImport {
+            restic: self.restic,
+            rindex,
+            dst: self.dst,
+            dst_index: &index,
+            saver: &saver,
+            progress: &progress_fn,
+            cancel: self.opts.cancel.as_deref(),
+            memo,
+            problems: Vec::new(),
+            stats: Default::default(),
+        };
+        let root = match format_tree(self.root) {
+            Some(root) => t.import(&root, self.prior),
+            None => Err(ImportError::Root(ResticError::Damaged {
+                what: "its tree id".into(),
+                detail: "is not 64 hex digits".into(),
+            })),
+        };
+        let (problems, stats) = (std::mem::take(&mut t.problems), t.stats);
+        let root = match root {
+            Ok(root) => root,
+            Err(e) => {
+                // The saver's own failure (a full disk) is the cause to show.
+                return Err(match (e, saver.finish()) {
+                    (ImportError::Save(BackupError::PipelineStopped), Err(cause)) => cause.into(),
+                    (ImportError::Save(BackupError::PipelineStopped), Ok(())) if cancelled(self.opts) => {
+                        ImportError::Interrupted
+                    }
+                    (e, _) => e,
+                });
+            }
+        };
+        let s = saver.stats.clone();
+        saver.finish()?;
+        let added = Summary {
+            data_blobs_added: s.data_blobs.load(Ordering::Relaxed),
+            tree_blobs_added: s.tree_blobs.load(Ordering::Relaxed),
+            bytes_added_raw: s.raw_bytes.load(Ordering::Relaxed),
+            bytes_added_stored: s.stored_bytes.load(Ordering::Relaxed),
+            ..Summary::default()
+        };
+        Ok(Built {
+            root,
+            problems,
+            stats,
+            added,
+            deletions,
+        })
+    }
+}
+
+/// The interruption, after saying what is kept.
+fn interrupted(report: &ImportReport) -> ImportError {
+    if !report.imported.is_empty() {
+        tracing::warn!(
+            "{} snapshot(s) were imported before the interruption and are kept",
+            report.imported.len()
+        );
+    }
+    ImportError::Interrupted
 }
 
 fn cancelled(opts: &ImportOptions) -> bool {

@@ -105,9 +105,16 @@ pub struct ResticIndex {
     trees: HashMap<[u8; 32], BlobLoc>,
     /// Further copies of blobs indexed in more than one pack.
     others: HashMap<[u8; 32], Vec<BlobLoc>>,
+    /// The index files it was loaded from, sorted.
+    names: Vec<String>,
 }
 
 impl ResticIndex {
+    /// The names of the index files it was loaded from, sorted.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Blobs indexed.
     pub fn blobs(&self) -> usize {
         self.data.len() + self.trees.len()
@@ -268,12 +275,27 @@ impl ResticRepo {
         Ok(out)
     }
 
+    /// The names of restic's index files now, sorted (to tell whether a
+    /// loaded index is still current).
+    pub(crate) fn index_names(&self) -> Result<Vec<String>, ResticError> {
+        let mut names: Vec<String> = self
+            .backend
+            .list(ObjectKind::Index)?
+            .into_iter()
+            .map(|i| i.name)
+            .filter(|n| format::hex_id(n).is_some())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Loads every index file (leaving out those another one supersedes).
     /// An index file that cannot be read is reported and skipped: its
     /// blobs then read as missing, and their files as damaged.
     pub fn load_index(&self) -> Result<(ResticIndex, Vec<ResticError>), ResticError> {
         let mut files = Vec::new();
         let mut damaged = Vec::new();
+        let mut damaged_names = Vec::new();
         for info in self.backend.list(ObjectKind::Index)? {
             // restic's own temporary files (`ID-tmp-...`) are not index files.
             if format::hex_id(&info.name).is_none() {
@@ -285,7 +307,10 @@ impl ResticRepo {
             });
             match parsed {
                 Ok(f) => files.push((info.name, f)),
-                Err(e) if e.kind() == crate::error::ErrorKind::Damaged => damaged.push(e),
+                Err(e) if e.kind() == crate::error::ErrorKind::Damaged => {
+                    damaged_names.push(info.name);
+                    damaged.push(e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -293,7 +318,11 @@ impl ResticRepo {
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().flatten().cloned())
             .collect();
-        let mut index = ResticIndex::default();
+        let mut index = ResticIndex {
+            names: files.iter().map(|(n, _)| n.clone()).chain(damaged_names).collect(),
+            ..ResticIndex::default()
+        };
+        index.names.sort();
         let mut pack_numbers: HashMap<[u8; 32], u32> = HashMap::new();
         for (name, f) in files {
             if superseded.contains(&name) {

@@ -34,12 +34,39 @@ pub(super) struct ReadOutcome {
     pub fatal: Option<ResticError>,
 }
 
+/// Threads that read the blobs of a folder's small files at once.
+const PREFETCH_THREADS: usize = 8;
+
+/// A blob read in advance, or why it could not be.
+pub(super) type Ready = Result<Vec<u8>, ResticError>;
+
+/// Reads the blobs `ids` on several threads at once: a folder's small
+/// files are one blob each, and reading them one after another would cost
+/// one round trip each on S3 (and leave a core idle locally).
+pub(super) fn prefetch(repo: &ResticRepo, index: &ResticIndex, ids: &[[u8; 32]]) -> Vec<([u8; 32], Ready)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = PREFETCH_THREADS.min(ids.len());
+    let results = std::sync::Mutex::new(Vec::with_capacity(ids.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { return };
+                let r = repo.read_blob(index, id, false);
+                results.lock().unwrap_or_else(|p| p.into_inner()).push((*id, r));
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Hands `use_reader` a reader over the blobs `ids` and returns its result
-/// with what the reading found.
+/// with what the reading found. `ready` is the first blob, read in advance.
 pub(super) fn with_contents<T>(
     repo: &ResticRepo,
     index: &ResticIndex,
     ids: &[[u8; 32]],
+    ready: Option<Ready>,
     cancel: Option<&AtomicBool>,
     use_reader: impl FnOnce(&mut dyn Read) -> T,
 ) -> (T, ReadOutcome) {
@@ -66,6 +93,7 @@ pub(super) fn with_contents<T>(
             ahead,
             cancel,
             next: 0,
+            ready,
             buf: Vec::new(),
             pos: 0,
             last: None,
@@ -105,6 +133,7 @@ struct BlobReader<'a> {
     ahead: Option<Receiver<Result<Vec<u8>, ResticError>>>,
     cancel: Option<&'a AtomicBool>,
     next: usize,
+    ready: Option<Ready>,
     buf: Vec<u8>,
     pos: usize,
     last: Option<([u8; 32], Vec<u8>)>,
@@ -125,7 +154,10 @@ impl Read for BlobReader<'_> {
                 Some(rx) => rx
                     .recv()
                     .map_err(|_| std::io::Error::other("the read-ahead thread stopped"))?,
-                None => fetch(self.repo, self.index, &self.ids[self.next], &mut self.last),
+                None => match self.ready.take() {
+                    Some(r) => r,
+                    None => fetch(self.repo, self.index, &self.ids[self.next], &mut self.last),
+                },
             };
             let position = self.next;
             self.next += 1;

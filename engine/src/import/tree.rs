@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::content::with_contents;
+use super::content::{prefetch, with_contents, Ready};
 use super::restic::format::{self, NodeJson, TreeJson};
 use super::restic::{ResticIndex, ResticRepo};
 use super::{ImportError, ImportProblem};
@@ -30,6 +30,10 @@ use crate::tree::{ContentRef, Node, NodeKind, Tree};
 
 /// Blob references the memo of re-chunked files holds at most.
 const MEMO_REFS: usize = 1 << 16;
+/// Small files whose blobs are read at once, and their bytes at most.
+const PREFETCH_FILES: usize = 64;
+const PREFETCH_BYTES: u64 = 16 << 20;
+
 /// Folders the memo of imported trees holds at most (~70 bytes each).
 const MEMO_TREES: usize = 1 << 20;
 
@@ -86,6 +90,8 @@ struct Frame {
     damaged: bool,
     /// The snapshot's figures when the folder was entered.
     start: TreeStats,
+    /// Blobs of the folder's next small files, read in advance.
+    ready: HashMap<[u8; 32], Ready>,
 }
 
 /// What outlives one snapshot's import: the memos of imported folders and
@@ -159,6 +165,7 @@ impl TreeImport<'_> {
             prior,
             damaged: false,
             start: TreeStats::default(),
+            ready: HashMap::new(),
         }];
         while let Some(top) = stack.last_mut() {
             if let Some(nj) = top.nodes.next() {
@@ -223,7 +230,21 @@ impl TreeImport<'_> {
         match node.kind {
             NodeKind::File => {
                 self.stats.files += 1;
-                let damaged = self.file(&path, &mut node, nj.content.unwrap_or_default(), prior)?;
+                let content = nj.content.unwrap_or_default();
+                // A file an earlier import or this run has already is not
+                // read, so not read in advance either.
+                let reused = prior.as_ref().is_some_and(|(pc, _, _)| *pc == content);
+                let ready = match content.as_slice() {
+                    // Locally a read costs less than handing it to a thread.
+                    [one] if !reused && self.restic.remote() => format::hex_id(one).and_then(|id| {
+                        if !top.ready.contains_key(&id) && !self.memo.files.contains_key(&vec![id]) {
+                            self.prefetch_ahead(top, id);
+                        }
+                        top.ready.remove(&id)
+                    }),
+                    _ => None,
+                };
+                let damaged = self.file(&path, &mut node, content, prior, ready)?;
                 top.damaged |= damaged;
                 top.out.push((node, damaged));
                 Ok(None)
@@ -277,6 +298,7 @@ impl TreeImport<'_> {
                     prior,
                     damaged: false,
                     start: self.stats,
+                    ready: HashMap::new(),
                 }))
             }
             _ => {
@@ -301,6 +323,7 @@ impl TreeImport<'_> {
         node: &mut Node,
         content: Vec<String>,
         prior: Option<(Vec<String>, Option<String>, Node)>,
+        ready: Option<Ready>,
     ) -> Result<bool, ImportError> {
         let mut ids = Vec::with_capacity(content.len());
         for c in &content {
@@ -343,7 +366,7 @@ impl TreeImport<'_> {
             self.cancel,
         );
         let chunks = &mut self.memo.chunks;
-        let (saved, read) = with_contents(restic, rindex, &ids, cancel, |reader| {
+        let (saved, read) = with_contents(restic, rindex, &ids, ready, cancel, |reader| {
             save_content(dst, saver, chunks, reader, progress)
         });
         self.stats.bytes_read += read.bytes;
@@ -425,6 +448,34 @@ impl TreeImport<'_> {
             );
         }
         Ok((store_tree(self.dst, self.saver, &Tree { nodes })?, dups))
+    }
+
+    /// Reads at once the blobs of `first` and of the small files that follow
+    /// it in the folder `top` (one blob each), leaving out those an earlier
+    /// import or this run has already: they will not be read at all.
+    fn prefetch_ahead(&mut self, top: &mut Frame, first: [u8; 32]) {
+        let mut ids = vec![first];
+        let mut bytes = self.rindex.stored_len(&first);
+        for n in top.nodes.as_slice() {
+            if ids.len() >= PREFETCH_FILES || bytes >= PREFETCH_BYTES {
+                break;
+            }
+            let Some([one]) = n.content.as_deref() else { continue };
+            let Some(id) = format::hex_id(one) else { continue };
+            if n.kind != "file" || self.memo.files.contains_key(&vec![id]) || ids.contains(&id) {
+                continue;
+            }
+            let unchanged = top.prior.as_ref().is_some_and(|p| {
+                let name = format::unquote(&n.name).unwrap_or_else(|| n.name.as_bytes().to_vec());
+                p.restic.get(&name).is_some_and(|(c, _)| c.as_slice() == [one.clone()])
+            });
+            if unchanged {
+                continue;
+            }
+            bytes += self.rindex.stored_len(&id);
+            ids.push(id);
+        }
+        top.ready.extend(prefetch(self.restic, self.rindex, &ids));
     }
 
     fn remember_tree(&mut self, restic: [u8; 32], cairn: TreeId, held: TreeStats) {

@@ -115,6 +115,11 @@ impl ResticIndex {
         &self.names
     }
 
+    /// The stored length of data blob `id` (0 when not indexed).
+    pub(crate) fn stored_len(&self, id: &[u8; 32]) -> u64 {
+        self.data.get(id).map_or(0, |l| u64::from(l.length))
+    }
+
     /// Blobs indexed.
     pub fn blobs(&self) -> usize {
         self.data.len() + self.trees.len()
@@ -223,6 +228,11 @@ impl ResticRepo {
     /// The repository's id (from its config).
     pub fn id(&self) -> [u8; 32] {
         self.id
+    }
+
+    /// Whether reads are network round trips (S3), so worth overlapping.
+    pub(crate) fn remote(&self) -> bool {
+        self.backend.location().starts_with("s3:")
     }
 
     /// The repository format version (1 or 2).

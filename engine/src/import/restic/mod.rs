@@ -85,6 +85,7 @@ pub struct ResticRepo {
     key: MasterKey,
     version: u32,
     id: [u8; 32],
+    remote: bool,
 }
 
 /// Where a blob is: its pack (by number), offset, stored length and, when
@@ -218,6 +219,7 @@ impl ResticRepo {
         let id = format::hex_id(&c.id)
             .ok_or_else(|| ResticError::damaged("restic config", "its id is not 64 hex digits"))?;
         Ok(Self {
+            remote: backend.location().starts_with("s3:"),
             backend,
             key,
             version: c.version,
@@ -232,7 +234,7 @@ impl ResticRepo {
 
     /// Whether reads are network round trips (S3), so worth overlapping.
     pub(crate) fn remote(&self) -> bool {
-        self.backend.location().starts_with("s3:")
+        self.remote
     }
 
     /// The repository format version (1 or 2).

@@ -80,7 +80,7 @@ fn import(f: &Fixture, from: &Path, extra: &[&str]) -> Run {
 }
 
 /// The Cairn snapshot imported from restic snapshot `rid`.
-fn imported_as(f: &Fixture, rid: &str) -> String {
+pub(crate) fn imported_as(f: &Fixture, rid: &str) -> String {
     f.snapshots()
         .into_iter()
         .find(|s| s["copied_from"]["snapshot"].as_str() == Some(rid))
@@ -92,21 +92,26 @@ fn imported_as(f: &Fixture, rid: &str) -> String {
 /// and compares the two trees entry by entry (and the xattrs of `empty`).
 fn assert_same_restore(bin: &Path, f: &Fixture, repo: &Path, rid: &str) {
     let by_restic = f.path(&format!("restic-restore/{rid}"));
-    let by_cairn = f.path(&format!("cairn-restore/{rid}"));
     r(bin, f, repo, &["restore", rid, "--target", &s(&by_restic)]);
-    let id = imported_as(f, rid);
+    assert_cairn_restores_as(f, rid, &by_restic);
+}
+
+/// Restores the import of restic snapshot `rid` and compares it, entry by
+/// entry and with every file's xattrs, with `by_restic` (restic's restore).
+pub(crate) fn assert_cairn_restores_as(f: &Fixture, rid: &str, by_restic: &Path) {
+    let by_cairn = f.path(&format!("cairn-restore/{rid}"));
     f.cairn()
-        .args(["restore", &id, "--preserve-special", "--target"])
+        .args(["restore", &imported_as(f, rid), "--preserve-special", "--target"])
         .arg(&by_cairn)
         .ok();
     // The target folders themselves are the restorers' own, not the snapshot's.
-    let (mut a, mut b) = (manifest(&by_restic), manifest(&by_cairn));
+    let (mut a, mut b) = (manifest(by_restic), manifest(&by_cairn));
     a.remove(Path::new(""));
     b.remove(Path::new(""));
     assert!(a.len() >= 3, "restic restored only {} entries", a.len());
     assert_same_tree(&a, &b);
-    for m in files_under(&by_restic) {
-        let rel = m.strip_prefix(&by_restic).unwrap();
+    for m in files_under(by_restic) {
+        let rel = m.strip_prefix(by_restic).unwrap();
         let want: Vec<_> = xattr::list(&m).map(|l| l.collect()).unwrap_or_default();
         let got: Vec<_> = xattr::list(by_cairn.join(rel)).map(|l| l.collect()).unwrap_or_default();
         assert_eq!(want, got, "xattrs of {}", rel.display());

@@ -5,6 +5,7 @@ use cairn_test_support::s3::seaweed;
 
 use super::*;
 use crate::forget_restic::{restic, run_restic_with};
+use crate::import_restic::assert_cairn_restores_as;
 
 #[test]
 fn s3_import_restic_repository_from_seaweedfs() {
@@ -42,20 +43,5 @@ fn s3_import_restic_repository_from_seaweedfs() {
     let rid = latest[0]["id"].as_str().unwrap();
     let by_restic = f.path("by-restic");
     restic_run(&["restore", rid, "--target", &s(&by_restic)]);
-    let id = f
-        .snapshots()
-        .into_iter()
-        .find(|s| s["copied_from"]["snapshot"].as_str() == Some(rid))
-        .and_then(|s| s["id"].as_str().map(String::from))
-        .expect("the newest restic snapshot was imported");
-    let by_cairn = f.path("by-cairn");
-    f.cairn()
-        .args(["restore", &id, "--preserve-special", "--target"])
-        .arg(&by_cairn)
-        .ok();
-    let (mut a, mut b) = (manifest(&by_restic), manifest(&by_cairn));
-    a.remove(Path::new(""));
-    b.remove(Path::new(""));
-    assert!(a.len() > 5);
-    assert_same_tree(&a, &b);
+    assert_cairn_restores_as(&f, rid, &by_restic);
 }

@@ -187,6 +187,13 @@ fn import_both_versions(version: &str) {
     );
     let newest = restic_snapshots(&bin, &f, &repo).pop().unwrap();
     assert_same_restore(&bin, &f, &repo, &newest);
+
+    // Cairn's own first backup after the move takes the import as its
+    // parent and reads nothing that restic had already seen.
+    let own = f.backup(&[&data, "--host", "h1"]);
+    assert_eq!(own["parent"].as_str(), Some(imported_as(&f, &newest).as_str()), "{own}");
+    assert_eq!(u64_at(&own, "/summary/bytes_read"), 0, "{own}");
+    assert!(u64_at(&own, "/summary/files_unchanged") >= 8, "{own}");
 }
 
 #[test]
@@ -206,7 +213,8 @@ fn import_restic_refuses_a_wrong_password_and_a_dry_run_writes_nothing() {
     let repo = f.path("restic");
     write(&f.path("src/a"), "a");
     r(&bin, &f, &repo, &["init"]);
-    r(&bin, &f, &repo, &["backup", &s(&f.path("src"))]);
+    r(&bin, &f, &repo, &["backup", &s(&f.path("src")), "--host", "keep"]);
+    r(&bin, &f, &repo, &["backup", &s(&f.path("src")), "--host", "other"]);
     let wrong = f.password_file_for("not the password");
     let run = f
         .cairn()
@@ -219,8 +227,21 @@ fn import_restic_refuses_a_wrong_password_and_a_dry_run_writes_nothing() {
     assert!(run.stderr().contains("restic"), "{}", run.stderr());
     let dry = import(&f, &repo, &["--dry-run"]);
     assert_eq!(dry.code(), Some(0), "{}", dry.stderr());
-    assert_eq!(dry.json()["imported"].as_array().unwrap().len(), 1);
+    assert_eq!(dry.json()["imported"].as_array().unwrap().len(), 2);
     assert!(f.snapshots().is_empty(), "a dry run wrote a snapshot");
+    // The password from a command, and a host filter.
+    let cmd = format!("cat '{}'", s(&f.password_file));
+    let one = f
+        .cairn()
+        .args(["--json", "import", "restic", "--host", "keep", "--from"])
+        .arg(&repo)
+        .args(["--from-password-command", &cmd])
+        .run();
+    assert_eq!(one.code(), Some(0), "{}", one.stderr());
+    assert_eq!(one.json()["selected"], 1);
+    let snaps = f.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["host"], "keep");
     // Not a restic repository: the Cairn repository itself.
     let own = import(&f, &f.repo, &[]);
     assert_eq!(own.code(), Some(10), "{}", own.stderr());

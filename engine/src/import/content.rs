@@ -75,8 +75,18 @@ pub(super) fn with_contents<T>(
             let (tx, rx) = bounded(READ_AHEAD);
             s.spawn(move || {
                 let mut last: Option<([u8; 32], Vec<u8>)> = None;
-                for id in ids {
-                    let r = fetch(repo, index, id, &mut last);
+                for (i, id) in ids.iter().enumerate() {
+                    let r = match last.take() {
+                        Some((l, data)) if l == *id => Ok(data),
+                        _ => repo.read_blob(index, id, false),
+                    };
+                    // A sparse file's runs of zeros are one blob again and
+                    // again: a copy is kept only when the next is the same.
+                    if let (Ok(data), Some(next)) = (&r, ids.get(i + 1)) {
+                        if next == id {
+                            last = Some((*id, data.clone()));
+                        }
+                    }
                     if tx.send(r).is_err() {
                         return;
                     }
@@ -96,7 +106,6 @@ pub(super) fn with_contents<T>(
             ready,
             buf: Vec::new(),
             pos: 0,
-            last: None,
             outcome: ReadOutcome::default(),
         };
         let r = use_reader(&mut reader);
@@ -106,24 +115,6 @@ pub(super) fn with_contents<T>(
         drop(reader);
         (r, outcome)
     })
-}
-
-/// Blob `id`, reusing the previous one when it is the same (a sparse
-/// file's runs of zeros are one blob again and again).
-fn fetch(
-    repo: &ResticRepo,
-    index: &ResticIndex,
-    id: &[u8; 32],
-    last: &mut Option<([u8; 32], Vec<u8>)>,
-) -> Result<Vec<u8>, ResticError> {
-    if let Some((l, data)) = last.as_ref() {
-        if l == id {
-            return Ok(data.clone());
-        }
-    }
-    let data = repo.read_blob(index, id, false)?;
-    *last = Some((*id, data.clone()));
-    Ok(data)
 }
 
 struct BlobReader<'a> {
@@ -136,7 +127,6 @@ struct BlobReader<'a> {
     ready: Option<Ready>,
     buf: Vec<u8>,
     pos: usize,
-    last: Option<([u8; 32], Vec<u8>)>,
     outcome: ReadOutcome,
 }
 
@@ -156,7 +146,8 @@ impl Read for BlobReader<'_> {
                     .map_err(|_| std::io::Error::other("the read-ahead thread stopped"))?,
                 None => match self.ready.take() {
                     Some(r) => r,
-                    None => fetch(self.repo, self.index, &self.ids[self.next], &mut self.last),
+                    // Without a read-ahead thread the file is one blob.
+                    None => self.repo.read_blob(self.index, &self.ids[self.next], false),
                 },
             };
             let position = self.next;

@@ -504,15 +504,15 @@ fn format_tree(hex_id: &str) -> Option<[u8; 32]> {
 /// The Cairn snapshot a restic snapshot becomes, before its tree is
 /// imported (and what the filters are matched against).
 fn shell_snapshot(s: &ResticSnapshot) -> Snapshot {
-    let parsed = s.time.parse::<jiff::Timestamp>().ok();
-    if parsed.is_none() {
+    let time_ns = restic::format::time_ns(Some(&s.time));
+    if time_ns == 0 {
         tracing::warn!(
             "a restic snapshot's time {:?} does not parse; it is imported at 1970-01-01",
             s.time
         );
     }
     Snapshot {
-        time_ns: restic::format::time_ns(Some(&s.time)),
+        time_ns,
         host: s.hostname.clone(),
         user: s.username.clone(),
         uid: s.uid,

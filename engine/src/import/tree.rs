@@ -11,7 +11,7 @@
 //! files are taken as they are; and a file whose blobs were just re-chunked
 //! (a hard link, a duplicate) takes that content list.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -213,9 +213,9 @@ impl TreeImport<'_> {
 
     /// One entry of the folder `top`; a folder to descend into comes back.
     fn entry(&mut self, top: &mut Frame, nj: NodeJson) -> Result<Option<Frame>, ImportError> {
-        let raw_name = format::unquote(&nj.name).unwrap_or_else(|| nj.name.as_bytes().to_vec());
-        let path = top.path.join(OsStr::from_bytes(&raw_name));
-        let mut node = match format::node(&nj) {
+        let name = format::name(&nj.name);
+        let path = top.path.join(OsStr::from_bytes(&name));
+        let mut node = match format::node(&nj, name) {
             Ok(n) => n,
             Err(e) => {
                 self.problem(&path, format!("left out: {e}"));
@@ -417,23 +417,9 @@ impl TreeImport<'_> {
     /// Stores a folder's nodes as a tree: damaged entries renamed
     /// `NAME.damaged` (as `cairn repair snapshots` does), sorted, and the
     /// second of two entries with one name left out (then true).
-    fn store(&mut self, path: &Path, out: Vec<(Node, bool)>) -> Result<(TreeId, bool), ImportError> {
-        let mut names: HashSet<Vec<u8>> = out.iter().map(|(n, _)| n.name.clone()).collect();
-        let mut nodes = Vec::with_capacity(out.len());
-        for (mut n, damaged) in out {
-            if damaged {
-                let base = [n.name.as_slice(), crate::repair::DAMAGED_SUFFIX.as_bytes()].concat();
-                let mut name = base.clone();
-                let mut i = 0;
-                while names.contains(&name) {
-                    i += 1;
-                    name = [base.as_slice(), format!(".{i}").as_bytes()].concat();
-                }
-                names.insert(name.clone());
-                n.name = name;
-            }
-            nodes.push(n);
-        }
+    fn store(&mut self, path: &Path, mut out: Vec<(Node, bool)>) -> Result<(TreeId, bool), ImportError> {
+        crate::repair::rename_damaged(&mut out);
+        let mut nodes: Vec<Node> = out.into_iter().map(|(n, _)| n).collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let before = nodes.len();
         nodes.dedup_by(|a, b| a.name == b.name);
@@ -466,8 +452,9 @@ impl TreeImport<'_> {
                 continue;
             }
             let unchanged = top.prior.as_ref().is_some_and(|p| {
-                let name = format::unquote(&n.name).unwrap_or_else(|| n.name.as_bytes().to_vec());
-                p.restic.get(&name).is_some_and(|(c, _)| c.as_slice() == [one.clone()])
+                p.restic
+                    .get(&format::name(&n.name))
+                    .is_some_and(|(c, _)| c.as_slice() == [one.clone()])
             });
             if unchanged {
                 continue;
@@ -526,10 +513,7 @@ impl TreeImport<'_> {
         let restic = r
             .nodes
             .into_iter()
-            .map(|n| {
-                let name = format::unquote(&n.name).unwrap_or_else(|| n.name.as_bytes().to_vec());
-                (name, (n.content.unwrap_or_default(), n.subtree))
-            })
+            .map(|n| (format::name(&n.name), (n.content.unwrap_or_default(), n.subtree)))
             .collect();
         Some(Prior { restic, cairn })
     }

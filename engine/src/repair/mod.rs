@@ -23,6 +23,26 @@ use crate::repository::RepositoryError;
 /// The suffix a repaired copy gives a file (or folder) whose data is lost.
 pub const DAMAGED_SUFFIX: &str = ".damaged";
 
+/// Renames the marked entries of one folder `NAME.damaged` (or
+/// `NAME.damaged.1`, `.2`, ... where that is taken among their siblings), as
+/// a repaired copy and an import from restic mark what they could not
+/// recover; returns each (old name, new name).
+pub(crate) fn rename_damaged(nodes: &mut [(crate::tree::Node, bool)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names: std::collections::HashSet<Vec<u8>> = nodes.iter().map(|(n, _)| n.name.clone()).collect();
+    let mut renamed = Vec::new();
+    for (n, _) in nodes.iter_mut().filter(|(_, marked)| *marked) {
+        let mut name = [n.name.as_slice(), DAMAGED_SUFFIX.as_bytes()].concat();
+        let mut k = 1;
+        while names.contains(&name) {
+            name = [n.name.as_slice(), DAMAGED_SUFFIX.as_bytes(), format!(".{k}").as_bytes()].concat();
+            k += 1;
+        }
+        names.insert(name.clone());
+        renamed.push((std::mem::replace(&mut n.name, name.clone()), name));
+    }
+    renamed
+}
+
 /// The tag every repaired snapshot carries.
 pub const REPAIRED_TAG: &str = "repaired";
 

@@ -3,7 +3,7 @@
 //!
 //! As restic's `repair snapshots` does, a file whose data blobs are partly
 //! lost keeps the blobs that are still stored (so its size shrinks to theirs)
-//! and is renamed with the suffix [`DAMAGED_SUFFIX`], so nobody takes it for
+//! and is renamed with the suffix [`DAMAGED_SUFFIX`](super::DAMAGED_SUFFIX), so nobody takes it for
 //! the original; a folder whose tree is lost becomes an empty folder with the
 //! same suffix. With `drop_damaged` both are left out instead. The copy is a
 //! rewritten snapshot (format-spec "Snapshots"): `rewritten_from` names the
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{RepairError, DAMAGED_SUFFIX, REPAIRED_TAG};
+use super::{RepairError, REPAIRED_TAG};
 use crate::backup::{store_tree, Saver};
 use crate::blob::BlobType;
 use crate::id::{SnapshotId, TreeId};
@@ -272,28 +272,14 @@ impl Repair<'_> {
 
     /// Stores a folder's entries, the damaged ones renamed with the suffix
     /// (made unique among their siblings); records their new paths.
-    fn store(&mut self, nodes: Vec<(Node, bool)>, at: &Path) -> Result<TreeId, RepairError> {
-        let mut names: HashSet<Vec<u8>> = nodes.iter().map(|(n, _)| n.name.clone()).collect();
-        let mut out = Vec::with_capacity(nodes.len());
-        for (mut n, mark) in nodes {
-            if mark {
-                let old = at.join(OsStr::from_bytes(&n.name));
-                let mut name = [n.name.as_slice(), DAMAGED_SUFFIX.as_bytes()].concat();
-                let mut k = 1;
-                while names.contains(&name) {
-                    name = [n.name.as_slice(), DAMAGED_SUFFIX.as_bytes(), format!(".{k}").as_bytes()].concat();
-                    k += 1;
-                }
-                names.insert(name.clone());
-                let new = at.join(OsStr::from_bytes(&name));
-                let old = old.to_string_lossy().into_owned();
-                if let Some(d) = self.damaged.iter_mut().rev().find(|d| d.path == old) {
-                    d.new_path = Some(new.to_string_lossy().into_owned());
-                }
-                n.name = name;
+    fn store(&mut self, mut nodes: Vec<(Node, bool)>, at: &Path) -> Result<TreeId, RepairError> {
+        for (old, new) in super::rename_damaged(&mut nodes) {
+            let old = at.join(OsStr::from_bytes(&old)).to_string_lossy().into_owned();
+            if let Some(d) = self.damaged.iter_mut().rev().find(|d| d.path == old) {
+                d.new_path = Some(at.join(OsStr::from_bytes(&new)).to_string_lossy().into_owned());
             }
-            out.push(n);
         }
+        let mut out: Vec<Node> = nodes.into_iter().map(|(n, _)| n).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(store_tree(self.repo, self.saver, &Tree { nodes: out })?)
     }

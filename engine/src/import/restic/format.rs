@@ -280,9 +280,16 @@ pub(crate) fn unquote(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// What a restic node becomes: a Cairn node without content or subtree
-/// (the importer fills those), or why it cannot be one.
-pub(crate) fn node(n: &NodeJson) -> Result<Node, String> {
+/// A name from a restic tree as bytes: unquoted, or as written when it is
+/// not valid Go escaping.
+pub(crate) fn name(s: &str) -> Vec<u8> {
+    unquote(s).unwrap_or_else(|| s.as_bytes().to_vec())
+}
+
+/// What a restic node becomes, named `name` (its [`name`]): a Cairn node
+/// without content or subtree (the importer fills those), or why it cannot
+/// be one.
+pub(crate) fn node(n: &NodeJson, name: Vec<u8>) -> Result<Node, String> {
     let kind = match n.kind.as_str() {
         "file" => NodeKind::File,
         "dir" => NodeKind::Dir,
@@ -297,7 +304,6 @@ pub(crate) fn node(n: &NodeJson) -> Result<Node, String> {
             ))
         }
     };
-    let name = unquote(&n.name).unwrap_or_else(|| n.name.as_bytes().to_vec());
     crate::tree::check_name(&name).map_err(|e| format!("its name cannot be a file name: {e}"))?;
     let mut out = Node::new(name, kind);
     out.mode = unix_mode(n.mode);
@@ -376,7 +382,8 @@ mod tests {
             "mtime":"2026-12-07T02:02:02.217267644+01:00","uid":7,"gid":8,"user":"u","group":"g",
             "inode":5,"device_id":9,"links":1,"linktarget":"t\ufffd","linktarget_raw":"dP8=",
             "extended_attributes":[{"name":"user.b","value":"Mg=="},{"name":"user.a","value":"MQ=="}]}"#;
-        let n = node(&serde_json::from_str(json).unwrap()).unwrap();
+        let j: NodeJson = serde_json::from_str(json).unwrap();
+        let n = node(&j, name(&j.name)).unwrap();
         assert_eq!(n.kind, NodeKind::Symlink);
         assert_eq!(n.symlink_target.as_deref(), Some(&b"t\xff"[..]));
         assert_eq!(n.mode, 0o777);
@@ -391,7 +398,8 @@ mod tests {
             r#"{"name":"x","type":"irregular"}"#,
             r#"{"name":"l","type":"symlink","linktarget":""}"#,
         ] {
-            assert!(node(&serde_json::from_str(bad).unwrap()).is_err(), "{bad}");
+            let j: NodeJson = serde_json::from_str(bad).unwrap();
+            assert!(node(&j, name(&j.name)).is_err(), "{bad}");
         }
     }
 }

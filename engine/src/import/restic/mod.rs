@@ -120,11 +120,6 @@ impl ResticIndex {
     pub(crate) fn stored_len(&self, id: &[u8; 32]) -> u64 {
         self.data.get(id).map_or(0, |l| u64::from(l.length))
     }
-
-    /// Blobs indexed.
-    pub fn blobs(&self) -> usize {
-        self.data.len() + self.trees.len()
-    }
 }
 
 /// The snapshots of a restic repository, and those that could not be read.
@@ -166,43 +161,10 @@ impl ResticRepo {
         keys.sort_by_key(|k| k.n.saturating_mul(u64::from(k.r)).saturating_mul(u64::from(k.p)));
         let mut key = None;
         for k in &keys {
-            if k.kdf != "scrypt" {
-                tracing::warn!("a restic key file uses KDF `{}`, which is not scrypt; skipped", k.kdf);
-                continue;
+            key = open_key(k, password)?;
+            if key.is_some() {
+                break;
             }
-            let (Some(salt), Some(data)) = (format::base64(&k.salt), format::base64(&k.data)) else {
-                tracing::warn!("a restic key file's salt or data is not base64; skipped");
-                continue;
-            };
-            let user = match MasterKey::derive(password, &salt, k.n, k.r, k.p) {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!("{e}; that key file is skipped");
-                    continue;
-                }
-            };
-            let Some(plain) = user.open(&data) else { continue };
-            let plain = zeroize::Zeroizing::new(plain);
-            let m: MasterKeyJson = serde_json::from_slice(&plain)
-                .map_err(|e| ResticError::Key(format!("the master key does not decode: {e}")))?;
-            let parts = (
-                format::base64(&m.encrypt),
-                format::base64(&m.mac.k),
-                format::base64(&m.mac.r),
-            );
-            let (Some(enc), Some(mk), Some(mr)) = parts else {
-                return Err(ResticError::Key("the master key's parts are not base64".into()));
-            };
-            let (enc, mk, mr) = (
-                zeroize::Zeroizing::new(enc),
-                zeroize::Zeroizing::new(mk),
-                zeroize::Zeroizing::new(mr),
-            );
-            key = Some(
-                MasterKey::from_parts(&enc, &mk, &mr)
-                    .ok_or_else(|| ResticError::Key("the master key's parts have the wrong lengths".into()))?,
-            );
-            break;
         }
         let key = key.ok_or(ResticError::WrongPassword)?;
         let plain = key
@@ -470,6 +432,46 @@ impl ResticRepo {
         serde_json::from_slice(&plain)
             .map_err(|e| ResticError::damaged(format!("restic tree {}", hex::encode(id)), e.to_string()))
     }
+}
+
+/// The master key that key file `k` wraps, if `password` opens it;
+/// `None` (with a warning where the file is unusable) to try the next.
+fn open_key(k: &KeyJson, password: &[u8]) -> Result<Option<MasterKey>, ResticError> {
+    use zeroize::{Zeroize, Zeroizing};
+    if k.kdf != "scrypt" {
+        tracing::warn!("a restic key file uses KDF `{}`, which is not scrypt; skipped", k.kdf);
+        return Ok(None);
+    }
+    let (Some(salt), Some(data)) = (format::base64(&k.salt), format::base64(&k.data)) else {
+        tracing::warn!("a restic key file's salt or data is not base64; skipped");
+        return Ok(None);
+    };
+    let user = match MasterKey::derive(password, &salt, k.n, k.r, k.p) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!("{e}; that key file is skipped");
+            return Ok(None);
+        }
+    };
+    let Some(plain) = user.open(&data).map(Zeroizing::new) else {
+        return Ok(None);
+    };
+    let mut m: MasterKeyJson =
+        serde_json::from_slice(&plain).map_err(|e| ResticError::Key(format!("the master key does not decode: {e}")))?;
+    let parts = (
+        format::base64(&m.encrypt).map(Zeroizing::new),
+        format::base64(&m.mac.k).map(Zeroizing::new),
+        format::base64(&m.mac.r).map(Zeroizing::new),
+    );
+    m.encrypt.zeroize();
+    m.mac.k.zeroize();
+    m.mac.r.zeroize();
+    let (Some(enc), Some(mk), Some(mr)) = parts else {
+        return Err(ResticError::Key("the master key's parts are not base64".into()));
+    };
+    MasterKey::from_parts(&enc, &mk, &mr)
+        .map(Some)
+        .ok_or_else(|| ResticError::Key("the master key's parts have the wrong lengths".into()))
 }
 
 /// zstd-decompresses at most `limit` bytes; more is an error.

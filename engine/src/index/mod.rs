@@ -4,11 +4,15 @@
 //! [`IndexFile`]). In memory: [`Index`], a sorted array of 28-byte entries
 //! keyed by the first 16 bytes of the blob id, plus a 65,536-slot bucket
 //! table on the first two bytes so a lookup is a binary search over about
-//! n/65,536 entries. Cost: 28 bytes per blob plus about 140 bytes per pack
-//! (the pack table and its hash map: 8-10 bytes per blob at 16 blobs a pack),
-//! as [`Index::memory_bytes`] measures — see format-spec "Index".
+//! n/65,536 entries. Cost: 28 bytes per blob plus about 60 bytes per pack
+//! (the pack table and a hash table of pack numbers: under 4 bytes per blob
+//! at 16 blobs a pack), as [`Index::memory_bytes`] measures — see
+//! format-spec "Index".
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -107,8 +111,10 @@ pub enum Avoid {
     Exclude,
 }
 
-/// Information kept per pack in memory.
+/// Information kept per pack in memory. Packed to 4-byte alignment: 44
+/// bytes where natural alignment pads it to 48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub struct PackInfo {
     /// Pack name.
     pub id: PackId,
@@ -122,7 +128,12 @@ pub struct PackInfo {
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<PackInfo>,
-    pack_numbers: HashMap<PackId, u32>,
+    /// Pack numbers, found by hashing the id that `packs` holds, so an id is
+    /// stored once: 5 bytes a slot where a map from id to number took 45.
+    pack_numbers: HashTable<u32>,
+    /// Seeded per process: pack ids come from the repository, and one that
+    /// chose them must not be able to make lookups collide.
+    hasher: RandomState,
     sorted: Vec<Entry>,
     buckets: Vec<u32>,
     pending: HashMap<[u8; PREFIX_LEN], Entry>,
@@ -154,6 +165,10 @@ impl Index {
     ) -> Result<Self, IndexError> {
         let mut idx = Index::new();
         let blobs = files.clone().into_iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
+        let packs = files.clone().into_iter().map(|f| f.packs.len()).sum();
+        idx.packs.reserve_exact(packs);
+        let (known, hasher) = (&idx.packs, &idx.hasher);
+        idx.pack_numbers.reserve(packs, |&m| hasher.hash_one(known[m as usize].id));
         let mut entries = Vec::with_capacity(blobs);
         for f in files {
             for p in &f.packs {
@@ -184,13 +199,20 @@ impl Index {
     }
 
     fn pack_number(&mut self, id: PackId, blob_type: BlobType, size: u64) -> Result<u32, IndexError> {
-        if let Some(&n) = self.pack_numbers.get(&id) {
+        let hash = self.hasher.hash_one(id);
+        if let Some(&n) = self.pack_numbers.find(hash, |&n| self.packs[n as usize].id == id) {
             return Ok(n);
         }
         let n = u32::try_from(self.packs.len()).map_err(|_| IndexError::TooManyPacks)?;
         self.packs.push(PackInfo { id, blob_type, size });
-        self.pack_numbers.insert(id, n);
+        let (packs, hasher) = (&self.packs, &self.hasher);
+        self.pack_numbers.insert_unique(hash, n, |&m| hasher.hash_one(packs[m as usize].id));
         Ok(n)
+    }
+
+    fn find_pack(&self, id: &PackId) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.pack_numbers.find(hash, |&n| self.packs[n as usize].id == *id).copied()
     }
 
     fn rebuild_buckets(&mut self) {
@@ -300,7 +322,7 @@ impl Index {
 
     /// The stored size of a pack, when the index knows it.
     pub fn pack_size(&self, id: &PackId) -> Option<u64> {
-        self.pack_numbers.get(id).map(|&n| self.packs[n as usize].size)
+        self.find_pack(id).map(|n| self.packs[n as usize].size)
     }
 
     /// Every pack known to the index.
@@ -313,7 +335,9 @@ impl Index {
         self.sorted.capacity() * std::mem::size_of::<Entry>()
             + self.buckets.capacity() * 4
             + self.packs.capacity() * std::mem::size_of::<PackInfo>()
-            + self.pack_numbers.capacity() * (std::mem::size_of::<PackId>() + 4 + 8)
+            // A slot is the number and a control byte; the table keeps
+            // at least one slot in eight free.
+            + self.pack_numbers.capacity().div_ceil(7) * 8 * 5
             + self.pending.capacity() * (PREFIX_LEN + std::mem::size_of::<Entry>() + 8)
     }
 }
@@ -329,6 +353,47 @@ mod tests {
     #[test]
     fn entry_is_28_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 28);
+        assert_eq!(std::mem::size_of::<PackInfo>(), 44);
+    }
+
+    /// Issue 14's bound: at most 32 bytes a blob at the default shape of
+    /// 16 blobs a pack, fixed bucket table included, at a million blobs.
+    #[test]
+    fn a_million_blobs_take_at_most_32_bytes_each() {
+        let n = 1_000_000u64;
+        // Cheap distinct ids: hashing a million ids would dominate a debug test.
+        let key = |i: u64, salt: u64| {
+            let mut b = [0u8; 32];
+            for (k, c) in b.chunks_mut(8).enumerate() {
+                let x = (i ^ salt).wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                c.copy_from_slice(&(x ^ (x >> 29)).to_le_bytes());
+            }
+            b
+        };
+        let packs = (0..n / 16)
+            .map(|p| IndexPack {
+                id: PackId::from_bytes(key(p, 1 << 40)),
+                blob_type: BlobType::Data,
+                size: 16 << 20,
+                blobs: (0..16)
+                    .map(|j| IndexBlob {
+                        id: BlobId::from_bytes(key(p * 16 + j, 0)),
+                        offset: j as u32 * 1000,
+                        length: 1000,
+                        raw_length: 1000,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let idx = Index::from_files(vec![IndexFile { packs }]).unwrap();
+        assert_eq!(idx.len(), n as usize);
+        assert_eq!(idx.packs().len(), (n / 16) as usize);
+        let per_blob = idx.memory_bytes() as f64 / n as f64;
+        assert!(per_blob <= 32.0, "{per_blob:.2} bytes a blob");
+        // Every pack is still found by its id.
+        let probe = PackId::from_bytes(key(12_345, 1 << 40));
+        assert_eq!(idx.pack_size(&probe), Some(16 << 20));
+        assert_eq!(idx.pack_size(&PackId::from_bytes([7; 32])), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl DirBuilder {
     pub(super) fn child_dir(&mut self, name: &[u8], real: Option<&Path>, names: &mut NameCache) -> &mut DirBuilder {
         let entry = self.children.entry(name.to_vec()).or_insert_with(|| {
             let node = match real.and_then(|p| fs::symlink_metadata(p).ok()) {
-                Some(m) => node_from_meta(name.to_vec(), &m, names),
+                Some(m) => node_from_meta(name.to_vec(), &(&m).into(), names),
                 None => {
                     let mut n = Node::new(name.to_vec(), NodeKind::Dir);
                     n.mode = 0o755;

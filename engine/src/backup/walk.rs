@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -13,11 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use nix::dir::Dir;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::content::{save_content, ContentError};
 use super::dir::{Child, DirBuilder, FileResult, Results};
-use super::meta::{node_from_meta, read_xattrs, NameCache};
-use super::parent::{ParentFiles, PrevFile};
+use super::meta::{node_from_meta, read_xattrs, NameCache, Stat};
+use super::parent::{ParentDir, ParentFiles};
 use super::saver::Saver;
 use super::{BackupError, BackupOptions, BackupProgress, SkippedEntry};
 use crate::chunker::{ChunkBuffer, ChunkerParams};
@@ -80,7 +85,7 @@ struct FileJob {
 struct Walk<'a> {
     opts: &'a BackupOptions,
     excludes: GlobSet,
-    parent: Option<&'a ParentFiles>,
+    parent: Option<&'a ParentFiles<'a>>,
     jobs: crossbeam_channel::Sender<FileJob>,
     next_job: usize,
     linked: HashMap<(u64, u64), usize>,
@@ -127,11 +132,20 @@ impl Walk<'_> {
         });
     }
 
-    fn entry(&mut self, path: &Path, name: Vec<u8>) -> Result<Option<Child>, BackupError> {
+    /// The entry at `path`; `prev` is the parent snapshot's entry there.
+    /// The entry at `path`, whose `lstat` is `stat`; `prev` is the parent
+    /// snapshot's entry there.
+    fn entry(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        stat: io::Result<Stat>,
+        prev: Option<&Node>,
+    ) -> Result<Option<Child>, BackupError> {
         if self.saver.failed() {
             return Err(BackupError::PipelineStopped);
         }
-        let m = match fs::symlink_metadata(path) {
+        let m = match stat {
             Ok(m) => m,
             Err(e) => {
                 self.skip(path, e);
@@ -141,10 +155,10 @@ impl Walk<'_> {
         let mut node = node_from_meta(name, &m, &mut self.names);
         let parent = self.parent;
         let same = match node.kind {
-            NodeKind::File => parent.and_then(|p| p.same_path(path, &node)),
+            NodeKind::File => parent.and_then(|p| p.same_path(prev, &node)),
             _ => None,
         };
-        if !same.is_some_and(|f| f.no_xattrs) {
+        if !same.is_some_and(|f| f.xattrs.is_empty()) {
             node.xattrs = read_xattrs(path);
         }
         match node.kind {
@@ -156,27 +170,19 @@ impl Walk<'_> {
                 if self.opts.one_file_system && node.device != self.root_dev {
                     return Ok(Some(Child::Dir(dir)));
                 }
-                let rd = match fs::read_dir(path) {
-                    Ok(rd) => rd,
+                let children = match self.list(path) {
+                    Ok(c) => c,
                     Err(e) => {
                         self.skip(path, e);
                         return Ok(Some(Child::Dir(dir)));
                     }
                 };
-                let mut names: Vec<Vec<u8>> = Vec::new();
-                for ent in rd {
-                    match ent {
-                        Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
-                        Err(e) => self.skip(path, e),
-                    }
-                }
-                names.sort();
-                for n in names {
-                    let child_path = path.join(OsStr::from_bytes(&n));
-                    if self.excludes.is_match(&child_path) {
-                        continue;
-                    }
-                    if let Some(c) = self.entry(&child_path, n.clone())? {
+                let before = match self.parent {
+                    Some(p) => p.dir(path, prev)?,
+                    None => ParentDir::default(),
+                };
+                for (n, child_path, st) in children {
+                    if let Some(c) = self.entry(&child_path, n.clone(), st, before.get(&n))? {
                         dir.children.insert(n, c);
                     }
                 }
@@ -192,24 +198,65 @@ impl Walk<'_> {
                 }
                 Ok(Some(Child::Leaf(node)))
             }
-            NodeKind::File => Ok(Some(self.file(path, node, same)?)),
+            NodeKind::File => Ok(Some(self.file(path, node, prev, same)?)),
             _ => Ok(Some(Child::Leaf(node))),
         }
     }
 
-    /// A file; `same` is its parent entry when rule 1 already found it unchanged.
-    fn file(&mut self, path: &Path, mut node: Node, same: Option<&PrevFile>) -> Result<Child, BackupError> {
+    /// The folder's entries that are not excluded, sorted by name, each
+    /// with its path and `lstat`. Each is stat'ed relative to the open
+    /// folder, and the folder is closed before the walk goes into any of
+    /// them, so a deep tree holds no descriptors.
+    #[allow(clippy::type_complexity)]
+    fn list(&mut self, path: &Path) -> io::Result<Vec<(Vec<u8>, PathBuf, io::Result<Stat>)>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut dir = Dir::open(path, flags, Mode::empty())?;
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for ent in dir.iter() {
+            match ent {
+                Ok(ent) => {
+                    let n = ent.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        names.push(n.to_vec());
+                    }
+                }
+                Err(e) => self.skip(path, e.into()),
+            }
+        }
+        names.sort_unstable();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let child_path = path.join(OsStr::from_bytes(&n));
+            if self.excludes.is_match(&child_path) {
+                continue;
+            }
+            let st = Stat::at(dir.as_raw_fd(), &n);
+            out.push((n, child_path, st));
+        }
+        Ok(out)
+    }
+
+    /// A file; `prev` is the parent's entry at its path, `same` that entry
+    /// when rule 1 already found it unchanged.
+    fn file(
+        &mut self,
+        path: &Path,
+        mut node: Node,
+        prev: Option<&Node>,
+        same: Option<&Node>,
+    ) -> Result<Child, BackupError> {
         if let Some(p) = self.progress() {
             p.files_total.fetch_add(1, Ordering::Relaxed);
             p.bytes_total.fetch_add(node.size, Ordering::Relaxed);
         }
         let key = (node.device, node.inode);
-        let unchanged = match same {
-            Some(f) => Some(&f.content[..]),
-            None => self.parent.and_then(|p| p.unchanged(path, &node)),
+        let unchanged = match (same, self.parent) {
+            (Some(f), _) => Some(f.content.clone()),
+            (None, Some(p)) => p.unchanged(prev, &node)?,
+            (None, None) => None,
         };
         if let Some(content) = unchanged {
-            node.content = content.to_vec();
+            node.content = content;
             self.summary.files_unchanged += 1;
             self.summary.bytes_unchanged += node.size;
             if let Some(p) = self.progress() {
@@ -230,7 +277,7 @@ impl Walk<'_> {
                 return Ok(Child::File { node, job });
             }
         }
-        if self.parent.is_some_and(|p| p.had_path(path)) {
+        if prev.is_some_and(|p| p.kind == NodeKind::File) {
             self.summary.files_changed += 1;
             self.summary.bytes_changed += node.size;
         } else {
@@ -344,13 +391,18 @@ pub(crate) fn run(
         };
         for p in paths {
             walk.root_dev = fs::symlink_metadata(p).map(|m| m.dev()).unwrap_or(0);
+            let prev = match parent {
+                Some(pf) => pf.at(p)?,
+                None => None,
+            };
             let parts: Vec<&OsStr> = p
                 .components()
                 .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
                 .collect();
             let Some((last, dirs)) = parts.split_last() else {
                 // Backing up "/" itself: its children go straight into the root.
-                if let Some(Child::Dir(d)) = walk.entry(p, Vec::new())? {
+                let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
+                if let Some(Child::Dir(d)) = walk.entry(p, Vec::new(), stat, prev.as_ref())? {
                     root.node = d.node;
                     root.children.extend(d.children);
                 }
@@ -362,7 +414,8 @@ pub(crate) fn run(
                 real.push(d);
                 dir = dir.child_dir(d.as_bytes(), Some(&real), &mut walk.names);
             }
-            if let Some(c) = walk.entry(p, last.as_bytes().to_vec())? {
+            let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
+            if let Some(c) = walk.entry(p, last.as_bytes().to_vec(), stat, prev.as_ref())? {
                 dir.children.insert(last.as_bytes().to_vec(), c);
             }
         }

@@ -145,6 +145,15 @@ impl Packer {
         Ok(())
     }
 
+    /// Lists the blob last added a second time, at the same place (what a
+    /// hostile or odd writer could do), for tests of the readers.
+    #[cfg(test)]
+    pub(crate) fn list_last_again(&mut self) {
+        if let Some(e) = self.entries.last().cloned() {
+            self.entries.push(e);
+        }
+    }
+
     /// Seals the header, appends it and its length, and names the pack.
     pub fn finish(self, keys: &Keys) -> Result<FinishedPack, PackError> {
         let mut header = Vec::with_capacity(5 + self.entries.len() * ENTRY_LEN);

@@ -57,6 +57,8 @@ struct Packing {
     stats: Arc<SaverStats>,
     target: usize,
     tree_target: usize,
+    /// The first failure in a caller's thread (see [`Packing::failed_with`]).
+    error: Mutex<Option<BackupError>>,
 }
 
 struct OpenPacks {
@@ -86,24 +88,40 @@ impl Packing {
             BlobType::Tree => self.stats.tree_blobs.fetch_add(1, Ordering::Relaxed),
         };
         self.stats.raw_bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
-        let full = {
-            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            let OpenPacks { data, tree, recycled } = &mut *open;
-            let (packer, limit) = match blob_type {
-                BlobType::Data => (data, self.target),
-                BlobType::Tree => (tree, self.tree_target),
-            };
-            packer.add(id, &sealed, plain.len())?;
-            if packer.size() < limit {
-                return Ok(());
-            }
-            let next = match recycled.try_recv() {
-                Ok(buf) if blob_type == BlobType::Data => Packer::with_buffer(blob_type, buf),
-                _ => Packer::new(blob_type, limit + limit / 8),
-            };
-            std::mem::replace(packer, next)
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let OpenPacks { data, tree, recycled } = &mut *open;
+        let (packer, limit) = match blob_type {
+            BlobType::Data => (data, self.target),
+            BlobType::Tree => (tree, self.tree_target),
         };
+        packer.add(id, &sealed, plain.len())?;
+        if packer.size() < limit {
+            return Ok(());
+        }
+        let recycled = match blob_type {
+            BlobType::Data => recycled.try_recv().ok(),
+            BlobType::Tree => None,
+        };
+        let next = match recycled {
+            Some(buf) => Packer::with_buffer(blob_type, buf),
+            None => Packer::new(blob_type, limit + limit / 8),
+        };
+        let full = std::mem::replace(packer, next);
+        // Handed over with the lock held: while the writer is busy, nobody
+        // fills another pack, so at most one full pack waits for it (as
+        // with the packing thread), whatever the number of threads.
         self.send(full)
+    }
+
+    /// Keeps the first failure of a blob sealed in a caller's thread for
+    /// [`Saver::finish`], as a stage thread's result would be kept, and
+    /// tells the caller the pipeline stopped.
+    fn failed_with(&self, e: BackupError) -> BackupError {
+        let mut first = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e);
+        }
+        BackupError::PipelineStopped
     }
 
     fn send(&self, full: Packer) -> Result<(), BackupError> {
@@ -226,6 +244,7 @@ impl Saver {
             stats: stats.clone(),
             target,
             tree_target,
+            error: Mutex::new(None),
         });
         let sealer_threads = (0..sealers)
             .map(|i| {
@@ -289,7 +308,7 @@ impl Saver {
         if data.len() <= SEAL_IN_PLACE {
             if let Err(e) = self.packing.seal_and_add(blob_type, id, &data) {
                 self.failed.store(true, Ordering::Relaxed);
-                return Err(e);
+                return Err(self.packing.failed_with(e));
             }
             return Ok(true);
         }
@@ -321,6 +340,8 @@ impl Saver {
         // next backup still finds those blobs). The writer ends once the
         // queue is closed.
         note(self.packing.close());
+        let caller = self.packing.error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        note(caller.map_or(Ok(()), Err));
         if let Some(w) = self.writer.take() {
             note(w.join().unwrap_or(Err(BackupError::ThreadPanicked)));
         }
@@ -399,4 +420,67 @@ fn write_loop(
         return Err(BackupError::Interrupted);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::{forward, Backend, ObjectKind};
+    use crate::repository::InitOptions;
+    use crate::testing::{noise, CHEAP_KDF};
+
+    /// A memory backend whose disk is full for packs.
+    #[derive(Debug)]
+    struct FullForPacks {
+        inner: MemoryBackend,
+    }
+
+    impl Backend for FullForPacks {
+        forward!(inner: location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+
+        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+            if kind == ObjectKind::DataPack {
+                return Err(BackendError::NoSpace { path: name.into() });
+            }
+            self.inner.write(kind, name, data)
+        }
+    }
+
+    /// Blobs sealed in the caller's thread and handed over under the lock:
+    /// when their pack cannot be stored, the caller hears that the pipeline
+    /// stopped (it does not hang) and `finish` names the real cause.
+    #[test]
+    fn a_pack_that_cannot_be_stored_fails_finish_with_its_cause() {
+        let backend = Arc::new(FullForPacks {
+            inner: MemoryBackend::new(),
+        });
+        let opts = InitOptions {
+            kdf: CHEAP_KDF,
+            pack_size: 1024 * 1024,
+            ..Default::default()
+        };
+        let repo = Repository::init(backend, b"pw", opts).unwrap();
+        let saver = Saver::start(&repo, Arc::new(Index::new()), 2);
+        let mut stopped = false;
+        // 64 KiB blobs (sealed in place) until a full 1 MiB pack meets the full disk.
+        for i in 1..200u64 {
+            let data = noise(64 * 1024, i);
+            let id = repo.keys().blob_id(&data);
+            match saver.save(BlobType::Data, id, data) {
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(matches!(e, BackupError::PipelineStopped), "{e}");
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        assert!(stopped, "the saver noticed the full disk while blobs were offered");
+        let err = saver.finish().unwrap_err();
+        assert!(
+            err.to_string().contains("space") || format!("{err:?}").contains("NoSpace"),
+            "{err:?}"
+        );
+    }
 }

@@ -8,16 +8,14 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use nix::dir::Dir;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::libc;
 
 use super::content::{save_content, ContentError};
 use super::dir::{Child, DirBuilder, FileResult, Results};
@@ -209,20 +207,19 @@ impl Walk<'_> {
     /// them, so a deep tree holds no descriptors.
     #[allow(clippy::type_complexity)]
     fn list(&mut self, path: &Path) -> io::Result<Vec<(Vec<u8>, PathBuf, io::Result<Stat>)>> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mut dir = Dir::open(path, flags, Mode::empty())?;
+        // Names from std's reader, which reports an error in the middle of a
+        // listing (nix 0.29's `Dir` takes one for the end of the folder).
         let mut names: Vec<Vec<u8>> = Vec::new();
-        for ent in dir.iter() {
+        for ent in fs::read_dir(path)? {
             match ent {
-                Ok(ent) => {
-                    let n = ent.file_name().to_bytes();
-                    if n != b"." && n != b".." {
-                        names.push(n.to_vec());
-                    }
-                }
-                Err(e) => self.skip(path, e.into()),
+                Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
+                Err(e) => self.skip(path, e),
             }
         }
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)?;
         names.sort_unstable();
         let mut out = Vec::with_capacity(names.len());
         for n in names {

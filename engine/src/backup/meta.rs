@@ -78,6 +78,11 @@ impl From<&fs::Metadata> for Stat {
 }
 
 impl Stat {
+    /// The device the entry is on.
+    pub(crate) fn device(&self) -> u64 {
+        self.device
+    }
+
     /// `name` (one component) in the folder open as `dir`, not following a
     /// symlink.
     pub(crate) fn at(dir: RawFd, name: &[u8]) -> io::Result<Stat> {

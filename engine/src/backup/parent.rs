@@ -10,8 +10,7 @@
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use super::BackupError;
 use crate::error::ErrorKind;
@@ -67,18 +66,10 @@ impl<'a> ParentFiles<'a> {
     /// The parent's node at absolute `path` (the root as a nameless folder),
     /// `None` when the parent has nothing there or cannot read the way.
     pub(crate) fn at(&self, path: &Path) -> Result<Option<Node>, BackupError> {
-        let mut node = Node::new(Vec::new(), NodeKind::Dir);
-        node.subtree = Some(self.root);
-        let mut at = PathBuf::from("/");
-        for c in path.components() {
-            let Component::Normal(name) = c else { continue };
-            match self.dir(&at, Some(&node))?.get(name.as_bytes()) {
-                Some(n) => node = n.clone(),
-                None => return Ok(None),
-            }
-            at.push(name);
+        match tree::resolve_path(self.repo, self.index, &self.root, path) {
+            Ok(n) => Ok(n),
+            Err(e) => damaged(path, e).map(|_| None),
         }
-        Ok(Some(node))
     }
 
     /// The folder `prev` (the parent's node at `path`), loaded when it is
@@ -89,22 +80,8 @@ impl<'a> ParentFiles<'a> {
         };
         match self.repo.load_tree(self.index, &id) {
             Ok(tree) => Ok(ParentDir { tree: Some(tree) }),
-            Err(e) => self.damaged(path, e).map(|_| ParentDir::default()),
+            Err(e) => damaged(path, e).map(|_| ParentDir::default()),
         }
-    }
-
-    /// A folder of the parent that cannot be read (lost, damaged, or only in
-    /// packs recorded for deletion): its files are simply read again; the
-    /// rest of the parent is still worth comparing against.
-    fn damaged(&self, path: &Path, e: RepositoryError) -> Result<(), BackupError> {
-        if e.kind() == ErrorKind::Damaged {
-            tracing::warn!(
-                "parent snapshot: folder {}: {e}; its files are read again",
-                path.display()
-            );
-            return Ok(());
-        }
-        Err(e.into())
     }
 
     /// A content list is reused only while every blob in it has a copy the
@@ -166,6 +143,20 @@ impl<'a> ParentFiles<'a> {
     }
 }
 
+/// A folder of the parent that cannot be read (lost, damaged, or only in
+/// packs recorded for deletion): its files are simply read again; the rest
+/// of the parent is still worth comparing against. Other errors stop.
+fn damaged(path: &Path, e: RepositoryError) -> Result<(), BackupError> {
+    if e.kind() == ErrorKind::Damaged {
+        tracing::warn!(
+            "parent snapshot: folder {}: {e}; its files are read again",
+            path.display()
+        );
+        return Ok(());
+    }
+    Err(e.into())
+}
+
 /// Collects rule 2's map from a walk of the whole parent.
 #[derive(Default)]
 struct InodeMap {
@@ -193,16 +184,8 @@ impl Visitor for InodeMap {
         Ok(Descend::No)
     }
 
-    fn tree_error(&mut self, path: &Path, id: &TreeId, e: RepositoryError) -> Result<(), BackupError> {
-        if e.kind() == ErrorKind::Damaged {
-            tracing::warn!(
-                "parent snapshot: folder {} (tree {}): {e}; its files are read again",
-                path.display(),
-                id.short()
-            );
-            return Ok(());
-        }
-        Err(e.into())
+    fn tree_error(&mut self, path: &Path, _: &TreeId, e: RepositoryError) -> Result<(), BackupError> {
+        damaged(path, e)
     }
 }
 

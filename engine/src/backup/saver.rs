@@ -51,8 +51,6 @@ const SEAL_IN_PLACE: usize = 128 * 1024;
 struct Packing {
     repo: Repository,
     open: Mutex<OpenPacks>,
-    /// Full packs go to the writer; `None` once the saver finished or dropped.
-    to_writer: Mutex<Option<Sender<FinishedPack>>>,
     cancel: Option<Arc<AtomicBool>>,
     stats: Arc<SaverStats>,
     target: usize,
@@ -68,11 +66,13 @@ struct OpenPacks {
     /// circulate instead of a new 16 MiB allocation per pack, which the
     /// allocator kept around as fragments (peak RSS).
     recycled: Receiver<Vec<u8>>,
+    /// Full packs go to the writer; `None` once the saver closed.
+    to_writer: Option<Sender<FinishedPack>>,
 }
 
 impl Packing {
-    /// Seals `data` and adds it to the open pack of its type; a pack that
-    /// is full is finished and handed to the writer outside the lock.
+    /// Seals `plain` and adds it to the open pack of its type; a pack that
+    /// is full is finished and handed to the writer.
     fn seal_and_add(&self, blob_type: BlobType, id: BlobId, plain: &[u8]) -> Result<(), BackupError> {
         if cancelled(&self.cancel) {
             return Err(BackupError::Interrupted);
@@ -89,7 +89,12 @@ impl Packing {
         };
         self.stats.raw_bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let OpenPacks { data, tree, recycled } = &mut *open;
+        let OpenPacks {
+            data,
+            tree,
+            recycled,
+            to_writer,
+        } = &mut *open;
         let (packer, limit) = match blob_type {
             BlobType::Data => (data, self.target),
             BlobType::Tree => (tree, self.tree_target),
@@ -110,7 +115,7 @@ impl Packing {
         // Handed over with the lock held: while the writer is busy, nobody
         // fills another pack, so at most one full pack waits for it (as
         // with the packing thread), whatever the number of threads.
-        self.send(full)
+        self.send(to_writer, full)
     }
 
     /// Keeps the first failure of a blob sealed in a caller's thread for
@@ -124,10 +129,11 @@ impl Packing {
         BackupError::PipelineStopped
     }
 
-    fn send(&self, full: Packer) -> Result<(), BackupError> {
+    fn send(&self, to_writer: &Option<Sender<FinishedPack>>, full: Packer) -> Result<(), BackupError> {
         let finished = full.finish(self.repo.keys())?;
-        let tx = self.to_writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        tx.ok_or(BackupError::PipelineStopped)?
+        to_writer
+            .as_ref()
+            .ok_or(BackupError::PipelineStopped)?
             .send(finished)
             .map_err(|_| BackupError::PipelineStopped)
     }
@@ -135,22 +141,18 @@ impl Packing {
     /// Finishes the packs still open (none when cancelled: they are dropped,
     /// not stored) and closes the writer's queue.
     fn close(&self) -> Result<(), BackupError> {
-        let left = if cancelled(&self.cancel) {
-            Vec::new()
-        } else {
-            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            let data = std::mem::replace(&mut open.data, Packer::new(BlobType::Data, 0));
-            let tree = std::mem::replace(&mut open.tree, Packer::new(BlobType::Tree, 0));
-            vec![data, tree]
-        };
-        let mut r = Ok(());
-        for p in left.into_iter().filter(|p| !p.is_empty()) {
-            if r.is_ok() {
-                r = self.send(p);
-            }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let to_writer = open.to_writer.take();
+        if cancelled(&self.cancel) {
+            return Ok(());
         }
-        drop(self.to_writer.lock().unwrap_or_else(|p| p.into_inner()).take());
-        r
+        let data = std::mem::replace(&mut open.data, Packer::new(BlobType::Data, 0));
+        let tree = std::mem::replace(&mut open.tree, Packer::new(BlobType::Tree, 0));
+        [data, tree]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .try_for_each(|p| self.send(&to_writer, p))
+        // `to_writer` is dropped here: the writer ends after the last pack.
     }
 }
 
@@ -238,8 +240,8 @@ impl Saver {
                 data: Packer::new(BlobType::Data, target + target / 8),
                 tree: Packer::new(BlobType::Tree, tree_target),
                 recycled: recycle_rx,
+                to_writer: Some(pack_tx),
             }),
-            to_writer: Mutex::new(Some(pack_tx)),
             cancel: cancel.clone(),
             stats: stats.clone(),
             target,

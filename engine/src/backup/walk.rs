@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -387,7 +387,8 @@ pub(crate) fn run(
             saver,
         };
         for p in paths {
-            walk.root_dev = fs::symlink_metadata(p).map(|m| m.dev()).unwrap_or(0);
+            let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
+            walk.root_dev = stat.as_ref().map_or(0, Stat::device);
             let prev = match parent {
                 Some(pf) => pf.at(p)?,
                 None => None,
@@ -398,7 +399,6 @@ pub(crate) fn run(
                 .collect();
             let Some((last, dirs)) = parts.split_last() else {
                 // Backing up "/" itself: its children go straight into the root.
-                let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
                 if let Some(Child::Dir(d)) = walk.entry(p, Vec::new(), stat, prev.as_ref())? {
                     root.node = d.node;
                     root.children.extend(d.children);
@@ -411,7 +411,6 @@ pub(crate) fn run(
                 real.push(d);
                 dir = dir.child_dir(d.as_bytes(), Some(&real), &mut walk.names);
             }
-            let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
             if let Some(c) = walk.entry(p, last.as_bytes().to_vec(), stat, prev.as_ref())? {
                 dir.children.insert(last.as_bytes().to_vec(), c);
             }

@@ -76,7 +76,7 @@ fn back_up(src: &Repository, data: &Path) -> TreeId {
     .unwrap()
     .snapshot;
     let index = src.load_index().unwrap();
-    let big = resolve_path(src, &index, &snap.tree, &data.join("big.bin").to_string_lossy())
+    let big = resolve_path(src, &index, &snap.tree, data.join("big.bin"))
         .unwrap()
         .unwrap();
     let mut tree = src.load_tree(&index, &snap.tree).unwrap();
@@ -215,7 +215,7 @@ fn rechunks_every_file_with_the_destination_chunker_and_keeps_all_metadata() {
     assert!(big.content.len() > 8, "big.bin is {} source chunks", big.content.len());
     let si = p.src.load_index().unwrap();
     let di = p.dst.load_index().unwrap();
-    let dst_big = resolve_path(&p.dst, &di, &dst_root, &data.join("big.bin").to_string_lossy())
+    let dst_big = resolve_path(&p.dst, &di, &dst_root, data.join("big.bin"))
         .unwrap()
         .unwrap();
     // Different chunkers cut differently: not one cut in the same place.
@@ -301,7 +301,7 @@ fn a_second_copy_with_the_prior_reads_only_the_changed_file() {
     assert_eq!(stats.files_reused, non_empty_files(&src_nodes) - 1 - in_other);
     let di = p.dst.load_index().unwrap();
     let other = |root: &TreeId| {
-        resolve_path(&p.dst, &di, root, &data.join("other").to_string_lossy())
+        resolve_path(&p.dst, &di, root, data.join("other"))
             .unwrap()
             .unwrap()
             .subtree
@@ -317,9 +317,7 @@ fn a_damaged_or_missing_source_blob_fails_naming_the_file_and_the_blob() {
     let root = back_up(&p.src, &data);
     let index = p.src.load_index().unwrap();
     let big_path = data.join("big.bin");
-    let big = resolve_path(&p.src, &index, &root, &big_path.to_string_lossy())
-        .unwrap()
-        .unwrap();
+    let big = resolve_path(&p.src, &index, &root, &big_path).unwrap().unwrap();
     let victim = big.content[big.content.len() / 2].id;
     let loc = index.get(&victim).unwrap();
 
@@ -378,7 +376,7 @@ fn a_damaged_source_tree_fails_naming_the_folder() {
     let p = Pair::new();
     let root = back_up(&p.src, &data);
     let index = p.src.load_index().unwrap();
-    let sub = resolve_path(&p.src, &index, &root, &data.join("sub").to_string_lossy())
+    let sub = resolve_path(&p.src, &index, &root, data.join("sub"))
         .unwrap()
         .unwrap()
         .subtree

@@ -131,12 +131,12 @@ pub(crate) fn resolve_path(
     repo: &Repository,
     index: &Index,
     root: &TreeId,
-    path: &str,
+    path: impl AsRef<Path>,
 ) -> Result<Option<Node>, RepositoryError> {
     let mut node = Node::new(Vec::new(), NodeKind::Dir);
     node.subtree = Some(*root);
     node.mode = 0o755;
-    for c in Path::new(path).components() {
+    for c in path.as_ref().components() {
         let Component::Normal(name) = c else { continue };
         let sub = match (node.kind, node.subtree) {
             (NodeKind::Dir, Some(t)) => t,
@@ -195,9 +195,7 @@ mod tests {
         let source = BackupSource::Paths(vec![src.path().to_path_buf()]);
         let snap = backup(&repo, source, &BackupOptions::default()).unwrap().snapshot;
         let index = repo.load_index().unwrap();
-        let root = resolve_path(&repo, &index, &snap.tree, &src.path().to_string_lossy())
-            .unwrap()
-            .unwrap();
+        let root = resolve_path(&repo, &index, &snap.tree, src.path()).unwrap().unwrap();
         let base = src.path().to_path_buf();
         let sub = root.subtree.unwrap();
 

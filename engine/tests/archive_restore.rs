@@ -54,6 +54,9 @@ impl ArchiveBackend {
 }
 
 impl Backend for ArchiveBackend {
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
     fn create(&self) -> Result<(), BackendError> {
         self.inner.create()
     }

@@ -463,6 +463,9 @@ mod late_impl {
     use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
     impl Backend for LateSnapshot {
+        fn transfers(&self) -> usize {
+            self.inner.transfers()
+        }
         fn location(&self) -> String {
             self.inner.location()
         }

@@ -34,6 +34,9 @@ mod failing_impl {
     use cairn_engine::backend::{ArchiveState, Backend, BackendError, ObjectInfo, ObjectKind, RetrievalRequest};
 
     impl Backend for FailingExtension {
+        fn transfers(&self) -> usize {
+            self.inner.transfers()
+        }
         fn location(&self) -> String {
             self.inner.location()
         }

@@ -182,7 +182,7 @@ impl<B: Backend> CacheBackend<B> {
 impl<B: Backend> Backend for CacheBackend<B> {
     // Archive states change while a retrieval runs: never cached. Cached
     // kinds are never archived anyway (only data packs are).
-    forward!(inner: location, create, archive_state, request_retrieval, remove_temporaries, extend_retention);
+    forward!(inner: transfers, location, create, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>, BackendError> {
         let listed = self.inner.list(kind)?;

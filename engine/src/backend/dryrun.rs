@@ -28,7 +28,7 @@ impl DryRunBackend {
 }
 
 impl Backend for DryRunBackend {
-    forward!(inner: list, read, read_range, stat, archive_state);
+    forward!(inner: transfers, list, read, read_range, stat, archive_state);
 
     fn location(&self) -> String {
         format!("{} (dry run)", self.inner.location())
@@ -90,7 +90,7 @@ mod tests {
     }
 
     impl Backend for Glacier {
-        forward!(inner: location, stat, remove_temporaries, extend_retention);
+        forward!(inner: transfers, location, stat, remove_temporaries, extend_retention);
 
         fn create(&self) -> Result<(), BackendError> {
             self.change();

@@ -105,7 +105,7 @@ impl<B: Backend> LimitBackend<B> {
 impl<B: Backend> Backend for LimitBackend<B> {
     // Only transfers of object bytes are paced; listings, stats and archive
     // calls carry next to nothing.
-    forward!(inner: location, create, list, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+    forward!(inner: transfers, location, create, list, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
         let data = self.inner.read(kind, name)?;

@@ -155,6 +155,12 @@ impl Backend for LocalBackend {
         self.root.display().to_string()
     }
 
+    fn transfers(&self) -> usize {
+        // A write is a copy into the page cache and an fsync; a second
+        // writer would only queue behind the same disk.
+        1
+    }
+
     fn create(&self) -> Result<(), BackendError> {
         self.create_layout()
     }

@@ -37,6 +37,10 @@ impl Backend for MemoryBackend {
         "memory".into()
     }
 
+    fn transfers(&self) -> usize {
+        1
+    }
+
     fn remove_temporaries(&self, _older_than_ns: i64) -> Result<usize, BackendError> {
         // Writes replace the map entry whole: nothing is ever half-written.
         Ok(0)

@@ -259,6 +259,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// A short description of the location, for messages (never credentials).
     fn location(&self) -> String;
 
+    /// How many object transfers to keep in flight to use the storage
+    /// well: 1 where one stream already keeps it busy (a local disk, whose
+    /// writes the kernel batches), more where each request mostly waits on
+    /// the network (S3: its connection count). Callers that move whole
+    /// packs size their writer threads and download threads by it.
+    fn transfers(&self) -> usize;
+
     /// Makes the location ready for a new repository: creates what the
     /// storage needs (the local folder layout) or checks that it is there (an
     /// S3 bucket; buckets are never created). Calling it again on a prepared
@@ -345,6 +352,7 @@ macro_rules! forward {
     };
     // Each method's signature, once; `@fn` writes the pass-through.
     (@one $i:tt location) => { $crate::backend::forward!(@fn $i location() -> String); };
+    (@one $i:tt transfers) => { $crate::backend::forward!(@fn $i transfers() -> usize); };
     (@one $i:tt create) => { $crate::backend::forward!(@fn $i create() -> ()); };
     (@one $i:tt list) => { $crate::backend::forward!(@fn $i list(kind: $crate::backend::ObjectKind) -> Vec<$crate::backend::ObjectInfo>); };
     (@one $i:tt read) => { $crate::backend::forward!(@fn $i read(kind: $crate::backend::ObjectKind, name: &str) -> Vec<u8>); };
@@ -368,10 +376,15 @@ macro_rules! forward {
             @fn $i request_retrieval(kind: $crate::backend::ObjectKind, name: &str, how: $crate::backend::RetrievalRequest) -> ()
         );
     };
-    // `location` is the one method that cannot fail.
+    // `location` and `transfers` are the methods that cannot fail.
     (@fn $i:tt location() -> String) => {
         fn location(&self) -> String {
             self.$i.location()
+        }
+    };
+    (@fn $i:tt transfers() -> usize) => {
+        fn transfers(&self) -> usize {
+            self.$i.transfers()
         }
     };
     (@fn $i:tt $m:ident($($a:ident: $t:ty),*) -> $ok:ty) => {

@@ -160,6 +160,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.inner.location()
     }
 
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
+
     fn create(&self) -> Result<(), BackendError> {
         self.with_retries("create", |_| self.inner.create())
     }
@@ -276,7 +280,7 @@ mod tests {
             }
             self.inner.list(kind)
         }
-        crate::backend::forward!(inner: read, read_range);
+        crate::backend::forward!(inner: transfers, read, read_range);
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             if self.fail_now() {
                 if self.write_then_fail {

@@ -14,6 +14,7 @@ mod sizes;
 mod sources;
 mod verify;
 mod walk;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

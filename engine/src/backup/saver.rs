@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! callers ──SealJob──▶ sealers (N threads) ──┐
-//!    └── small blobs sealed in place ────────┴─▶ open packs ──FinishedPack──▶ writer
-//!                                               (a mutex)       (stores pack, then index)
+//!    └── small blobs sealed in place ────────┴─▶ open packs ──FinishedPack──▶ writers
+//!                                               (a mutex)       (store packs, then index)
 //! ```
 //!
 //! A blob is added to the open pack by the thread that sealed it, under a
@@ -22,13 +22,13 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use super::writer::{write_loop, writer_threads, Unindexed};
 use super::BackupError;
-use crate::backend::BackendError;
 use crate::blob::{self, Aad, BlobType};
 use crate::id::BlobId;
 use crate::index::{Index, IndexFile};
 use crate::pack::{FinishedPack, Packer};
-use crate::repository::{pack_kind, Repository};
+use crate::repository::Repository;
 
 /// Packs per index object: an index object is written at least this often,
 /// so a crash loses at most this many packs' worth of index (the packs
@@ -112,9 +112,9 @@ impl Packing {
             None => Packer::new(blob_type, limit + limit / 8),
         };
         let full = std::mem::replace(packer, next);
-        // Handed over with the lock held: while the writer is busy, nobody
-        // fills another pack, so at most one full pack waits for it (as
-        // with the packing thread), whatever the number of threads.
+        // Handed over with the lock held: while every writer is busy, nobody
+        // fills another pack, so at most one full pack waits for them
+        // whatever the number of threads sealing.
         self.send(to_writer, full)
     }
 
@@ -152,7 +152,7 @@ impl Packing {
             .into_iter()
             .filter(|p| !p.is_empty())
             .try_for_each(|p| self.send(&to_writer, p))
-        // `to_writer` is dropped here: the writer ends after the last pack.
+        // `to_writer` is dropped here: the writers end after the last pack.
     }
 }
 
@@ -184,14 +184,15 @@ pub(crate) struct Saver {
     tx: Option<Sender<SealJob>>,
     packing: Arc<Packing>,
     sealers: Vec<JoinHandle<Result<(), BackupError>>>,
-    writer: Option<JoinHandle<Result<(), BackupError>>>,
+    writers: Vec<JoinHandle<Result<(), BackupError>>>,
+    unindexed: Arc<Unindexed>,
     failed: Arc<AtomicBool>,
     cancel: Option<Arc<AtomicBool>>,
     pub(crate) stats: Arc<SaverStats>,
 }
 
 /// True once `cancel` is set: the stages stop at the next blob or pack.
-fn cancelled(cancel: &Option<Arc<AtomicBool>>) -> bool {
+pub(super) fn cancelled(cancel: &Option<Arc<AtomicBool>>) -> bool {
     cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
@@ -257,21 +258,29 @@ impl Saver {
                 })
             })
             .collect();
-        let writer = {
-            let repo = repo.clone();
-            let stats = stats.clone();
-            let cancel = cancel.clone();
-            spawn("cairn-write", failed.clone(), move || {
-                write_loop(&repo, pack_rx, &stats, recycle_tx, &cancel, packs_per_index)
+        let unindexed = Arc::new(Unindexed {
+            repo: repo.clone(),
+            stats: stats.clone(),
+            packs_per_index,
+            pending: Mutex::new(IndexFile::default()),
+        });
+        let writers = (0..writer_threads(repo))
+            .map(|i| {
+                let (rx, recycle, cancel) = (pack_rx.clone(), recycle_tx.clone(), cancel.clone());
+                let unindexed = unindexed.clone();
+                spawn(&format!("cairn-write-{i}"), failed.clone(), move || {
+                    write_loop(rx, &unindexed, recycle, &cancel)
+                })
             })
-        };
+            .collect();
         Self {
             known,
             queued: Mutex::new(HashSet::new()),
             tx: Some(job_tx),
             packing,
             sealers: sealer_threads,
-            writer: Some(writer),
+            writers,
+            unindexed,
             failed,
             cancel,
             stats,
@@ -339,14 +348,17 @@ impl Saver {
         // Every sealer is done and the callers have stopped offering blobs:
         // what is still open is complete, and is stored as a pack would have
         // been by the packing thread this replaced (so after a failure the
-        // next backup still finds those blobs). The writer ends once the
+        // next backup still finds those blobs). The writers end once the
         // queue is closed.
         note(self.packing.close());
         let caller = self.packing.error.lock().unwrap_or_else(|p| p.into_inner()).take();
         note(caller.map_or(Ok(()), Err));
-        if let Some(w) = self.writer.take() {
+        for w in self.writers.drain(..) {
             note(w.join().unwrap_or(Err(BackupError::ThreadPanicked)));
         }
+        // Every writer has stopped: the packs they stored are indexed even
+        // when something failed, so the next backup finds their blobs.
+        note(self.unindexed.flush());
         first.map_or(Ok(()), Err)
     }
 }
@@ -381,54 +393,12 @@ fn seal_loop(packing: &Packing, rx: Receiver<SealJob>) -> Result<(), BackupError
     Ok(())
 }
 
-fn write_loop(
-    repo: &Repository,
-    rx: Receiver<FinishedPack>,
-    stats: &SaverStats,
-    recycle: Sender<Vec<u8>>,
-    cancel: &Option<Arc<AtomicBool>>,
-    packs_per_index: usize,
-) -> Result<(), BackupError> {
-    let mut pending = IndexFile::default();
-    for p in rx {
-        // Cancelled: packs not yet stored are dropped; those stored are
-        // indexed below, so the next backup reuses them.
-        if cancelled(cancel) {
-            break;
-        }
-        match repo.backend().write(pack_kind(p.blob_type), &p.id.to_hex(), &p.bytes) {
-            // Same name, same bytes: another writer stored it already.
-            Ok(()) | Err(BackendError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        stats.stored_bytes.fetch_add(p.bytes.len() as u64, Ordering::Relaxed);
-        pending.packs.push(p.index_entry());
-        if p.blob_type == BlobType::Data {
-            let mut buf = p.bytes;
-            buf.clear();
-            // A full return queue just means the buffer is freed instead.
-            let _ = recycle.try_send(buf);
-        }
-        if pending.packs.len() >= packs_per_index {
-            let (_, n) = repo.save_index(&std::mem::take(&mut pending))?;
-            stats.stored_bytes.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-    if !pending.packs.is_empty() {
-        let (_, n) = repo.save_index(&pending)?;
-        stats.stored_bytes.fetch_add(n, Ordering::Relaxed);
-    }
-    if cancelled(cancel) {
-        return Err(BackupError::Interrupted);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
-    use crate::backend::{forward, Backend, ObjectKind};
+    use crate::backend::{forward, Backend, BackendError, ObjectKind};
+    use crate::backup::writer::MAX_WRITERS;
     use crate::repository::InitOptions;
     use crate::testing::{noise, CHEAP_KDF};
 
@@ -439,7 +409,7 @@ mod tests {
     }
 
     impl Backend for FullForPacks {
-        forward!(inner: location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+        forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             if kind == ObjectKind::DataPack {
@@ -484,5 +454,72 @@ mod tests {
             err.to_string().contains("space") || format!("{err:?}").contains("NoSpace"),
             "{err:?}"
         );
+    }
+
+    /// A store like S3: each pack write waits, and up to eight may be in
+    /// flight. Counts the writes in flight at once.
+    #[derive(Debug, Default)]
+    struct SlowStore {
+        inner: MemoryBackend,
+        in_flight: AtomicU64,
+        peak: AtomicU64,
+    }
+
+    impl Backend for SlowStore {
+        forward!(inner: location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+
+        fn transfers(&self) -> usize {
+            8
+        }
+
+        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+            if kind != ObjectKind::DataPack {
+                return self.inner.write(kind, name, data);
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.inner.write(kind, name, data)
+        }
+    }
+
+    /// A backend that takes several transfers gets several writers, at most
+    /// `MAX_WRITERS` of them, and their packs still go into shared index
+    /// objects of `packs_per_index` packs each, with every blob indexed.
+    #[test]
+    fn several_writers_store_packs_at_once_and_index_every_blob() {
+        let backend = Arc::new(SlowStore::default());
+        let opts = InitOptions {
+            kdf: CHEAP_KDF,
+            pack_size: 1024 * 1024,
+            ..Default::default()
+        };
+        let repo = Repository::init(backend.clone(), b"pw", opts).unwrap();
+        let saver = Saver::start_with(&repo, Arc::new(Index::new()), 2, None, 4);
+        let ids: Vec<BlobId> = (1..=200u64)
+            .map(|i| {
+                let data = noise(64 * 1024, i);
+                let id = repo.keys().blob_id(&data);
+                assert!(saver.save(BlobType::Data, id, data).unwrap());
+                id
+            })
+            .collect();
+        saver.finish().unwrap();
+
+        assert_eq!(backend.peak.load(Ordering::SeqCst), MAX_WRITERS as u64);
+        let packs = backend.inner.list(ObjectKind::DataPack).unwrap().len();
+        let objects = repo.load_index_files().unwrap();
+        let mut indexed = HashSet::new();
+        let mut entries = 0;
+        for o in &objects {
+            let file = o.file.as_ref().unwrap();
+            entries += file.packs.len();
+            indexed.extend(file.packs.iter().flat_map(|p| p.blobs.iter().map(|b| b.id)));
+        }
+        assert!(packs >= 12, "{packs} packs");
+        assert_eq!(entries, packs, "every stored pack is indexed once");
+        assert_eq!(objects.len(), packs.div_ceil(4), "{packs} packs in objects of 4");
+        assert!(ids.iter().all(|id| indexed.contains(id)));
     }
 }

@@ -220,7 +220,7 @@ struct Racing {
 }
 
 impl Backend for Racing {
-    forward!(inner: location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+    forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         if kind == ObjectKind::Lock {

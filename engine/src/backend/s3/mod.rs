@@ -269,6 +269,12 @@ impl Backend for S3Backend {
         self.location.clone()
     }
 
+    fn transfers(&self) -> usize {
+        // Each request waits mostly on the network and the server, so as
+        // many as may be in flight at once keep the link busy.
+        self.connections
+    }
+
     fn create(&self) -> Result<(), BackendError> {
         self.run(async {
             let _p = self.permit(&self.location).await?;

@@ -121,7 +121,7 @@ pub use import::{
     import_restic, FailedImport, ImportError, ImportOptions, ImportProblem, ImportProgress, ImportReport,
     ImportedSnapshot, SkippedSnapshot,
 };
-pub use index::{Index, IndexBlob, IndexFile, IndexPack};
+pub use index::{Index, IndexBlob, IndexBuilder, IndexFile, IndexPack};
 pub use inspect::{cat, CatObject, CatRequest, KeyInfo, PackBlob, PackInfo, SnapshotInfo};
 #[cfg(feature = "testing")]
 pub use lock::write_lock;

@@ -139,6 +139,65 @@ pub struct Index {
     pending: HashMap<[u8; PREFIX_LEN], Entry>,
 }
 
+/// Builds an [`Index`] from index objects added one at a time, so that a
+/// caller can decode an object, add it and drop it: the decoded objects of
+/// a large repository take twice the memory of the index built from them.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    idx: Index,
+    /// Every copy of every blob, in the order added.
+    entries: Vec<Entry>,
+}
+
+impl IndexBuilder {
+    /// Adds the packs of one index object.
+    pub fn add_file(&mut self, f: &IndexFile) -> Result<(), IndexError> {
+        for p in &f.packs {
+            let n = self.idx.pack_number(p.id, p.blob_type, p.size)?;
+            self.entries.extend(p.blobs.iter().map(|b| Entry {
+                prefix: prefix_of(&b.id),
+                pack: n,
+                offset: b.offset,
+                length: b.length,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Blob copies added so far (a blob in two packs counts twice).
+    pub fn copies(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every pack added so far.
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.idx.packs
+    }
+
+    /// The index, keeping for each blob a location outside the packs in
+    /// `avoid` whenever there is one (see [`Index::from_files_avoiding`]).
+    pub fn build(self, avoid: &HashSet<PackId>, how: Avoid) -> Index {
+        let Self { mut idx, mut entries } = self;
+        let avoided: Vec<bool> = idx.packs.iter().map(|p| avoid.contains(&p.id)).collect();
+        let bad = |e: &Entry| avoided.get(e.pack as usize).copied().unwrap_or(false);
+        if avoid.is_empty() {
+            entries.par_sort_unstable();
+        } else {
+            // Among a blob's copies the first one wins, so avoided packs sort last.
+            entries.par_sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then(bad(a).cmp(&bad(b))).then(a.cmp(b)));
+        }
+        entries.dedup_by(|a, b| a.prefix == b.prefix);
+        if how == Avoid::Exclude && !avoid.is_empty() {
+            entries.retain(|e| !bad(e));
+        }
+        // Built by pushing, the vector may hold up to twice what it needs.
+        entries.shrink_to_fit();
+        idx.sorted = entries;
+        idx.rebuild_buckets();
+        idx
+    }
+}
+
 /// Entries added since the last sort before they are merged in.
 const MERGE_THRESHOLD: usize = 1 << 18;
 
@@ -163,39 +222,13 @@ impl Index {
         avoid: &HashSet<PackId>,
         how: Avoid,
     ) -> Result<Self, IndexError> {
-        let mut idx = Index::new();
+        let mut b = IndexBuilder::default();
         let blobs = files.clone().into_iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
-        let packs = files.clone().into_iter().map(|f| f.packs.len()).sum();
-        idx.packs.reserve_exact(packs);
-        let (known, hasher) = (&idx.packs, &idx.hasher);
-        idx.pack_numbers.reserve(packs, |&m| hasher.hash_one(known[m as usize].id));
-        let mut entries = Vec::with_capacity(blobs);
+        b.entries.reserve_exact(blobs);
         for f in files {
-            for p in &f.packs {
-                let n = idx.pack_number(p.id, p.blob_type, p.size)?;
-                entries.extend(p.blobs.iter().map(|b| Entry {
-                    prefix: prefix_of(&b.id),
-                    pack: n,
-                    offset: b.offset,
-                    length: b.length,
-                }));
-            }
+            b.add_file(f)?;
         }
-        let avoided: Vec<bool> = idx.packs.iter().map(|p| avoid.contains(&p.id)).collect();
-        let bad = |e: &Entry| avoided.get(e.pack as usize).copied().unwrap_or(false);
-        if avoid.is_empty() {
-            entries.par_sort_unstable();
-        } else {
-            // Among a blob's copies the first one wins, so avoided packs sort last.
-            entries.par_sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then(bad(a).cmp(&bad(b))).then(a.cmp(b)));
-        }
-        entries.dedup_by(|a, b| a.prefix == b.prefix);
-        if how == Avoid::Exclude && !avoid.is_empty() {
-            entries.retain(|e| !bad(e));
-        }
-        idx.sorted = entries;
-        idx.rebuild_buckets();
-        Ok(idx)
+        Ok(b.build(avoid, how))
     }
 
     fn pack_number(&mut self, id: PackId, blob_type: BlobType, size: u64) -> Result<u32, IndexError> {

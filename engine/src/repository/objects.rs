@@ -13,7 +13,12 @@ use crate::backend::{BackendError, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
 use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{self, ObjectId, PackId, SnapshotId};
-use crate::index::{Avoid, Index, IndexFile, INDEX_KIND, INDEX_VERSION};
+use crate::index::{Avoid, Index, IndexBuilder, IndexFile, INDEX_KIND, INDEX_VERSION};
+
+/// Index objects read at once while an index is built: enough to keep
+/// every core (and, on S3, several requests) busy, few enough that their
+/// decoded form stays small next to the index.
+const INDEX_READ_BATCH: usize = 64;
 use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
 
 /// A type stored as a sealed object: where it lives, the label bound into
@@ -219,8 +224,7 @@ impl Repository {
     /// as unknown, so a backup stores them again and a restore that needs
     /// them fails naming the blob; `check` reports the object itself.
     pub(crate) fn load_index_avoiding(&self, avoid: &HashSet<PackId>, how: Avoid) -> Result<Index, RepositoryError> {
-        let files = self.readable_index_files()?;
-        Ok(Index::from_files_avoiding(&files, avoid, how)?)
+        Ok(self.index_builder()?.build(avoid, how))
     }
 
     /// The index readers use: for each blob a copy outside the packs in
@@ -228,8 +232,15 @@ impl Repository {
     /// storage, wherever there is one. The packs are listed only when some
     /// blob has more than one copy: otherwise there is nothing to choose.
     pub(crate) fn load_index_for_readers(&self, avoid: &HashSet<PackId>) -> Result<Index, RepositoryError> {
-        let files = self.readable_index_files()?;
-        self.readers_index_from(&files, avoid)
+        let builder = self.index_builder()?;
+        let copies = builder.copies();
+        let index = builder.build(avoid, Avoid::PreferOthers);
+        match self.missing_packs_among_copies(&index, copies, avoid)? {
+            // Rare (a blob stored twice, and a pack lost): the objects are
+            // read again rather than every copy being kept for this case.
+            Some(more) => Ok(self.index_builder()?.build(&more, Avoid::PreferOthers)),
+            None => Ok(index),
+        }
     }
 
     /// [`Repository::load_index_for_readers`] from index objects already
@@ -241,17 +252,29 @@ impl Repository {
     ) -> Result<Index, RepositoryError> {
         let index = Index::from_files_avoiding(files, avoid, Avoid::PreferOthers)?;
         let copies: usize = files.iter().flat_map(|f| &f.packs).map(|p| p.blobs.len()).sum();
+        match self.missing_packs_among_copies(&index, copies, avoid)? {
+            Some(more) => Ok(Index::from_files_avoiding(files, &more, Avoid::PreferOthers)?),
+            None => Ok(index),
+        }
+    }
+
+    /// When some blob has more than one copy (`copies` is more than the
+    /// index holds) and a pack the index names is missing from storage:
+    /// `avoid` with those packs added, to build the index again.
+    fn missing_packs_among_copies(
+        &self,
+        index: &Index,
+        copies: usize,
+        avoid: &HashSet<PackId>,
+    ) -> Result<Option<HashSet<PackId>>, RepositoryError> {
         if copies == index.len() {
-            return Ok(index);
+            return Ok(None);
         }
         let present = self.list_pack_ids()?;
-        let mut avoid = avoid.clone();
-        let before = avoid.len();
-        avoid.extend(index.packs().iter().map(|p| p.id).filter(|id| !present.contains(id)));
-        if avoid.len() == before {
-            return Ok(index);
-        }
-        Ok(Index::from_files_avoiding(files, &avoid, Avoid::PreferOthers)?)
+        let mut more = avoid.clone();
+        let before = more.len();
+        more.extend(index.packs().iter().map(|p| p.id).filter(|id| !present.contains(id)));
+        Ok((more.len() > before).then_some(more))
     }
 
     /// The index a writer deduplicates against: blobs whose every copy is in
@@ -263,11 +286,11 @@ impl Repository {
     /// index object names was stored before that object, so only a lost
     /// pack (or one a prune recorded) is absent from the listing.
     pub(crate) fn load_index_of_present_packs(&self, avoid: &HashSet<PackId>) -> Result<Index, RepositoryError> {
-        let files = self.readable_index_files()?;
+        let builder = self.index_builder()?;
         let present = self.list_pack_ids()?;
         let mut avoid = avoid.clone();
         let mut lost = 0usize;
-        for p in files.iter().flat_map(|f| &f.packs) {
+        for p in builder.packs() {
             if !present.contains(&p.id) && avoid.insert(p.id) {
                 lost += 1;
             }
@@ -277,7 +300,7 @@ impl Repository {
                 "{lost} pack(s) the index names are missing from storage; their blobs are stored again where the source still has them (run `cairn check`)"
             );
         }
-        Ok(Index::from_files_avoiding(&files, &avoid, Avoid::Exclude)?)
+        Ok(builder.build(&avoid, Avoid::Exclude))
     }
 
     /// The names of every data and tree pack the storage lists.
@@ -297,16 +320,43 @@ impl Repository {
     /// warning.
     pub(crate) fn readable_index_files(&self) -> Result<Vec<IndexFile>, RepositoryError> {
         let mut files = Vec::new();
-        for o in self.load_index_files()? {
-            match o.file {
-                Ok(f) => files.push(f),
-                // Superseded and removed by a prune between the listing and
-                // the read: its replacement was stored before it went.
-                Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
-                Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
-                Err(e) => return Err(e),
+        self.each_readable_index_file(|f| {
+            files.push(f);
+            Ok(())
+        })?;
+        Ok(files)
+    }
+
+    /// Every readable index object added to an [`IndexBuilder`] as soon as
+    /// it is decoded, so the decoded objects are never all in memory at once.
+    fn index_builder(&self) -> Result<IndexBuilder, RepositoryError> {
+        let mut b = IndexBuilder::default();
+        self.each_readable_index_file(|f| Ok(b.add_file(&f)?))?;
+        Ok(b)
+    }
+
+    /// Reads the index objects a few at a time in parallel and hands each
+    /// readable one to `f` in listing order (so pack numbers, and which of a
+    /// blob's copies wins, do not depend on thread timing); damaged ones are
+    /// skipped with a warning.
+    fn each_readable_index_file(
+        &self,
+        mut f: impl FnMut(IndexFile) -> Result<(), RepositoryError>,
+    ) -> Result<(), RepositoryError> {
+        let names = self.backend.list(ObjectKind::Index)?;
+        for batch in names.chunks(INDEX_READ_BATCH) {
+            let read: Vec<_> = batch.par_iter().map(|o| self.load_file::<IndexFile>(&o.name)).collect();
+            for r in read {
+                match r {
+                    Ok(file) => f(file)?,
+                    // Superseded and removed by a prune between the listing and
+                    // the read: its replacement was stored before it went.
+                    Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
+                    Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(files)
+        Ok(())
     }
 }

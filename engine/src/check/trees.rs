@@ -47,6 +47,7 @@ pub(super) fn check_snapshots(
         index,
         damage: &mut *damage,
         seen: HashSet::new(),
+        clean: HashSet::new(),
         tainted: HashSet::new(),
         stack: Vec::new(),
         errors: Vec::new(),
@@ -82,6 +83,9 @@ struct TreeCheck<'a> {
     index: &'a Index,
     damage: &'a mut Damage,
     seen: HashSet<TreeId>,
+    /// Content lists of at least [`REMEMBER_FROM`] blobs already found
+    /// clean, by hash (see [`content_key`]).
+    clean: HashSet<[u8; 16]>,
     /// Trees below which something is damaged.
     tainted: HashSet<TreeId>,
     /// Per folder being walked (the root first): whether anything below it
@@ -118,12 +122,23 @@ impl Visitor for TreeCheck<'_> {
                 None => self.errors.push(format!("folder {}: has no subtree", at())),
             },
             NodeKind::File => {
-                let mut bad = false;
-                for c in &n.content {
-                    bad |= file_blob_problem(self.index, self.damage, &c.id).is_some();
-                }
-                if bad {
-                    self.taint();
+                // A file that did not change sits in a new tree whenever a
+                // sibling did: each night's trees repeat its content list,
+                // and looking every blob up again (a cache miss each, in an
+                // index of millions) is what made check grow with blobs
+                // times nights. A list found clean once is clean again: the
+                // damage known only grows by what the same ids lead to.
+                let key = (n.content.len() >= REMEMBER_FROM).then(|| content_key(n));
+                if !key.is_some_and(|k| self.clean.contains(&k)) {
+                    let mut bad = false;
+                    for c in &n.content {
+                        bad |= file_blob_problem(self.index, self.damage, &c.id).is_some();
+                    }
+                    if bad {
+                        self.taint();
+                    } else if let Some(k) = key {
+                        self.clean.insert(k);
+                    }
                 }
                 let sum: u64 = n.content.iter().map(|c| u64::from(c.length)).sum();
                 if sum != n.size {
@@ -154,6 +169,23 @@ impl Visitor for TreeCheck<'_> {
         self.taint();
         Ok(())
     }
+}
+
+/// Content lists shorter than this are looked up blob by blob every time:
+/// hashing them would cost about as much as the look-ups.
+const REMEMBER_FROM: usize = 8;
+
+/// A file's content list, by the first half of its BLAKE3 hash: a
+/// collision-resistant hash, so a repository cannot make a damaged list
+/// pass for a clean one.
+fn content_key(n: &Node) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    for c in &n.content {
+        h.update(c.id.as_bytes());
+    }
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    k
 }
 
 /// The problem a file's content blob runs into, recorded if new: damaged
@@ -237,5 +269,75 @@ impl Visitor for Dependents<'_> {
         let i = tree_problem(self.index, self.damage, id, &e);
         self.depends(i, path);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::fs;
+    use std::sync::Arc;
+
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::ObjectKind;
+    use crate::backup::{backup, BackupOptions, BackupSource};
+    use crate::check::{check, CheckOptions};
+    use crate::chunker::ChunkerParams;
+    use crate::repository::{InitOptions, Repository};
+    use crate::testing::{noise, CHEAP_KDF};
+
+    /// A file of many blobs that stays the same while its sibling changes
+    /// sits in a new tree each night. Its content list is remembered only
+    /// when clean: once a blob of it is lost, every snapshot holding the
+    /// file is named, not only the first one walked.
+    #[test]
+    fn a_repeated_content_list_is_checked_again_when_damaged() {
+        let opts = InitOptions {
+            kdf: CHEAP_KDF,
+            chunker: Some(ChunkerParams {
+                min_size: 4 * 1024,
+                avg_size: 8 * 1024,
+                max_size: 16 * 1024,
+                ..ChunkerParams::with_seed(7)
+            }),
+            ..Default::default()
+        };
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw", opts).unwrap();
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("big"), noise(256 * 1024, 3)).unwrap();
+        let mut snaps = HashSet::new();
+        let mut first_packs = Vec::new();
+        for night in 1..=3u8 {
+            fs::write(src.path().join("small"), [night]).unwrap();
+            let out = backup(
+                &repo,
+                BackupSource::Paths(vec![src.path().to_path_buf()]),
+                &BackupOptions::default(),
+            )
+            .unwrap();
+            snaps.insert(out.id.unwrap());
+            if night == 1 {
+                first_packs = repo.backend().list(ObjectKind::DataPack).unwrap();
+            }
+        }
+        let clean = check(&repo, &CheckOptions::default()).unwrap();
+        assert!(clean.ok(), "{clean:?}");
+        assert_eq!(snaps.len(), 3);
+
+        // Lose the first night's data packs: the big file's blobs (and that
+        // night's small file). The later nights' small files stay intact,
+        // so only the big file's content list can name their snapshots.
+        for p in first_packs {
+            repo.backend().remove(ObjectKind::DataPack, &p.name).unwrap();
+        }
+        let r = check(&repo, &CheckOptions::default()).unwrap();
+        let named: HashSet<_> = r
+            .problems
+            .iter()
+            .flat_map(|p| &p.dependents)
+            .filter(|d| d.path.ends_with("/big"))
+            .map(|d| d.snapshot)
+            .collect();
+        assert_eq!(named, snaps, "{:?}", r.problems);
     }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::index::{Avoid, Index, IndexFile, IndexPack};
+use crate::index::{Avoid, Index, IndexBuilder, IndexFile, IndexPack};
 use crate::repository::{pack_kind, Repository, RepositoryError};
 use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
 
@@ -178,7 +178,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     let deletions = repo.load_deletions()?;
     r.errors.extend(deletions.damaged.iter().cloned());
     let doomed = deletions.doomed_packs();
-    let Some(IndexedPacks { index, in_index, files }) = check_index(repo, &doomed, &mut r)? else {
+    let Some(IndexedPacks { index, in_index }) = check_index(repo, &doomed, &mut r)? else {
         return Ok(r);
     };
     let mut damage = Damage::default();
@@ -210,7 +210,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     } else {
         let mut avoid = doomed.clone();
         avoid.extend(damage.packs.keys().copied());
-        Index::from_files_avoiding(&files, &avoid, Avoid::PreferOthers).unwrap_or(index)
+        // In pack id order, so which copy wins does not depend on the map's.
+        let mut ids: Vec<&PackId> = in_index.keys().collect();
+        ids.sort_unstable();
+        let mut b = IndexBuilder::default();
+        match ids.into_iter().try_for_each(|id| b.add_pack(&in_index[id])) {
+            Ok(()) => b.build(&avoid, Avoid::PreferOthers),
+            Err(_) => index,
+        }
     };
     trees::check_snapshots(repo, &index, opts.snapshots.as_deref(), &mut damage, &mut r)?;
     advise(&damage, &mut r);
@@ -269,11 +276,6 @@ fn check_index(
             Err(e) => r.errors.push(e.to_string()),
         }
     }
-    let in_index: HashMap<PackId, IndexPack> = files
-        .iter()
-        .flat_map(|f| f.packs.iter())
-        .map(|p| (p.id, p.clone()))
-        .collect();
     // Trees are read from copies outside recorded packs where there are any,
     // as every reader does (R1).
     let index = match Index::from_files_avoiding(&files, doomed, Avoid::PreferOthers) {
@@ -283,16 +285,18 @@ fn check_index(
             return Ok(None);
         }
     };
+    // Moved, not copied: the decoded objects are the largest thing a check
+    // holds (about twice the index), and were once held twice.
+    let in_index: HashMap<PackId, IndexPack> = files.into_iter().flat_map(|f| f.packs).map(|p| (p.id, p)).collect();
     r.packs = in_index.len();
     r.blobs = index.len();
-    Ok(Some(IndexedPacks { index, in_index, files }))
+    Ok(Some(IndexedPacks { index, in_index }))
 }
 
 /// The index, and each pack as the index describes it.
 struct IndexedPacks {
     index: Index,
     in_index: HashMap<PackId, IndexPack>,
-    files: Vec<IndexFile>,
 }
 
 /// A pack as listed by the storage.

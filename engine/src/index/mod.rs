@@ -152,15 +152,18 @@ pub struct IndexBuilder {
 impl IndexBuilder {
     /// Adds the packs of one index object.
     pub fn add_file(&mut self, f: &IndexFile) -> Result<(), IndexError> {
-        for p in &f.packs {
-            let n = self.idx.pack_number(p.id, p.blob_type, p.size)?;
-            self.entries.extend(p.blobs.iter().map(|b| Entry {
-                prefix: prefix_of(&b.id),
-                pack: n,
-                offset: b.offset,
-                length: b.length,
-            }));
-        }
+        f.packs.iter().try_for_each(|p| self.add_pack(p))
+    }
+
+    /// Adds one pack.
+    pub fn add_pack(&mut self, p: &IndexPack) -> Result<(), IndexError> {
+        let n = self.idx.pack_number(p.id, p.blob_type, p.size)?;
+        self.entries.extend(p.blobs.iter().map(|b| Entry {
+            prefix: prefix_of(&b.id),
+            pack: n,
+            offset: b.offset,
+            length: b.length,
+        }));
         Ok(())
     }
 

@@ -262,8 +262,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// How many object transfers to keep in flight to use the storage
     /// well: 1 where one stream already keeps it busy (a local disk, whose
     /// writes the kernel batches), more where each request mostly waits on
-    /// the network (S3: its connection count). Callers that move whole
-    /// packs size their writer threads and download threads by it.
+    /// the network (S3: its connection count). Backup sizes its pack
+    /// writers by it.
     fn transfers(&self) -> usize;
 
     /// Makes the location ready for a new repository: creates what the

@@ -26,7 +26,7 @@ use super::writer::{write_loop, writer_threads, Unindexed};
 use super::BackupError;
 use crate::blob::{self, Aad, BlobType};
 use crate::id::BlobId;
-use crate::index::{Index, IndexFile};
+use crate::index::Index;
 use crate::pack::{FinishedPack, Packer};
 use crate::repository::Repository;
 
@@ -258,12 +258,7 @@ impl Saver {
                 })
             })
             .collect();
-        let unindexed = Arc::new(Unindexed {
-            repo: repo.clone(),
-            stats: stats.clone(),
-            packs_per_index,
-            pending: Mutex::new(IndexFile::default()),
-        });
+        let unindexed = Arc::new(Unindexed::new(repo, stats.clone(), packs_per_index));
         let writers = (0..writer_threads(repo))
             .map(|i| {
                 let (rx, recycle, cancel) = (pack_rx.clone(), recycle_tx.clone(), cancel.clone());

@@ -28,13 +28,23 @@ pub(super) fn writer_threads(repo: &Repository) -> usize {
 /// the writer threads so that several writers still write one index object
 /// per `packs_per_index` packs.
 pub(super) struct Unindexed {
-    pub(super) repo: Repository,
-    pub(super) stats: Arc<SaverStats>,
-    pub(super) packs_per_index: usize,
-    pub(super) pending: Mutex<IndexFile>,
+    repo: Repository,
+    stats: Arc<SaverStats>,
+    packs_per_index: usize,
+    pending: Mutex<IndexFile>,
 }
 
 impl Unindexed {
+    /// Nothing waiting yet; an index object every `packs_per_index` packs.
+    pub(super) fn new(repo: &Repository, stats: Arc<SaverStats>, packs_per_index: usize) -> Self {
+        Self {
+            repo: repo.clone(),
+            stats,
+            packs_per_index,
+            pending: Mutex::new(IndexFile::default()),
+        }
+    }
+
     /// Records a stored pack; writes an index object once enough are waiting.
     fn add(&self, p: &FinishedPack) -> Result<(), BackupError> {
         let full = {

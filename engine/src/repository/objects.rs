@@ -14,12 +14,12 @@ use crate::blob::{self, Aad, BlobError};
 use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{self, ObjectId, PackId, SnapshotId};
 use crate::index::{Avoid, Index, IndexBuilder, IndexFile, INDEX_KIND, INDEX_VERSION};
+use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
 
 /// Index objects read at once while an index is built: enough to keep
 /// every core (and, on S3, several requests) busy, few enough that their
 /// decoded form stays small next to the index.
 const INDEX_READ_BATCH: usize = 64;
-use crate::snapshot::{Snapshot, SNAPSHOT_KIND, SNAPSHOT_VERSION};
 
 /// A type stored as a sealed object: where it lives, the label bound into
 /// its authenticated data, and its version byte (format-spec "Objects").

@@ -23,6 +23,7 @@ Usage: python3 benches/repo_scale.py [--blobs 1000000,3000000,10000000]
            [--snapshots 10000] [--work DIR] [--no-build]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -79,15 +80,20 @@ def main():
             subprocess.run([gen, "--repo", repo, "--blobs", str(n), "--snapshots", str(args.snapshots),
                             "--blobs-per-pack", "16"], env=env, check=True, stdout=subprocess.DEVNULL)
         c = [cairn, "-r", repo, "-q"]
-        listing = subprocess.run([cairn, "-r", repo, "ls", "latest"], env=env, check=True,
+        # The newest generated snapshot, by id: once the small folder is
+        # backed up, `latest` may be that backup instead.
+        snaps = json.loads(subprocess.run([cairn, "-r", repo, "--json", "snapshots"], env=env, check=True,
+                                          stdout=subprocess.PIPE, text=True).stdout)
+        newest = max((s for s in snaps if s["host"] == "gen-repo"), key=lambda s: s["time"])["id"]
+        listing = subprocess.run([cairn, "-r", repo, "ls", newest], env=env, check=True,
                                  stdout=subprocess.PIPE, text=True).stdout.split()
         one = next(p for p in reversed(listing) if p.endswith(".db"))
         out = os.path.join(args.work, "restored")
         subprocess.run(c + ["backup", "--host", "repo-scale", small], env=env, check=True)
         steps = [
             ("snapshots", c + ["snapshots"]),
-            ("dump one file", c + ["dump", "latest", one]),
-            ("restore one file", c + ["restore", "latest", "--include", one, "--target", out]),
+            ("dump one file", c + ["dump", newest, one]),
+            ("restore one file", c + ["restore", newest, "--include", one, "--target", out]),
             ("unchanged backup", c + ["backup", "--host", "repo-scale", small]),
             ("check", c + ["check"]),
         ]

@@ -58,7 +58,7 @@ impl Aad<'_> {
 }
 
 /// The two kinds of blob. The tag byte is part of the format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
 #[repr(u8)]
 pub enum BlobType {
     /// A chunk of file content.

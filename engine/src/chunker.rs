@@ -20,7 +20,7 @@ use crate::snapshot::ChunkSizes;
 
 /// FastCDC parameters. The seed is secret (the config is encrypted) so chunk
 /// boundaries do not leak file contents through chunk sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ChunkerParams {
     /// Seed of the gear table.
     pub seed: u64,

@@ -129,6 +129,20 @@ impl<'de> serde::Deserialize<'de> for BlobIdKey {
     }
 }
 
+impl bincode::Encode for BlobIdKey {
+    fn encode<E: bincode::enc::Encoder>(&self, e: &mut E) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&*self.0, e)
+    }
+}
+
+impl<C> bincode::Decode<C> for BlobIdKey {
+    fn decode<D: bincode::de::Decoder<Context = C>>(d: &mut D) -> Result<Self, bincode::error::DecodeError> {
+        <[u8; 32] as bincode::Decode<C>>::decode(d).map(Self::from_bytes)
+    }
+}
+
+bincode::impl_borrow_decode!(BlobIdKey);
+
 /// `blake3::derive_key`, writing straight into wiped-on-drop memory and
 /// wiping the hasher's state (which holds key material) afterwards.
 fn derive_subkey(context: &str, master: &[u8; 32]) -> Zeroizing<[u8; 32]> {
@@ -257,7 +271,7 @@ pub(crate) fn open_with(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<
 }
 
 /// Argon2id cost parameters, stored in each key object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
 pub struct KdfParams {
     /// Memory in KiB.
     pub memory_kib: u32,

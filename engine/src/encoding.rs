@@ -1,8 +1,12 @@
-//! Metadata encoding: one version byte, then serde + bincode 2.0.1 with
+//! Metadata encoding: one version byte, then bincode 2.0.1 with
 //! `config::standard()` (little-endian, variable-length integers).
+//!
+//! Stored types derive bincode's own `Encode`/`Decode`, not serde's traits:
+//! the bytes are the same (format-spec "Encoding"), but serde's path decodes
+//! a 32-byte id as a 32-element tuple, one visitor call per byte, which was
+//! over half of `check`'s time on a large repository.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use bincode::{Decode, Encode};
 
 /// Errors of encoding and decoding metadata.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +46,14 @@ pub enum EncodingError {
 }
 
 /// Encodes `value` behind `version`.
-pub fn encode<T: Serialize>(what: &'static str, version: u8, value: &T) -> Result<Vec<u8>, EncodingError> {
+pub fn encode<T: Encode>(what: &'static str, version: u8, value: &T) -> Result<Vec<u8>, EncodingError> {
     let mut out = vec![version];
-    let body =
-        bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| EncodingError::Encode {
+    bincode::encode_into_std_write(value, &mut out, bincode::config::standard()).map_err(|e| {
+        EncodingError::Encode {
             what,
             detail: e.to_string(),
-        })?;
-    out.extend_from_slice(&body);
+        }
+    })?;
     Ok(out)
 }
 
@@ -120,9 +124,9 @@ pub const CLAIM_PER_BYTE: usize = 8;
 /// Bytes bincode may claim beyond [`CLAIM_PER_BYTE`] per byte.
 pub const CLAIM_SLACK: usize = 64;
 
-fn decode_body<T: DeserializeOwned>(body: &[u8], limit: Limit) -> Result<(T, usize), bincode::error::DecodeError> {
+fn decode_body<T: Decode<()>>(body: &[u8], limit: Limit) -> Result<(T, usize), bincode::error::DecodeError> {
     use bincode::config::standard;
-    use bincode::serde::decode_from_slice as d;
+    use bincode::decode_from_slice as d;
     match limit.for_body(body.len()) {
         Limit::Kib4 => d(body, standard().with_limit::<{ Limit::Kib4.bytes() }>()),
         Limit::Kib16 => d(body, standard().with_limit::<{ Limit::Kib16.bytes() }>()),
@@ -141,7 +145,7 @@ fn decode_body<T: DeserializeOwned>(body: &[u8], limit: Limit) -> Result<(T, usi
 /// letting bincode claim at most `limit` (and at most a small multiple of
 /// the input's length, see [`Limit::for_body`]) before it allocates.
 /// Trailing bytes are an error: a decoder that ignores them could be fooled.
-pub fn decode<T: DeserializeOwned>(
+pub fn decode<T: Decode<()>>(
     what: &'static str,
     supported: u8,
     limit: Limit,
@@ -204,6 +208,102 @@ mod tests {
             panic!("expected a decode error, got {r:?}");
         };
         assert!(detail.contains("LimitExceeded"), "{detail}");
+    }
+
+    /// What serde's bincode path writes, which is what every repository
+    /// written before the native codec holds.
+    fn same_bytes_as_serde<T>(value: &T)
+    where
+        T: Encode + Decode<()> + serde::Serialize + PartialEq + std::fmt::Debug,
+    {
+        let serde_bytes = bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap();
+        let native = encode("test", 1, value).unwrap();
+        assert_eq!(&native[1..], &serde_bytes[..], "{value:?}");
+        let (_, back): (u8, T) = decode("test", 1, Limit::Gib1, &native).unwrap();
+        assert_eq!(&back, value);
+    }
+
+    /// 64 hex digits that differ from `byte` to `byte` and within the id.
+    fn hex(byte: u8) -> String {
+        (0..32u8)
+            .map(|i| format!("{:02x}", byte.wrapping_add(i.wrapping_mul(37))))
+            .collect()
+    }
+
+    /// Trees and index objects are the bulk of a repository's metadata and
+    /// have no encoding vector of their own (the committed repository is
+    /// read, never written again), so every field shape they use is
+    /// compared with serde's bytes here: each node kind, `None` and `Some`,
+    /// negative times, varint boundaries, both blob types.
+    #[test]
+    fn trees_and_index_objects_encode_as_serde_did() {
+        use crate::blob::BlobType;
+        use crate::id::{BlobId, PackId, TreeId};
+        use crate::index::{IndexBlob, IndexFile, IndexPack};
+        use crate::tree::{ContentRef, Node, NodeKind, Tree, Xattr};
+        let kinds = [
+            NodeKind::File,
+            NodeKind::Dir,
+            NodeKind::Symlink,
+            NodeKind::Fifo,
+            NodeKind::CharDevice,
+            NodeKind::BlockDevice,
+            NodeKind::Socket,
+        ];
+        let nodes = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| {
+                let mut n = Node::new(format!("entry-{i}-\u{e9}").into_bytes(), kind);
+                n.mode = 0o4755;
+                n.uid = 250 + i as u32;
+                n.gid = u32::MAX;
+                n.user = "cass".into();
+                n.group = String::new();
+                n.mtime_ns = -1_234_567_890_123 * (i as i64 + 1);
+                n.ctime_ns = i64::MAX - i as i64;
+                n.inode = 1 << (8 * i);
+                n.device = 65_535;
+                n.nlink = 2;
+                n.rdev = 0x0801;
+                n.size = u64::MAX >> i;
+                n.symlink_target = (kind == NodeKind::Symlink).then(|| b"../t\xff".to_vec());
+                n.xattrs = vec![Xattr {
+                    name: b"user.a".to_vec(),
+                    value: vec![0, 255, 7],
+                }];
+                if kind == NodeKind::File {
+                    n.content = (0..3)
+                        .map(|j| ContentRef {
+                            id: BlobId::from_hex(&hex(j)).unwrap(),
+                            length: 250 << (8 * j),
+                        })
+                        .collect();
+                }
+                n.subtree = (kind == NodeKind::Dir).then(|| TreeId::from_hex(&hex(9)).unwrap());
+                n
+            })
+            .collect();
+        same_bytes_as_serde(&Tree { nodes });
+        same_bytes_as_serde(&Tree::default());
+        let packs = [BlobType::Data, BlobType::Tree]
+            .into_iter()
+            .enumerate()
+            .map(|(i, blob_type)| IndexPack {
+                id: PackId::from_hex(&hex(i as u8)).unwrap(),
+                blob_type,
+                size: 16_777_216 + i as u64,
+                blobs: (0..4)
+                    .map(|j| IndexBlob {
+                        id: BlobId::from_hex(&hex(40 + j)).unwrap(),
+                        offset: 251 * u32::from(j),
+                        length: 65_536 + u32::from(j),
+                        raw_length: u32::MAX - u32::from(j),
+                    })
+                    .collect(),
+            })
+            .collect();
+        same_bytes_as_serde(&IndexFile { packs });
     }
 
     #[test]

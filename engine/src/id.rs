@@ -46,6 +46,22 @@ macro_rules! define_id {
             }
         }
 
+        // bincode's own codec (what stored metadata uses): the 32 raw bytes,
+        // the same bytes as the serde path above.
+        impl bincode::Encode for $name {
+            fn encode<E: bincode::enc::Encoder>(&self, e: &mut E) -> Result<(), bincode::error::EncodeError> {
+                bincode::Encode::encode(&self.0, e)
+            }
+        }
+
+        impl<C> bincode::Decode<C> for $name {
+            fn decode<D: bincode::de::Decoder<Context = C>>(d: &mut D) -> Result<Self, bincode::error::DecodeError> {
+                <[u8; ID_LEN] as bincode::Decode<C>>::decode(d).map(Self)
+            }
+        }
+
+        bincode::impl_borrow_decode!($name);
+
         impl $name {
             /// Lower-case hexadecimal form, as used in object names.
             pub fn to_hex(self) -> String {

@@ -29,7 +29,9 @@ pub const DETAIL_MAX: usize = 4096;
 const READ_AT_MOST: usize = 512;
 
 /// What a report is about. Field order and variant order are the format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum ReportKind {
     /// A `cairn run` of the source: its hooks, backup, copies and forget.
     Run,
@@ -49,7 +51,7 @@ impl ReportKind {
 }
 
 /// One step of a run or drill, in the order they ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ReportStep {
     /// e.g. `backup`, `copy to offsite`, `restore`, `redis-server`.
     pub name: String,
@@ -79,7 +81,7 @@ impl ReportStep {
 }
 
 /// One report object. Field order is part of the format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Report {
     /// Run or drill.
     pub kind: ReportKind,

@@ -42,7 +42,7 @@ pub enum IndexError {
 }
 
 /// One blob in an index object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct IndexBlob {
     /// Blob id.
     pub id: BlobId,
@@ -55,7 +55,7 @@ pub struct IndexBlob {
 }
 
 /// One pack in an index object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct IndexPack {
     /// Pack name.
     pub id: PackId,
@@ -68,7 +68,7 @@ pub struct IndexPack {
 }
 
 /// The body of an index object.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct IndexFile {
     /// Packs described by this object.
     pub packs: Vec<IndexPack>,

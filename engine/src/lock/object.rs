@@ -14,7 +14,7 @@ pub const LOCK_KIND: &str = "lock";
 /// One lock object. Objects are immutable, so a refresh writes a new object
 /// (same fields, a new `refreshed_ns`) and then removes the previous one.
 /// Field order is part of the format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Lock {
     /// Host name of the holder.
     pub host: String,

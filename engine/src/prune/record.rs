@@ -18,7 +18,7 @@ pub const DELETION_VERSION: u8 = 1;
 pub const DELETION_KIND: &str = "deletion";
 
 /// One pack a deletion record lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct RecordedPack {
     /// The pack.
     pub id: PackId,
@@ -29,7 +29,7 @@ pub struct RecordedPack {
 }
 
 /// The body of a deletion record: what a prune decided to remove, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct DeletionRecord {
     /// When the prune wrote it (Unix ns).
     pub created_ns: i64,

@@ -17,7 +17,7 @@ pub const CONFIG_VERSION: u8 = 2;
 pub const CONFIG_LIMIT: crate::encoding::Limit = crate::encoding::Limit::Kib4;
 
 /// The repository configuration, stored encrypted as the object `config`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Config {
     /// Repository format version ([`FORMAT_VERSION`] when written by this program).
     pub format_version: u32,
@@ -39,7 +39,7 @@ pub struct Config {
 
 /// A version 1 config: [`Config`] without its last field (bincode writes no
 /// field count, so the layouts differ).
-#[derive(Deserialize)]
+#[derive(bincode::Decode)]
 struct ConfigV1 {
     format_version: u32,
     repository_id: crate::id::RepositoryId,

@@ -15,7 +15,7 @@ pub const KEY_AAD: &[u8] = b"cairn.key.master";
 
 /// A key object: stored unencrypted, but the master key inside is sealed
 /// under Argon2id(password, salt).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct KeyFile {
     /// When the key was added, Unix nanoseconds.
     pub created_ns: i64,

@@ -5,8 +5,6 @@
 use std::collections::HashSet;
 
 use rayon::prelude::*;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::{config, read_content_named, Config, Repository, RepositoryError, CONFIG_KIND};
 use crate::backend::{BackendError, ObjectKind};
@@ -23,7 +21,7 @@ const INDEX_READ_BATCH: usize = 64;
 
 /// A type stored as a sealed object: where it lives, the label bound into
 /// its authenticated data, and its version byte (format-spec "Objects").
-pub trait RepoFile: Serialize + DeserializeOwned {
+pub trait RepoFile: bincode::Encode + bincode::Decode<()> {
     /// The folder it is stored in.
     const KIND: ObjectKind;
     /// The label bound into the authenticated data.
@@ -105,7 +103,7 @@ impl Repository {
         let bytes = read_content_named(self.backend.as_ref(), T::KIND, name)?;
         let corrupt = |detail: String| RepositoryError::corrupt(T::KIND, name, detail);
         let plain = blob::open(&self.keys, Aad::Object(T::AAD), &bytes).map_err(|e| corrupt(e.to_string()))?;
-        T::decode(&plain).map_err(|e| corrupt(e.to_string()))
+        <T as RepoFile>::decode(&plain).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Seals and stores a value under its content hash; returns the name

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Source-specific facts of a snapshot. Variant order is part of the format.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum SourceDetails {
     /// Nothing beyond [`super::SourceKind`] (files, stdin, and every
     /// version 1 and 2 object).
@@ -22,7 +22,7 @@ pub enum SourceDetails {
 }
 
 /// How a command whose output was backed up ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct CommandDetails {
     /// Its exit code (a snapshot is only written when it is 0, so this
     /// records that the command was seen to succeed).
@@ -30,7 +30,7 @@ pub struct CommandDetails {
 }
 
 /// A Redis dump and the server it came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct RedisDetails {
     /// Where it came from: the server's URL without any password, or the
     /// dump file's or data folder's path.
@@ -55,7 +55,7 @@ pub struct RedisDetails {
 }
 
 /// One line of `INFO keyspace`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct RedisKeyspace {
     /// Database number (`db0` → 0).
     pub db: u32,
@@ -66,7 +66,7 @@ pub struct RedisKeyspace {
 }
 
 /// Cassandra snapshot folders of one node, backed up by tag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct CassandraDetails {
     /// The snapshot tag (`nodetool snapshot -t TAG`).
     pub tag: String,
@@ -77,7 +77,7 @@ pub struct CassandraDetails {
 }
 
 /// One `<keyspace>/<table>-<id>/snapshots/<tag>/` folder.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct CassandraTable {
     /// Keyspace name.
     pub keyspace: String,
@@ -94,7 +94,7 @@ pub struct CassandraTable {
 }
 
 /// A bucket (and prefix) backed up as files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct S3Details {
     /// The source URL without credentials (`s3:http://host:port/bucket/prefix`).
     pub url: String,
@@ -106,7 +106,7 @@ pub struct S3Details {
 
 /// Chunk sizes of a source that does not use the repository's (snapshot
 /// field 16): the repository's chunker seed with these bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ChunkSizes {
     /// Smallest chunk, bytes.
     pub min_size: u32,

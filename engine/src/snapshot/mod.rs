@@ -22,7 +22,7 @@ pub const SNAPSHOT_KIND: &str = "snapshot";
 pub const SNAPSHOT_LIMIT: Limit = Limit::Mib256;
 
 /// Where the data of a snapshot came from. Variant order is part of the format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum SourceKind {
     /// Files and folders.
     Files,
@@ -64,7 +64,7 @@ impl SourceKind {
 }
 
 /// What a backup did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Summary {
     /// Files not in the parent snapshot.
     pub files_new: u64,
@@ -97,7 +97,7 @@ pub struct Summary {
 }
 
 /// A snapshot object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Snapshot {
     /// Time of the snapshot, Unix ns (settable for imports).
     pub time_ns: i64,
@@ -142,7 +142,7 @@ pub struct Snapshot {
 }
 
 /// Where a copied snapshot came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct CopyOrigin {
     /// The source repository's id (its config's `repository_id`).
     pub repository: RepositoryId,
@@ -162,7 +162,7 @@ impl Snapshot {
 }
 
 /// A version 3 snapshot object: [`Snapshot`] without `copied_from`.
-#[derive(Deserialize)]
+#[derive(bincode::Decode)]
 struct SnapshotV3 {
     time_ns: i64,
     host: String,
@@ -207,7 +207,7 @@ impl From<SnapshotV3> for Snapshot {
 }
 
 /// A version 2 snapshot object: [`Snapshot`] without its last three fields.
-#[derive(Deserialize)]
+#[derive(bincode::Decode)]
 struct SnapshotV2 {
     time_ns: i64,
     host: String,
@@ -252,7 +252,7 @@ impl From<SnapshotV2> for Snapshot {
 /// A version 1 snapshot object: [`Snapshot`] without its last four fields. bincode
 /// writes no field count, so a version 1 body must be read with the version
 /// 1 layout, not the current one.
-#[derive(Deserialize)]
+#[derive(bincode::Decode)]
 struct SnapshotV1 {
     time_ns: i64,
     host: String,

@@ -16,7 +16,7 @@ pub const TREE_VERSION: u8 = 1;
 
 /// What a tree entry is. The variant order is part of the format (bincode
 /// writes the variant index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum NodeKind {
     /// Regular file.
     File,
@@ -51,7 +51,7 @@ impl NodeKind {
 }
 
 /// One content blob of a file, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ContentRef {
     /// Blob id.
     pub id: BlobId,
@@ -61,7 +61,7 @@ pub struct ContentRef {
 }
 
 /// An extended attribute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Xattr {
     /// Attribute name.
     pub name: Vec<u8>,
@@ -82,7 +82,7 @@ impl Xattr {
 }
 
 /// One directory entry with its metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Node {
     /// File name as raw bytes (need not be UTF-8).
     pub name: Vec<u8>,
@@ -160,7 +160,7 @@ impl Node {
 
 /// A directory: entries sorted by name bytes. Bytes become a `Tree` only
 /// through [`Tree::decode`], which enforces format-spec "Tree validity".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Tree {
     /// Entries, sorted by `name`, no duplicates.
     pub nodes: Vec<Node>,

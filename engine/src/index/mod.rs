@@ -9,6 +9,7 @@
 //! at 16 blobs a pack), as [`Index::memory_bytes`] measures — see
 //! format-spec "Index".
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 
@@ -295,13 +296,50 @@ impl Index {
         if let Some(e) = self.pending.get(&p) {
             return Some(e);
         }
-        if self.sorted.is_empty() {
-            return None;
-        }
+        self.position(&p).map(|i| &self.sorted[i])
+    }
+
+    /// Where the merged entry with prefix `p` sits in `sorted`. Its bucket
+    /// (the first two bytes) bounds the search, and ids are keyed hashes,
+    /// so within a bucket the next two bytes are spread evenly: the search
+    /// starts where the entry would sit if they were exactly even, and
+    /// widens from there. That touches one or two cache lines where a
+    /// binary search over a bucket of a 3 M-blob index took six dependent
+    /// misses (`Index::find` was a quarter of `check`'s samples). Uneven
+    /// ids (a hostile repository's) only cost the widening, at most twice
+    /// a binary search's steps.
+    fn position(&self, p: &[u8; PREFIX_LEN]) -> Option<usize> {
         let k = u16::from_be_bytes([p[0], p[1]]) as usize;
-        let (lo, hi) = (self.buckets[k] as usize, self.buckets[k + 1] as usize);
-        let slice = &self.sorted[lo..hi];
-        slice.binary_search_by(|e| e.prefix.cmp(&p)).ok().map(|i| &slice[i])
+        let (lo, hi) = (*self.buckets.get(k)? as usize, *self.buckets.get(k + 1)? as usize);
+        let bucket = self.sorted.get(lo..hi)?;
+        let guess = (usize::from(u16::from_be_bytes([p[2], p[3]])) * bucket.len()) >> 16;
+        let (from, to) = match bucket.get(guess)?.prefix.cmp(p) {
+            Ordering::Equal => return Some(lo + guess),
+            Ordering::Less => {
+                // bucket[from - 1] < p throughout.
+                let (mut from, mut step) = (guess + 1, 1);
+                loop {
+                    let to = (from + step).min(bucket.len());
+                    if to == bucket.len() || bucket[to - 1].prefix >= *p {
+                        break (from, to);
+                    }
+                    (from, step) = (to, step * 2);
+                }
+            }
+            Ordering::Greater => {
+                // bucket[to] > p throughout.
+                let (mut to, mut step) = (guess, 1);
+                loop {
+                    let from = to.saturating_sub(step);
+                    if from == 0 || bucket[from].prefix <= *p {
+                        break (from, to);
+                    }
+                    (to, step) = (from, step * 2);
+                }
+            }
+        };
+        let range = &bucket[from..to];
+        range.binary_search_by(|e| e.prefix.cmp(p)).ok().map(|i| lo + from + i)
     }
 
     /// Whether the blob is stored.
@@ -329,10 +367,7 @@ impl Index {
     /// ranks change when [`Index::add_pack`] merges, so they are for an
     /// index that is only read (as [`Index::from_files`] builds it).
     pub(crate) fn rank(&self, id: &BlobId) -> Option<usize> {
-        let p = prefix_of(id);
-        let k = u16::from_be_bytes([p[0], p[1]]) as usize;
-        let (lo, hi) = (*self.buckets.get(k)? as usize, *self.buckets.get(k + 1)? as usize);
-        self.sorted[lo..hi].binary_search_by(|e| e.prefix.cmp(&p)).ok().map(|i| lo + i)
+        self.position(&prefix_of(id))
     }
 
     /// The number of ranks [`Index::rank`] hands out.
@@ -430,6 +465,56 @@ mod tests {
         let probe = PackId::from_bytes(key(12_345, 1 << 40));
         assert_eq!(idx.pack_size(&probe), Some(16 << 20));
         assert_eq!(idx.pack_size(&PackId::from_bytes([7; 32])), None);
+    }
+
+    /// The search starts where an evenly spread bucket would hold the id;
+    /// ids that are not spread evenly (one bucket, bytes 2-3 all zero or
+    /// all 0xff, as a hostile repository could write) must still be found
+    /// at their own rank, and absent neighbours of each must not be.
+    #[test]
+    fn lookups_find_every_id_however_unevenly_ids_are_spread() {
+        let shaped = |i: u64, shape: u64| {
+            let mut b = *blake3::hash(&i.to_le_bytes()).as_bytes();
+            match shape {
+                0 => {}
+                1 => b[..4].copy_from_slice(&[9, 9, 0, 0]),
+                2 => b[..4].copy_from_slice(&[9, 9, 0xff, 0xff]),
+                _ => b[..2].copy_from_slice(&[9, 9]),
+            }
+            b
+        };
+        let ids: Vec<[u8; 32]> = (0..4u64).flat_map(|s| (0..700).map(move |i| shaped(i, s))).collect();
+        let packs = ids
+            .chunks(16)
+            .enumerate()
+            .map(|(p, chunk)| IndexPack {
+                id: PackId::from_bytes([p as u8; 32]),
+                blob_type: BlobType::Data,
+                size: 1,
+                blobs: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, b)| IndexBlob {
+                        id: BlobId::from_bytes(*b),
+                        offset: j as u32,
+                        length: 1,
+                        raw_length: 1,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let idx = Index::from_files(vec![IndexFile { packs }]).unwrap();
+        assert_eq!(idx.ranked(), ids.len());
+        for b in &ids {
+            let r = idx.rank(&BlobId::from_bytes(*b)).unwrap();
+            assert_eq!(idx.sorted[r].prefix, b[..PREFIX_LEN], "{b:02x?}");
+            for flip in [3, PREFIX_LEN - 1] {
+                let mut absent = *b;
+                absent[flip] ^= 0x80;
+                let want = ids.iter().any(|x| x[..PREFIX_LEN] == absent[..PREFIX_LEN]);
+                assert_eq!(idx.contains(&BlobId::from_bytes(absent)), want, "{absent:02x?}");
+            }
+        }
     }
 
     #[test]

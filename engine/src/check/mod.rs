@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::index::{Avoid, Index, IndexBuilder, IndexFile, IndexPack};
+use crate::index::{Avoid, Index, IndexBuilder, IndexPack, PackInfo};
 use crate::repository::{pack_kind, Repository, RepositoryError};
 use crate::retrieve::{RetrievalHook, RetrievalOptions, RetrievalReport};
 
@@ -178,15 +178,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
     let deletions = repo.load_deletions()?;
     r.errors.extend(deletions.damaged.iter().cloned());
     let doomed = deletions.doomed_packs();
-    let Some(IndexedPacks { index, in_index }) = check_index(repo, &doomed, &mut r)? else {
+    let Some(index) = check_index(repo, &doomed, &mut r)? else {
         return Ok(r);
     };
     let mut damage = Damage::default();
+    let mut in_index = None;
     let scope = match &opts.snapshots {
-        Some(ids) => Some(subset::packs_of(repo, &index, &in_index, ids)?),
+        Some(ids) => {
+            let lists = in_index.insert(blob_lists(repo)?);
+            Some(subset::packs_of(repo, &index, lists, ids)?)
+        }
         None => None,
     };
-    let mut stored = check_packs(repo, &in_index, scope.as_ref(), &doomed, &mut damage, &mut r)?;
+    let mut stored = check_packs(repo, &index, scope.as_ref(), &doomed, &mut damage, &mut r)?;
     if opts.read_data {
         if let Some(scope) = &scope {
             stored.retain(|id, _| scope.contains(id));
@@ -201,20 +205,28 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
             );
         }
         r.subset = opts.subset.map(|s| s.to_string());
-        data::read_data(repo, &stored, &in_index, opts, &mut damage, &mut r)?;
+        let lists = match in_index {
+            Some(ref l) => l,
+            None => in_index.insert(blob_lists(repo)?),
+        };
+        data::read_data(repo, &stored, lists, opts, &mut damage, &mut r)?;
     }
     // Where a blob has another copy, outside the damaged and missing packs,
     // readers use that one: so does the tree phase.
     let index = if damage.packs.is_empty() {
         index
     } else {
+        let lists = match in_index {
+            Some(l) => l,
+            None => blob_lists(repo)?,
+        };
         let mut avoid = doomed.clone();
         avoid.extend(damage.packs.keys().copied());
         // In pack id order, so which copy wins does not depend on the map's.
-        let mut ids: Vec<&PackId> = in_index.keys().collect();
+        let mut ids: Vec<&PackId> = lists.keys().collect();
         ids.sort_unstable();
         let mut b = IndexBuilder::default();
-        match ids.into_iter().try_for_each(|id| b.add_pack(&in_index[id])) {
+        match ids.into_iter().try_for_each(|id| b.add_pack(&lists[id])) {
             Ok(()) => b.build(&avoid, Avoid::PreferOthers),
             Err(_) => index,
         }
@@ -261,42 +273,46 @@ fn advise(damage: &Damage, r: &mut CheckReport) {
 }
 
 /// Index objects one by one, so one damaged object is named and the rest
-/// still checked. `None` when no usable index can be built.
-fn check_index(
-    repo: &Repository,
-    doomed: &HashSet<PackId>,
-    r: &mut CheckReport,
-) -> Result<Option<IndexedPacks>, CheckError> {
-    let mut files: Vec<IndexFile> = Vec::new();
-    for o in repo.load_index_files()? {
-        match o.file {
-            Ok(f) => files.push(f),
-            // Removed by a prune after the listing (its replacement exists).
-            Err(RepositoryError::Backend(crate::backend::BackendError::NotFound { .. })) => {}
+/// still checked. `None` when no usable index can be built. Each object is
+/// added to the index as it is decoded and then dropped: the decoded
+/// objects take about twice the index's memory (1 GiB of a 10 M-blob
+/// check's 1.1 GiB), and only `--read-data`, `--snapshots` and damage need
+/// them again ([`blob_lists`]).
+fn check_index(repo: &Repository, doomed: &HashSet<PackId>, r: &mut CheckReport) -> Result<Option<Index>, CheckError> {
+    let mut b = IndexBuilder::default();
+    let mut too_many = None;
+    repo.each_index_file(|_, read| {
+        match read {
+            Ok(f) if too_many.is_none() => too_many = b.add_file(&f).err(),
+            Ok(_) => {}
             Err(e) => r.errors.push(e.to_string()),
         }
+        Ok(())
+    })?;
+    if let Some(e) = too_many {
+        r.errors.push(e.to_string());
+        return Ok(None);
     }
     // Trees are read from copies outside recorded packs where there are any,
     // as every reader does (R1).
-    let index = match Index::from_files_avoiding(&files, doomed, Avoid::PreferOthers) {
-        Ok(i) => i,
-        Err(e) => {
-            r.errors.push(e.to_string());
-            return Ok(None);
-        }
-    };
-    // Moved, not copied: the decoded objects are the largest thing a check
-    // holds (about twice the index), and were once held twice.
-    let in_index: HashMap<PackId, IndexPack> = files.into_iter().flat_map(|f| f.packs).map(|p| (p.id, p)).collect();
-    r.packs = in_index.len();
+    let index = b.build(doomed, Avoid::PreferOthers);
+    r.packs = index.packs().len();
     r.blobs = index.len();
-    Ok(Some(IndexedPacks { index, in_index }))
+    Ok(Some(index))
 }
 
-/// The index, and each pack as the index describes it.
-struct IndexedPacks {
-    index: Index,
-    in_index: HashMap<PackId, IndexPack>,
+/// Each pack as the readable index objects describe it, blob by blob: read
+/// again for the steps that compare blobs (damage was reported on the
+/// first reading).
+fn blob_lists(repo: &Repository) -> Result<HashMap<PackId, IndexPack>, CheckError> {
+    let mut packs = HashMap::new();
+    repo.each_index_file(|_, read| {
+        if let Ok(f) = read {
+            packs.extend(f.packs.into_iter().map(|p| (p.id, p)));
+        }
+        Ok(())
+    })?;
+    Ok(packs)
 }
 
 /// A pack as listed by the storage.
@@ -311,7 +327,7 @@ pub(crate) struct StoredPack {
 /// concern: nothing in scope is in them).
 fn check_packs(
     repo: &Repository,
-    in_index: &HashMap<PackId, IndexPack>,
+    index: &Index,
     scope: Option<&HashSet<PackId>>,
     doomed: &HashSet<PackId>,
     damage: &mut Damage,
@@ -328,24 +344,24 @@ fn check_packs(
             }
         }
     }
-    let mut ids: Vec<&PackId> = in_index
-        .keys()
-        .filter(|id| scope.is_none_or(|s| s.contains(id)))
+    let mut packs: Vec<&PackInfo> = index
+        .packs()
+        .iter()
+        .filter(|p| scope.is_none_or(|s| s.contains(&p.id)))
         .collect();
-    ids.sort();
-    for id in ids {
-        let p = &in_index[id];
-        let want = pack_kind(p.blob_type);
-        match stored.get(id) {
+    packs.sort_by_key(|p| p.id);
+    for p in packs {
+        let (id, want, size) = (p.id, pack_kind(p.blob_type), p.size);
+        match stored.get(&id) {
             // A prune removed it, as a deletion record says (R2).
-            None if doomed.contains(id) => {}
-            None => damage.pack(want, *id, "is in the index but missing from storage".into()),
-            Some(s) if s.kind != want || s.size != p.size => damage.pack(
+            None if doomed.contains(&id) => {}
+            None => damage.pack(want, id, "is in the index but missing from storage".into()),
+            Some(s) if s.kind != want || s.size != size => damage.pack(
                 want,
-                *id,
+                id,
                 format!(
-                    "stored as a {} of {} bytes; the index says {want} of {}",
-                    s.kind, s.size, p.size
+                    "stored as a {} of {} bytes; the index says {want} of {size}",
+                    s.kind, s.size
                 ),
             ),
             _ => {}
@@ -353,7 +369,7 @@ fn check_packs(
     }
     let mut unindexed: Vec<String> = stored
         .iter()
-        .filter(|(id, _)| scope.is_none() && !in_index.contains_key(id) && !doomed.contains(id))
+        .filter(|(id, _)| scope.is_none() && index.pack_size(id).is_none() && !doomed.contains(id))
         .map(|(id, s)| {
             format!(
                 "{} {id} is not in any index (left by an interrupted backup, or its index object is lost; \

@@ -341,17 +341,33 @@ impl Repository {
         &self,
         mut f: impl FnMut(IndexFile) -> Result<(), RepositoryError>,
     ) -> Result<(), RepositoryError> {
+        self.each_index_file(|_, read| match read {
+            Ok(file) => f(file),
+            Err(e) => {
+                tracing::warn!("ignoring {e}; run `cairn check`");
+                Ok(())
+            }
+        })
+    }
+
+    /// Reads the index objects [`INDEX_READ_BATCH`] at a time in parallel
+    /// and hands each, decoded or damaged, to `f` in listing order; a
+    /// storage failure other than a vanished object stops the reading.
+    pub(crate) fn each_index_file(
+        &self,
+        mut f: impl FnMut(&str, Result<IndexFile, RepositoryError>) -> Result<(), RepositoryError>,
+    ) -> Result<(), RepositoryError> {
         let names = self.backend.list(ObjectKind::Index)?;
         for batch in names.chunks(INDEX_READ_BATCH) {
             let read: Vec<_> = batch.par_iter().map(|o| self.load_file::<IndexFile>(&o.name)).collect();
-            for r in read {
+            for (o, r) in batch.iter().zip(read) {
                 match r {
-                    Ok(file) => f(file)?,
                     // Superseded and removed by a prune between the listing and
                     // the read: its replacement was stored before it went.
                     Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
-                    Err(e @ RepositoryError::Corrupt { .. }) => tracing::warn!("ignoring {e}; run `cairn check`"),
+                    Err(e @ RepositoryError::Corrupt { .. }) => f(&o.name, Err(e))?,
                     Err(e) => return Err(e),
+                    Ok(file) => f(&o.name, Ok(file))?,
                 }
             }
         }

@@ -281,7 +281,7 @@ fn advise(damage: &Damage, r: &mut CheckReport) {
 fn check_index(repo: &Repository, doomed: &HashSet<PackId>, r: &mut CheckReport) -> Result<Option<Index>, CheckError> {
     let mut b = IndexBuilder::default();
     let mut too_many = None;
-    repo.each_index_file(|_, read| {
+    repo.each_index_file(|read| {
         match read {
             Ok(f) if too_many.is_none() => too_many = b.add_file(&f).err(),
             Ok(_) => {}
@@ -306,7 +306,7 @@ fn check_index(repo: &Repository, doomed: &HashSet<PackId>, r: &mut CheckReport)
 /// first reading).
 fn blob_lists(repo: &Repository) -> Result<HashMap<PackId, IndexPack>, CheckError> {
     let mut packs = HashMap::new();
-    repo.each_index_file(|_, read| {
+    repo.each_index_file(|read| {
         if let Ok(f) = read {
             packs.extend(f.packs.into_iter().map(|p| (p.id, p)));
         }

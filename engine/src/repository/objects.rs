@@ -341,33 +341,32 @@ impl Repository {
         &self,
         mut f: impl FnMut(IndexFile) -> Result<(), RepositoryError>,
     ) -> Result<(), RepositoryError> {
-        self.each_index_file(|_, read| match read {
+        self.each_index_file(|read| match read {
             Ok(file) => f(file),
-            Err(e) => {
+            Err(e @ RepositoryError::Corrupt { .. }) => {
                 tracing::warn!("ignoring {e}; run `cairn check`");
                 Ok(())
             }
+            Err(e) => Err(e),
         })
     }
 
     /// Reads the index objects [`INDEX_READ_BATCH`] at a time in parallel
-    /// and hands each, decoded or damaged, to `f` in listing order; a
-    /// storage failure other than a vanished object stops the reading.
+    /// and hands each, decoded or with why it could not be read, to `f` in
+    /// listing order (`check` names every unreadable one and goes on).
     pub(crate) fn each_index_file(
         &self,
-        mut f: impl FnMut(&str, Result<IndexFile, RepositoryError>) -> Result<(), RepositoryError>,
+        mut f: impl FnMut(Result<IndexFile, RepositoryError>) -> Result<(), RepositoryError>,
     ) -> Result<(), RepositoryError> {
         let names = self.backend.list(ObjectKind::Index)?;
         for batch in names.chunks(INDEX_READ_BATCH) {
             let read: Vec<_> = batch.par_iter().map(|o| self.load_file::<IndexFile>(&o.name)).collect();
-            for (o, r) in batch.iter().zip(read) {
+            for r in read {
                 match r {
                     // Superseded and removed by a prune between the listing and
                     // the read: its replacement was stored before it went.
                     Err(RepositoryError::Backend(BackendError::NotFound { .. })) => {}
-                    Err(e @ RepositoryError::Corrupt { .. }) => f(&o.name, Err(e))?,
-                    Err(e) => return Err(e),
-                    Ok(file) => f(&o.name, Ok(file))?,
+                    other => f(other)?,
                 }
             }
         }

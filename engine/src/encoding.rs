@@ -106,10 +106,13 @@ impl Limit {
 
     /// The limit that decoding `len` bytes of body uses: the smallest one
     /// of at least [`CLAIM_PER_BYTE`] × `len` + [`CLAIM_SLACK`], but never
-    /// above `self`. bincode claims at most 8 bytes per byte it reads (a
-    /// one-byte varint claims the 8 bytes of its u64), so a valid body always
-    /// fits, and a hostile length prefix can make the decoder allocate at
-    /// most a small multiple of the bytes it was given.
+    /// above `self`. bincode claims at most 32 bytes per byte it reads (a
+    /// one-byte varint claims the 8 bytes of its u64, and an element of a
+    /// list claims its in-memory size: an empty string in a list of strings
+    /// takes 1 byte and claims 24 + 8; trees, whose entries would claim
+    /// more, are decoded entry by entry, see `Tree`'s `Decode`), so a valid
+    /// body always fits, and a hostile length prefix can make the decoder
+    /// allocate at most a small multiple of the bytes it was given.
     pub fn for_body(self, len: usize) -> Limit {
         let need = len.saturating_mul(CLAIM_PER_BYTE).saturating_add(CLAIM_SLACK);
         Self::ALL
@@ -120,7 +123,7 @@ impl Limit {
 }
 
 /// Bytes bincode may claim per byte of body (see [`Limit::for_body`]).
-pub const CLAIM_PER_BYTE: usize = 8;
+pub const CLAIM_PER_BYTE: usize = 32;
 /// Bytes bincode may claim beyond [`CLAIM_PER_BYTE`] per byte.
 pub const CLAIM_SLACK: usize = 64;
 
@@ -187,12 +190,16 @@ mod tests {
     #[test]
     fn the_limit_follows_the_input_length_up_to_the_type_s_own() {
         assert_eq!(Limit::Gib1.for_body(10), Limit::Kib4);
-        assert_eq!(Limit::Gib1.for_body(1000), Limit::Kib16);
+        assert_eq!(Limit::Gib1.for_body(100), Limit::Kib4);
+        assert_eq!(Limit::Gib1.for_body(1000), Limit::Kib64);
         assert_eq!(Limit::Kib4.for_body(1 << 20), Limit::Kib4);
         assert_eq!(Limit::Gib1.for_body(usize::MAX), Limit::Gib1);
         for len in [0, 1, 100, 5000, 1 << 20, 100 << 20] {
             let l = Limit::Gib1.for_body(len);
-            assert!(l.bytes() >= len * CLAIM_PER_BYTE + CLAIM_SLACK, "{len}: {l:?}");
+            let need = len * CLAIM_PER_BYTE + CLAIM_SLACK;
+            // Never below what the body may claim, except at the type's own limit.
+            assert!(l.bytes() >= need || l == Limit::Gib1, "{len}: {l:?}");
+            assert!(l.bytes() < 4 * need.max(Limit::Kib4.bytes()), "{len}: {l:?}");
         }
     }
 

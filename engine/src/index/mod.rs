@@ -26,7 +26,9 @@ pub const INDEX_VERSION: u8 = 1;
 /// Object kind bound into an index object's authenticated data.
 pub const INDEX_KIND: &str = "index";
 /// The most bytes an index object's decoder may claim (format-spec "Decoder
-/// bounds"): 44 per blob, so about 24 million blobs in one object.
+/// bounds"): 88 per blob (its 44 in-memory bytes as a list element, then
+/// its fields), so about 12 million blobs in one object; writers put at most
+/// 512 packs in one.
 pub const INDEX_LIMIT: crate::encoding::Limit = crate::encoding::Limit::Gib1;
 /// Bytes of the blob id kept in memory. 128 bits: with 10^9 blobs the chance
 /// that any two share a prefix is about 10^-21 (birthday bound); ids are keyed

@@ -160,11 +160,31 @@ impl Node {
 
 /// A directory: entries sorted by name bytes. Bytes become a `Tree` only
 /// through [`Tree::decode`], which enforces format-spec "Tree validity".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode)]
 pub struct Tree {
     /// Entries, sorted by `name`, no duplicates.
     pub nodes: Vec<Node>,
 }
+
+// By hand, not derived: the derived decoder claims a whole `Node` (248
+// bytes) against the decoder's limit for each entry before reading any,
+// 14 times the 18 bytes the smallest entry takes, so trees that serde's
+// path read (which claimed only what each entry holds) would exceed the
+// tree limit. Entry by entry, the claims are serde's again, and the list
+// grows only as entries are actually read, so a hostile count cannot make
+// it allocate ahead of the input.
+impl<C> bincode::Decode<C> for Tree {
+    fn decode<D: bincode::de::Decoder<Context = C>>(d: &mut D) -> Result<Self, bincode::error::DecodeError> {
+        let count = <usize as bincode::Decode<C>>::decode(d)?;
+        let mut nodes = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            nodes.push(<Node as bincode::Decode<C>>::decode(d)?);
+        }
+        Ok(Tree { nodes })
+    }
+}
+
+bincode::impl_borrow_decode!(Tree);
 
 #[cfg(feature = "testing")]
 impl Tree {

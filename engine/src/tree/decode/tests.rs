@@ -156,3 +156,22 @@ fn bytes_that_are_no_tree_are_a_decode_error() {
         assert!(matches!(Tree::decode(bytes), Err(TreeError::Decode(_))), "{bytes:?}");
     }
 }
+
+/// The smallest valid entries (one-letter names, every number zero, no
+/// content) are what most pushes the decoder's claimed bytes above the
+/// body's length: each one claims the in-memory size of a `Node` for
+/// 20-odd bytes read. A tree of them must still decode, at every size.
+#[test]
+fn trees_of_the_smallest_entries_decode() {
+    for count in [1usize, 7, 100, 5_000, 60_000] {
+        let nodes: Vec<Node> = (0..count)
+            .map(|i| Node::new(format!("{i:06}").into_bytes(), NodeKind::File))
+            .collect();
+        let back = decode(nodes.clone()).unwrap_or_else(|e| panic!("{count} entries: {e}"));
+        assert_eq!(back.nodes, nodes);
+        let empty_names: Vec<Node> = (0..count).map(|_| Node::new(Vec::new(), NodeKind::Fifo)).collect();
+        // Refused by a validity rule, never by the decoder's bound.
+        let r = decode(empty_names);
+        assert!(matches!(r, Err(TreeError::Invalid(_))), "{count} entries: {r:?}");
+    }
+}

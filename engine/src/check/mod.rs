@@ -182,12 +182,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
         return Ok(r);
     };
     let mut damage = Damage::default();
-    let mut in_index = None;
+    // Per-blob lists only for the steps that compare blobs.
+    let in_index = if opts.snapshots.is_some() || opts.read_data {
+        blob_lists(repo)?
+    } else {
+        HashMap::new()
+    };
     let scope = match &opts.snapshots {
-        Some(ids) => {
-            let lists = in_index.insert(blob_lists(repo)?);
-            Some(subset::packs_of(repo, &index, lists, ids)?)
-        }
+        Some(ids) => Some(subset::packs_of(repo, &index, &in_index, ids)?),
         None => None,
     };
     let mut stored = check_packs(repo, &index, scope.as_ref(), &doomed, &mut damage, &mut r)?;
@@ -205,31 +207,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport, Chec
             );
         }
         r.subset = opts.subset.map(|s| s.to_string());
-        let lists = match in_index {
-            Some(ref l) => l,
-            None => in_index.insert(blob_lists(repo)?),
-        };
-        data::read_data(repo, &stored, lists, opts, &mut damage, &mut r)?;
+        data::read_data(repo, &stored, &in_index, opts, &mut damage, &mut r)?;
     }
     // Where a blob has another copy, outside the damaged and missing packs,
-    // readers use that one: so does the tree phase.
+    // readers use that one: so does the tree phase. Built as the first
+    // time (objects in listing order, as every reader adds them); what the
+    // objects themselves lack was reported then.
     let index = if damage.packs.is_empty() {
         index
     } else {
-        let lists = match in_index {
-            Some(l) => l,
-            None => blob_lists(repo)?,
-        };
         let mut avoid = doomed.clone();
         avoid.extend(damage.packs.keys().copied());
-        // In pack id order, so which copy wins does not depend on the map's.
-        let mut ids: Vec<&PackId> = lists.keys().collect();
-        ids.sort_unstable();
-        let mut b = IndexBuilder::default();
-        match ids.into_iter().try_for_each(|id| b.add_pack(&lists[id])) {
-            Ok(()) => b.build(&avoid, Avoid::PreferOthers),
-            Err(_) => index,
-        }
+        check_index(repo, &avoid, &mut CheckReport::default())?.unwrap_or(index)
     };
     trees::check_snapshots(repo, &index, opts.snapshots.as_deref(), &mut damage, &mut r)?;
     advise(&damage, &mut r);
@@ -273,12 +262,12 @@ fn advise(damage: &Damage, r: &mut CheckReport) {
 }
 
 /// Index objects one by one, so one damaged object is named and the rest
-/// still checked. `None` when no usable index can be built. Each object is
-/// added to the index as it is decoded and then dropped: the decoded
-/// objects take about twice the index's memory (1 GiB of a 10 M-blob
-/// check's 1.1 GiB), and only `--read-data`, `--snapshots` and damage need
-/// them again ([`blob_lists`]).
-fn check_index(repo: &Repository, doomed: &HashSet<PackId>, r: &mut CheckReport) -> Result<Option<Index>, CheckError> {
+/// still checked; the index prefers copies outside the packs in `avoid`.
+/// `None` when no usable index can be built. Each object is added to the
+/// index as it is decoded and then dropped: the decoded objects take about
+/// twice the index's memory (1 GiB of a 10 M-blob check's 1.1 GiB), and
+/// only `--read-data` and `--snapshots` need them again ([`blob_lists`]).
+fn check_index(repo: &Repository, avoid: &HashSet<PackId>, r: &mut CheckReport) -> Result<Option<Index>, CheckError> {
     let mut b = IndexBuilder::default();
     let mut too_many = None;
     repo.each_index_file(|read| {
@@ -295,7 +284,7 @@ fn check_index(repo: &Repository, doomed: &HashSet<PackId>, r: &mut CheckReport)
     }
     // Trees are read from copies outside recorded packs where there are any,
     // as every reader does (R1).
-    let index = b.build(doomed, Avoid::PreferOthers);
+    let index = b.build(avoid, Avoid::PreferOthers);
     r.packs = index.packs().len();
     r.blobs = index.len();
     Ok(Some(index))

@@ -4,8 +4,10 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use super::direct;
 use super::{config_listing, no_archive_classes, Backend, BackendError, ObjectInfo, ObjectKind};
 
 /// Permission bits of the files and folders a local repository creates,
@@ -48,6 +50,9 @@ pub struct LocalBackend {
     root: PathBuf,
     /// Decided on first use, from the repository's `config` file.
     modes: OnceLock<Modes>,
+    /// Cleared when the file system refuses `O_DIRECT`, so later writes do
+    /// not ask again.
+    direct: AtomicBool,
 }
 
 impl LocalBackend {
@@ -56,6 +61,7 @@ impl LocalBackend {
         Self {
             root: root.into(),
             modes: OnceLock::new(),
+            direct: AtomicBool::new(true),
         }
     }
 
@@ -130,6 +136,14 @@ impl LocalBackend {
     }
 }
 
+/// An object that got shorter between its size being read and its bytes.
+fn shrank(path: String) -> BackendError {
+    BackendError::Transient {
+        path,
+        message: "object shrank while being read".into(),
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -156,8 +170,10 @@ impl Backend for LocalBackend {
     }
 
     fn transfers(&self) -> usize {
-        // A write is a copy into the page cache and an fsync; a second
-        // writer would only queue behind the same disk.
+        // A large write goes straight to the device (`direct`) and small
+        // ones are a copy into the page cache and an fsync; one writer
+        // already outpaces what two cores can seal, and a second would
+        // only queue behind the same disk.
         1
     }
 
@@ -206,6 +222,10 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        // Whole objects are read buffered: `check`, their main reader, reads
+        // a pack and then verifies it on the same thread, and the kernel's
+        // readahead overlaps the two where a direct read would wait
+        // (measured: 1.36–1.63 s buffered, 1.60–1.61 s direct).
         let p = self.full(kind, name);
         fs::read(&p).map_err(|e| BackendError::from_io(&kind.path(name), e))
     }
@@ -223,6 +243,16 @@ impl Backend for LocalBackend {
                 size,
             });
         }
+        // Large ranges (a restore's reads) go around the page cache, as
+        // packs are written: `direct`.
+        if len >= direct::MIN_DIRECT as u64 && self.direct.load(Ordering::Relaxed) {
+            match direct::read_at(&p, offset, len as usize) {
+                Ok(Some(buf)) => return Ok(buf),
+                Ok(None) => self.direct.store(false, Ordering::Relaxed),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(shrank(rel)),
+                Err(e) => return Err(BackendError::from_io(&rel, e)),
+            }
+        }
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| BackendError::from_io(&rel, e))?;
         // Read into spare capacity: zeroing a buffer the read overwrites
@@ -233,10 +263,7 @@ impl Backend for LocalBackend {
             .read_to_end(&mut buf)
             .map_err(|e| BackendError::from_io(&rel, e))?;
         if buf.len() as u64 != len {
-            return Err(BackendError::Transient {
-                path: rel,
-                message: "object shrank while being read".into(),
-            });
+            return Err(shrank(rel));
         }
         Ok(buf)
     }
@@ -248,11 +275,39 @@ impl Backend for LocalBackend {
         let io = |e| BackendError::from_io(&rel, e);
         let result = (|| -> std::io::Result<()> {
             let mode = self.modes().file;
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+            // A temporary name that is taken (never, with 96 random bits)
+            // must not read as "the object exists", which a caller may
+            // take as already stored.
+            let taken = |e: std::io::Error| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    std::io::Error::other(format!("the temporary file {} exists already", tmp.display()))
+                }
+                _ => e,
+            };
+            let direct = if data.len() >= direct::MIN_DIRECT && self.direct.load(Ordering::Relaxed) {
+                direct::write_new(&tmp, mode, data).map_err(taken)?
+            } else {
+                direct::Outcome::Unsupported
+            };
+            let f = match direct {
+                direct::Outcome::Written(f) => f,
+                direct::Outcome::Unsupported => {
+                    if data.len() >= direct::MIN_DIRECT {
+                        self.direct.store(false, Ordering::Relaxed);
+                    }
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .open(&tmp)
+                        .map_err(taken)?;
+                    f.write_all(data)?;
+                    f
+                }
+            };
             // Exactly the mode, whatever the umask took away (fchmod on
             // the open file, so nothing else can be changed by mistake).
             f.set_permissions(Permissions::from_mode(mode))?;
-            f.write_all(data)?;
             f.sync_all()?;
             drop(f);
             let parent = dst.parent().unwrap_or(&self.root).to_path_buf();

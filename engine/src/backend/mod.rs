@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod dryrun;
 pub mod limiter;
+mod direct;
 pub mod local;
 pub mod memory;
 pub mod retry;

@@ -22,9 +22,17 @@ impl Tmpfs {
     /// Mounts a tmpfs of `size` (`4m`) at `dir` (created); `None` (after a
     /// loud notice) when mounting is impossible and `CAIRN_SKIP_MOUNT=1`.
     fn mount(dir: &Path, size: &str, test: &str) -> Option<Tmpfs> {
+        Self::mount_fs("tmpfs", &["-o", &format!("size={size}")], dir, test)
+    }
+
+    /// Mounts a memory file system of type `fs` (`tmpfs`, `ramfs`) with
+    /// `options` at `dir`; `None` as for [`Tmpfs::mount`].
+    fn mount_fs(fs: &str, options: &[&str], dir: &Path, test: &str) -> Option<Tmpfs> {
         fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", fs])
+            .args(options)
+            .arg(fs)
             .arg(dir)
             .output();
         let why = match out {
@@ -126,4 +134,53 @@ fn a_restore_onto_a_full_disk_fails_clearly() {
         .run();
     assert_says_disk_full(&r, &s(&disk.dir));
     assert_check_passes(&f, false, "after the failed restore");
+}
+
+/// ramfs refuses `O_DIRECT` (with `EINVAL` when the file is opened), which
+/// the local backend uses for objects of 1 MiB or more; there it writes and
+/// reads them buffered, and nothing else changes.
+#[test]
+fn a_repository_on_a_file_system_without_direct_io_works() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = Fixture::empty();
+    let Some(disk) = Tmpfs::mount_fs("ramfs", &[], &f.path("disk"), "repository on ramfs") else {
+        return;
+    };
+    // The premise: this file system does refuse direct I/O.
+    let refused = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_DIRECT)
+        .open(disk.dir.join("probe"));
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.raw_os_error()),
+        Err(Some(nix::libc::EINVAL)),
+        "ramfs refuses O_DIRECT with EINVAL"
+    );
+    f.repo = disk.dir.join("repo");
+    f.init_repo(&["--pack-size", "4"]);
+    let data = f.path("data");
+    eight_megabytes(&data);
+    let expected = manifest(&data);
+    let snap = f.backup(&[&s(&data)]);
+    let big_packs = walk_files(&f.repo.join("data"))
+        .iter()
+        .filter(|p| fs::metadata(p).unwrap().len() >= 1 << 20)
+        .count();
+    assert!(big_packs >= 1, "some pack is large enough for the direct path");
+    assert_restores_exactly(&f, str_at(&snap, "/snapshot_id"), &data, &expected, "from ramfs");
+    assert_check_passes(&f, true, "on ramfs");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -150,9 +150,13 @@ impl ChunkBuffer {
 
     /// Chunks `source`, reusing this state's buffer.
     pub fn chunks<R: Read>(&mut self, source: R) -> Chunker<'_, R> {
-        let cap = 2 * self.params.max_size as usize;
-        if self.buf.len() < cap {
-            self.buf.resize(cap, 0);
+        // The buffer starts small and grows (to two `max_size`) only when a
+        // file needs it: a folder of small files never makes it large, and
+        // each reader thread used to hold 8 MiB for them (a tenth of a
+        // 100,000-file backup's peak memory).
+        let first = FIRST_BUFFER.min(2 * self.params.max_size as usize);
+        if self.buf.len() < first {
+            self.buf.resize(first, 0);
         }
         Chunker {
             state: self,
@@ -163,6 +167,9 @@ impl ChunkBuffer {
         }
     }
 }
+
+/// The buffer a chunker starts with; see [`ChunkBuffer::chunks`].
+const FIRST_BUFFER: usize = 256 * 1024;
 
 /// Iterator over the chunks of one stream. Memory: the shared buffer plus
 /// the chunk handed out.
@@ -185,18 +192,29 @@ impl<R: Read> Chunker<'_, R> {
             self.end -= self.start;
             self.start = 0;
         }
-        while self.end < self.state.buf.len() {
-            match self.source.read(&mut self.state.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+        loop {
+            while self.end < self.state.buf.len() {
+                match self.source.read(&mut self.state.buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        return Ok(());
+                    }
+                    Ok(n) => self.end += n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
+            // Full, and still short of what a cut needs to look at.
+            let cap = 2 * max;
+            if self.end >= max || self.state.buf.len() >= cap {
+                return Ok(());
+            }
+            // Straight to two `max_size` once a file needs `max_size`, so
+            // large files compact the buffer at most every `max_size`.
+            let doubled = 2 * self.state.buf.len();
+            let grown = if doubled >= max { cap } else { doubled };
+            self.state.buf.resize(grown, 0);
         }
-        Ok(())
     }
 }
 
@@ -275,6 +293,43 @@ mod tests {
         let short: Vec<Vec<u8>> = state.chunks(&d[..100]).map(|c| c.unwrap()).collect();
         assert_eq!(short, vec![d[..100].to_vec()]);
         assert_eq!(state.chunks(&[][..]).count(), 0);
+    }
+
+    /// With a `max_size` far above the first buffer, the buffer grows as a
+    /// stream needs it and cuts stay StreamCDC's; small streams leave it
+    /// small.
+    #[test]
+    fn buffer_grows_only_as_streams_need_and_cuts_do_not_change() {
+        let p = ChunkerParams {
+            seed: 9,
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1024 * 1024,
+        };
+        let mut state = ChunkBuffer::new(&p);
+        let small = data(10_000);
+        assert_eq!(state.chunks(&small[..]).map(|c| c.unwrap()).collect::<Vec<_>>(), vec![small]);
+        assert_eq!(state.buf.len(), FIRST_BUFFER, "a small stream leaves the buffer small");
+        let mid = data(400_000);
+        let want = |d: &[u8]| -> Vec<usize> {
+            StreamCDC::with_level_and_seed(d, 64 * 1024, 256 * 1024, 1024 * 1024, Normalization::Level1, 9)
+                .map(|c| c.unwrap().length)
+                .collect()
+        };
+        let got: Vec<usize> = state.chunks(&mid[..]).map(|c| c.unwrap().len()).collect();
+        assert_eq!(got, want(&mid));
+        assert!(state.buf.len() < 2 * 1024 * 1024, "a stream below half of max_size stops short of the cap");
+        let big = data(9_000_000);
+        for piece in [777usize, 300_000, 1 << 20] {
+            let chunks: Vec<Vec<u8>> = ChunkBuffer::new(&p)
+                .chunks(Trickle(&big, piece))
+                .map(|c| c.unwrap())
+                .collect();
+            assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), want(&big), "piece {piece}");
+            assert_eq!(chunks.concat(), big);
+        }
+        assert_eq!(state.chunks(&big[..]).map(|c| c.unwrap().len()).collect::<Vec<_>>(), want(&big));
+        assert_eq!(state.buf.len(), 2 * 1024 * 1024, "a large stream grows it to two max_size");
     }
 
     #[test]

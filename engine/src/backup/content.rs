@@ -53,5 +53,8 @@ pub(crate) fn save_content(
             return Err(ContentError::Save(BackupError::PipelineStopped));
         }
     }
+    // Held until the file's folder is written: most files are one chunk,
+    // and a Vec grown by push keeps room for four.
+    content.refs.shrink_to_fit();
     Ok(content)
 }

@@ -30,14 +30,18 @@ use std::path::Path;
 /// Alignment good for every block device Linux has (logical blocks are
 /// 512 or 4096 bytes).
 const ALIGN: usize = 4096;
-/// Bytes copied and written per direct write.
+/// Bytes copied and written per direct write (1 MiB writes took twice as
+/// long on this machine's disk: `dd oflag=direct`).
 const STAGE: usize = 4 << 20;
+/// Bytes read per direct read: as fast as larger reads (`dd iflag=direct`),
+/// and a restore has four reader threads, each with its buffer.
+const READ_STAGE: usize = 1 << 20;
 /// Objects smaller than this are written buffered: direct I/O would only
 /// add a synchronous device round trip to what an fsync does anyway.
 pub const MIN_DIRECT: usize = 1 << 20;
 
 thread_local! {
-    /// One staging buffer per writer thread, kept warm across packs.
+    /// One staging buffer per thread, kept warm across objects.
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -73,7 +77,7 @@ pub fn write_new(path: &Path, mode: u32, data: &[u8]) -> std::io::Result<Outcome
         }
         Err(e) => return Err(e),
     };
-    let result = with_staging(|buf| {
+    let result = with_staging(STAGE, |buf| {
         for piece in data.chunks(STAGE) {
             buf[..piece.len()].copy_from_slice(piece);
             let padded = piece.len().next_multiple_of(ALIGN);
@@ -97,16 +101,15 @@ pub fn write_new(path: &Path, mode: u32, data: &[u8]) -> std::io::Result<Outcome
 }
 
 
-/// Reads `len` bytes at `offset` of the file at `path` with direct I/O.
-/// `None` when the file system refuses direct I/O, so the caller reads
-/// buffered. A file shorter than `offset + len` is an `UnexpectedEof` error.
+/// Reads `len` bytes at `offset` of the file at `path` with direct I/O,
+/// through the thread's staging buffer, [`READ_STAGE`] at a time. `None`
+/// when the file system refuses direct I/O, so the caller reads buffered.
+/// A file shorter than `offset + len` is an `UnexpectedEof` error.
 ///
-/// The device reads into an aligned window of the very buffer returned,
-/// from the block boundary before `offset`; the wanted bytes are then
-/// moved to its front. (A staging buffer per reader thread cost a
-/// restore's four readers 16 MiB for the same one copy.)
+/// Reading straight into the returned buffer was tried: it must be
+/// zeroed first (safe Rust cannot hand the kernel uninitialised memory),
+/// and a full restore took 3.1-3.3 CPU-seconds against 2.1-2.4.
 pub fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::FileExt;
     if len == 0 {
         return Ok(Some(Vec::new()));
     }
@@ -119,44 +122,47 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Option<V
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let head = (offset % ALIGN as u64) as usize;
-    let start = offset - head as u64;
-    let want = head + len;
-    let span = want.next_multiple_of(ALIGN);
-    let mut out = vec![0u8; span + ALIGN];
-    let at = out.as_ptr().align_offset(ALIGN);
-    if at >= ALIGN {
-        return Ok(None);
-    }
-    let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the object is shorter than expected");
-    let mut done = 0;
-    while done < want {
-        let got = match f.read_at(&mut out[at + done..at + span], start + done as u64) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        done += got;
-        // A read that ends off a block boundary met the end of the file.
-        if done < want && (got == 0 || done % ALIGN != 0) {
-            return Err(eof());
+    let mut out = Vec::with_capacity(len);
+    let result = with_staging(READ_STAGE, |buf| {
+        use std::os::unix::fs::FileExt;
+        let end = offset + len as u64;
+        // Reads start on a block boundary; the bytes before `offset` in
+        // the first block are read and dropped.
+        let mut at = offset - offset % ALIGN as u64;
+        while at < end {
+            let want = ((end - at) as usize).next_multiple_of(ALIGN).min(buf.len());
+            let got = f.read_at(&mut buf[..want], at)?;
+            let have = (at + got as u64).min(end);
+            let from = offset.max(at);
+            // A read that ends short of what was asked, off a block
+            // boundary, met the end of the file.
+            if have <= from || (got < want && have < end) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the object is shorter than expected",
+                ));
+            }
+            out.extend_from_slice(&buf[(from - at) as usize..(have - at) as usize]);
+            at = have;
         }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(Some(out)),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
     }
-    out.copy_within(at + head..at + want, 0);
-    out.truncate(len);
-    Ok(Some(out))
 }
 
-/// Runs `f` on the thread's aligned staging buffer.
-fn with_staging<T>(f: impl FnOnce(&mut [u8]) -> std::io::Result<T>) -> std::io::Result<T> {
+/// Runs `f` on `size` bytes of the thread's aligned staging buffer.
+fn with_staging<T>(size: usize, f: impl FnOnce(&mut [u8]) -> std::io::Result<T>) -> std::io::Result<T> {
     STAGING.with(|s| {
         let mut stage = s.borrow_mut();
-        if stage.len() < STAGE + ALIGN {
-            stage.resize(STAGE + ALIGN, 0);
+        if stage.len() < size + ALIGN {
+            stage.resize(size + ALIGN, 0);
         }
         let off = stage.as_ptr().align_offset(ALIGN);
-        f(&mut stage[off..off + STAGE])
+        f(&mut stage[off..off + size])
     })
 }
 
@@ -215,6 +221,8 @@ mod tests {
             (ALIGN - 1, STAGE + 2),
             (ALIGN, STAGE),
             (STAGE - 5, 10),
+            (READ_STAGE - 1, READ_STAGE + 2),
+            (3 * READ_STAGE + 17, 2 * READ_STAGE),
             (len - 1, 1),
             (len - ALIGN - 77, ALIGN + 77),
             (123, 0),

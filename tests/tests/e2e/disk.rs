@@ -163,24 +163,11 @@ fn a_repository_on_a_file_system_without_direct_io_works() {
     eight_megabytes(&data);
     let expected = manifest(&data);
     let snap = f.backup(&[&s(&data)]);
-    let big_packs = walk_files(&f.repo.join("data"))
+    let big_packs = files_under(&f.repo.join("data"))
         .iter()
         .filter(|p| fs::metadata(p).unwrap().len() >= 1 << 20)
         .count();
     assert!(big_packs >= 1, "some pack is large enough for the direct path");
     assert_restores_exactly(&f, str_at(&snap, "/snapshot_id"), &data, &expected, "from ramfs");
     assert_check_passes(&f, true, "on ramfs");
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

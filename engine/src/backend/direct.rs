@@ -100,7 +100,6 @@ pub fn write_new(path: &Path, mode: u32, data: &[u8]) -> std::io::Result<Outcome
     }
 }
 
-
 /// Reads `len` bytes at `offset` of the file at `path` with direct I/O,
 /// through the thread's staging buffer, [`READ_STAGE`] at a time. `None`
 /// when the file system refuses direct I/O, so the caller reads buffered.

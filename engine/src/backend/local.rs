@@ -284,15 +284,16 @@ impl Backend for LocalBackend {
                 }
                 _ => e,
             };
-            let direct = if data.len() >= direct::MIN_DIRECT && self.direct.load(Ordering::Relaxed) {
+            let try_direct = data.len() >= direct::MIN_DIRECT && self.direct.load(Ordering::Relaxed);
+            let written = if try_direct {
                 direct::write_new(&tmp, mode, data).map_err(taken)?
             } else {
                 direct::Outcome::Unsupported
             };
-            let f = match direct {
+            let f = match written {
                 direct::Outcome::Written(f) => f,
                 direct::Outcome::Unsupported => {
-                    if data.len() >= direct::MIN_DIRECT {
+                    if try_direct {
                         self.direct.store(false, Ordering::Relaxed);
                     }
                     let mut f = OpenOptions::new()

@@ -40,6 +40,35 @@ pub(crate) struct FileResult {
 /// Reader results by job number.
 pub(crate) type Results = HashMap<usize, FileResult>;
 
+impl FileResult {
+    /// Job `job`'s result if its reader has finished: taken out of
+    /// `results`, or copied while other paths link to the same job
+    /// (`linked`), so each of them finds it.
+    pub(super) fn take(results: &mut Results, job: usize, linked: bool) -> Option<FileResult> {
+        if linked {
+            results.get(&job).map(|r| FileResult {
+                content: r.content.clone(),
+                error: r.error.clone(),
+            })
+        } else {
+            results.remove(&job)
+        }
+    }
+
+    /// `node` with the content its reader found, or why it could not be
+    /// read. The size is what was read, not what stat said before: a file
+    /// that grew or shrank meanwhile must still make a valid tree
+    /// (format-spec "Tree validity").
+    pub(super) fn into_node(self, mut node: Node) -> Result<Node, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        node.size = self.content.iter().map(|c| u64::from(c.length)).sum();
+        node.content = self.content;
+        Ok(node)
+    }
+}
+
 impl DirBuilder {
     /// The root of a snapshot of streams: intermediate folders are made up.
     pub(crate) fn synthetic_root() -> Self {
@@ -135,23 +164,17 @@ impl DirBuilder {
                     tree.nodes.push(node);
                 }
                 Child::Leaf(n) => tree.nodes.push(n),
-                Child::File { mut node, job } => match results.get(&job) {
-                    Some(FileResult { error: Some(e), .. }) => {
-                        skipped.push(SkippedEntry {
+                Child::File { node, job } => {
+                    let linked = node.nlink > 1;
+                    match FileResult::take(results, job, linked).map(|r| r.into_node(node)) {
+                        Some(Ok(node)) => tree.nodes.push(node),
+                        Some(Err(error)) => skipped.push(SkippedEntry {
                             path: at.join(OsStr::from_bytes(&name)),
-                            error: e.clone(),
-                        });
+                            error,
+                        }),
+                        None => return Err(BackupError::PipelineStopped),
                     }
-                    Some(r) => {
-                        node.content = r.content.clone();
-                        // What was read, not what stat said before: a file
-                        // that grew or shrank meanwhile must still make a
-                        // valid tree (format-spec "Tree validity").
-                        node.size = node.content.iter().map(|c| u64::from(c.length)).sum();
-                        tree.nodes.push(node);
-                    }
-                    None => return Err(BackupError::PipelineStopped),
-                },
+                }
             }
         }
         store_tree(repo, saver, &tree)

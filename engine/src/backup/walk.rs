@@ -243,26 +243,19 @@ impl Walk<'_> {
             let taken = std::mem::replace(child, Child::Leaf(Node::new(Vec::new(), NodeKind::File)));
             *child = match taken {
                 Child::Dir(d) => self.settle(d, &path.join(OsStr::from_bytes(name)))?,
-                Child::File { mut node, job } => {
+                Child::File { node, job } => {
                     let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
-                    // Another path may link to the same job (`linked`).
-                    let done = if node.nlink > 1 {
-                        results.get(&job).map(|r| (r.content.clone(), r.error.clone()))
-                    } else {
-                        results.remove(&job).map(|r| (r.content, r.error))
-                    };
-                    match done {
+                    match FileResult::take(&mut results, job, node.nlink > 1) {
                         None => Child::File { node, job },
-                        Some((_, Some(error))) => {
-                            unreadable.push((name.clone(), error));
-                            Child::File { node, job }
-                        }
-                        Some((content, None)) => {
-                            // What was read, as `DirBuilder::store_with` does.
-                            node.size = content.iter().map(|c| u64::from(c.length)).sum();
-                            node.content = content;
-                            Child::Leaf(node)
-                        }
+                        Some(r) => match r.into_node(node) {
+                            Ok(node) => Child::Leaf(node),
+                            Err(error) => {
+                                // Left out of the folder (below), as
+                                // `DirBuilder::store_with` leaves it out.
+                                unreadable.push((name.clone(), error));
+                                continue;
+                            }
+                        },
                     }
                 }
                 leaf => leaf,

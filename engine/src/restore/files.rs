@@ -338,7 +338,7 @@ impl<'a> Files<'a> {
                     return self.write_failed(f, s, "setting its size failed", e);
                 }
             }
-            meta::apply_to_fd(file, &pf.path, &pf.node, &self.meta, &mut warnings);
+            meta::apply_to_fd(file, &pf.path, pf.node.meta(), &self.meta, &mut warnings);
         }
         self.close(s);
         if let Some(part) = s.part.take() {

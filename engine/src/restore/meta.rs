@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::tree::{Node, NodeKind};
+use crate::tree::{Node, NodeKind, Xattr};
 
 /// Set-uid and set-gid: dropped unless `--preserve-special`.
 const SET_ID_BITS: u32 = 0o6000;
@@ -31,9 +31,39 @@ pub(super) struct MetaOptions {
     pub root: bool,
 }
 
+/// The metadata a restore applies to an entry: what it needs of a node.
+#[derive(Clone, Copy)]
+pub(super) struct Applied<'a> {
+    /// What the entry must still be for its metadata to be applied.
+    pub kind: NodeKind,
+    /// Permission bits as stored.
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Modification time, Unix ns.
+    pub mtime_ns: i64,
+    /// Extended attributes.
+    pub xattrs: &'a [Xattr],
+}
+
+impl<'a> From<&'a Node> for Applied<'a> {
+    fn from(n: &'a Node) -> Self {
+        Applied {
+            kind: n.kind,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime_ns: n.mtime_ns,
+            xattrs: &n.xattrs,
+        }
+    }
+}
+
 impl MetaOptions {
-    fn mode(&self, n: &Node) -> u32 {
-        let m = n.mode & 0o7777;
+    fn mode(&self, mode: u32) -> u32 {
+        let m = mode & 0o7777;
         if self.preserve_special {
             m
         } else {
@@ -54,16 +84,16 @@ fn time_of(ns: i64) -> SystemTime {
     }
 }
 
-/// Whether the entry at `p` (its metadata `m`) is still of the type `n`
+/// Whether the entry at `p` (its metadata `m`) is still of the type `kind`
 /// says; if not, a warning says why its metadata is not applied.
-fn is_still(m: std::io::Result<fs::Metadata>, p: &Path, n: &Node, warnings: &mut Vec<String>) -> bool {
+fn is_still(m: std::io::Result<fs::Metadata>, p: &Path, kind: NodeKind, warnings: &mut Vec<String>) -> bool {
     match m {
-        Ok(m) if type_matches(m.file_type(), n.kind) => true,
+        Ok(m) if type_matches(m.file_type(), kind) => true,
         Ok(_) => {
             warnings.push(format!(
                 "{}: metadata not set: it is no longer a {}",
                 p.display(),
-                n.kind.name()
+                kind.name()
             ));
             false
         }
@@ -88,8 +118,8 @@ fn type_matches(t: fs::FileType, kind: NodeKind) -> bool {
 
 /// Applies `n`'s metadata to the open `file` (a restored file, or a folder
 /// opened by [`apply_to_dir`]); `p` is only for messages.
-pub(super) fn apply_to_fd(file: &File, p: &Path, n: &Node, o: &MetaOptions, warnings: &mut Vec<String>) {
-    if !is_still(file.metadata(), p, n, warnings) {
+pub(super) fn apply_to_fd(file: &File, p: &Path, n: Applied<'_>, o: &MetaOptions, warnings: &mut Vec<String>) {
+    if !is_still(file.metadata(), p, n.kind, warnings) {
         return;
     }
     // Owner before mode: changing the owner clears set-id bits.
@@ -98,7 +128,7 @@ pub(super) fn apply_to_fd(file: &File, p: &Path, n: &Node, o: &MetaOptions, warn
             warnings.push(format!("{}: owner not set: {e}", p.display()));
         }
     }
-    if let Err(e) = file.set_permissions(Permissions::from_mode(o.mode(n))) {
+    if let Err(e) = file.set_permissions(Permissions::from_mode(o.mode(n.mode))) {
         warnings.push(format!("{}: mode not set: {e}", p.display()));
     }
     if o.xattrs {
@@ -122,7 +152,7 @@ pub(super) fn apply_to_dir(p: &Path, n: &Node, o: &MetaOptions, warnings: &mut V
         .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
         .open(p);
     match dir {
-        Ok(d) => apply_to_fd(&d, p, n, o, warnings),
+        Ok(d) => apply_to_fd(&d, p, n.into(), o, warnings),
         Err(e) => warnings.push(format!("{}: metadata not set: {e}", p.display())),
     }
 }
@@ -138,12 +168,12 @@ pub(super) fn apply_to_link_or_special(p: &Path, n: &Node, o: &MetaOptions, warn
             .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
             .open(p);
         match fifo {
-            Ok(f) => apply_to_fd(&f, p, n, o, warnings),
+            Ok(f) => apply_to_fd(&f, p, n.into(), o, warnings),
             Err(e) => warnings.push(format!("{}: metadata not set: {e}", p.display())),
         }
         return;
     }
-    if !is_still(fs::symlink_metadata(p), p, n, warnings) {
+    if !is_still(fs::symlink_metadata(p), p, n.kind, warnings) {
         return;
     }
     if o.root {
@@ -156,7 +186,7 @@ pub(super) fn apply_to_link_or_special(p: &Path, n: &Node, o: &MetaOptions, warn
     // the device): chmod without following a symlink.
     if n.kind != NodeKind::Symlink {
         use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
-        let mode = Mode::from_bits_truncate(o.mode(n) as nix::libc::mode_t);
+        let mode = Mode::from_bits_truncate(o.mode(n.mode) as nix::libc::mode_t);
         if let Err(e) = fchmodat(None, p, mode, FchmodatFlags::NoFollowSymlink) {
             warnings.push(format!("{}: mode not set: {e}", p.display()));
         }

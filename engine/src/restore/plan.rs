@@ -8,13 +8,14 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::meta::Applied;
 use super::{FailedEntry, Placement, RestoreError, RestoreOptions};
 use crate::blob::BlobType;
 use crate::id::{BlobId, PackId, TreeId};
 use crate::index::Index;
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
-use crate::tree::{self, Descend, Node, NodeKind, Visitor};
+use crate::tree::{self, ContentRef, Descend, Node, NodeKind, Visitor, Xattr};
 
 /// One file to write.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub struct PlanFile {
     /// Destination.
     pub path: PathBuf,
     /// Its metadata and content list.
-    pub node: Node,
+    pub node: FileNode,
     /// Index of an earlier file this one is a hard link to.
     pub link_to: Option<usize>,
     /// Whether a file already existed there (only with `overwrite`).
@@ -30,6 +31,60 @@ pub struct PlanFile {
     /// Why it cannot be restored, when that is known before reading (a
     /// blob the index does not know).
     pub failed: Option<String>,
+}
+
+/// What a restore keeps of a file's node. A plan holds one for every file,
+/// and a whole [`Node`] with its name and owner names was most of the
+/// 420 bytes a file that a restore of many small files held.
+#[derive(Debug)]
+pub struct FileNode {
+    /// Permission bits as stored.
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Modification time, Unix ns.
+    pub mtime_ns: i64,
+    /// Length: the sum of its content's lengths (format-spec T5: an older
+    /// backup may have recorded stat's size for a file that changed while
+    /// read).
+    pub size: u64,
+    /// Extended attributes (nearly always none, then not allocated).
+    pub xattrs: Box<[Xattr]>,
+    /// Content list, kept only for `--verify`: the reads are planned as
+    /// each file is added.
+    pub content: Box<[ContentRef]>,
+}
+
+impl FileNode {
+    fn of(n: &Node, keep_content: bool) -> Self {
+        FileNode {
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime_ns: n.mtime_ns,
+            size: n.content.iter().map(|c| u64::from(c.length)).sum(),
+            xattrs: n.xattrs.as_slice().into(),
+            content: if keep_content {
+                n.content.as_slice().into()
+            } else {
+                Box::default()
+            },
+        }
+    }
+
+    /// The metadata applied to the restored file.
+    pub(super) fn meta(&self) -> Applied<'_> {
+        Applied {
+            kind: NodeKind::File,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime_ns: self.mtime_ns,
+            xattrs: &self.xattrs,
+        }
+    }
 }
 
 /// One blob to read, and where its plaintext goes.
@@ -100,6 +155,22 @@ fn safe_name(name: &[u8]) -> bool {
     !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))
 }
 
+/// A destination as the planner remembers it: 128 bits of its BLAKE3
+/// hash instead of a second copy of every path (the set held about 100
+/// bytes a file). Two different paths meeting here would take a collision
+/// of BLAKE3, which no tree can be built to cause.
+#[derive(PartialEq, Eq, Hash)]
+struct PathKey([u8; 16]);
+
+impl PathKey {
+    fn of(p: &Path) -> Self {
+        let h = blake3::hash(p.as_os_str().as_bytes());
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&h.as_bytes()[..16]);
+        PathKey(k)
+    }
+}
+
 /// A folder whose entries are being visited.
 struct OpenDir {
     /// Its position in `plan.dirs`.
@@ -123,9 +194,13 @@ struct Builder<'a> {
     open: Vec<OpenDir>,
     /// Every destination so far: a (hostile or damaged) tree naming one
     /// entry twice must not make the restore write one through the other.
-    seen: HashSet<PathBuf>,
+    seen: HashSet<PathKey>,
     /// A layout's folders placed at one destination are merged.
     merge_dirs: bool,
+    /// The blobs to read, by pack, filled as files are added.
+    by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>>,
+    /// `--verify`: files keep their content lists.
+    keep_content: bool,
 }
 
 impl Builder<'_> {
@@ -164,11 +239,6 @@ impl Builder<'_> {
 
     fn add_file(&mut self, dest: PathBuf, node: &Node) {
         let n = self.plan.files.len();
-        // The content decides the length (format-spec T5: an older backup may
-        // have recorded stat's size for a file that changed while read).
-        let mut node = node.clone();
-        node.size = node.content.iter().map(|c| u64::from(c.length)).sum();
-        let node = &node;
         let mut link_to = None;
         if node.is_hard_linked() {
             match self.links.get(&(node.device, node.inode)) {
@@ -178,13 +248,52 @@ impl Builder<'_> {
                 }
             }
         }
+        let file = FileNode::of(node, self.keep_content);
+        let failed = match link_to {
+            Some(_) => None,
+            None => {
+                self.plan.bytes += file.size;
+                self.plan_reads(n, &node.content)
+            }
+        };
         self.plan.files.push(PlanFile {
             path: dest,
-            node: node.clone(),
+            node: file,
             link_to,
             existed: false,
-            failed: None,
+            failed,
         });
+    }
+
+    /// Plans the reads of file `f`'s `content`, or says why it cannot be
+    /// restored. Every blob must be known before any is read: a file
+    /// missing one is not restored, and its other blobs are not fetched.
+    fn plan_reads(&mut self, f: usize, content: &[ContentRef]) -> Option<String> {
+        let missing = content
+            .iter()
+            .find(|c| self.index.get(&c.id).is_none_or(|loc| loc.blob_type != BlobType::Data));
+        if let Some(c) = missing {
+            return Some(RepositoryError::MissingBlob { id: c.id }.to_string());
+        }
+        let mut off = 0u64;
+        for c in content {
+            let Some(loc) = self.index.get(&c.id) else { continue };
+            self.by_pack
+                .entry(loc.pack)
+                .or_default()
+                .entry(c.id)
+                .or_insert_with(|| BlobJob {
+                    id: c.id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: c.length,
+                    targets: Vec::new(),
+                })
+                .targets
+                .push((f, off));
+            off += u64::from(c.length);
+        }
+        None
     }
 }
 
@@ -215,7 +324,11 @@ impl Visitor for Builder<'_> {
         let parent_included = self.open.last().is_some_and(|d| d.included);
         let included = !self.has_include || parent_included || self.include.is_match(spath);
         let dest = self.dest(spath);
-        if self.merge_dirs && node.kind == NodeKind::Dir && node.subtree.is_some() && self.seen.contains(&dest) {
+        if self.merge_dirs
+            && node.kind == NodeKind::Dir
+            && node.subtree.is_some()
+            && self.seen.contains(&PathKey::of(&dest))
+        {
             // A layout placing two folders at one destination merges them.
             self.open.push(OpenDir {
                 at: self.plan.dirs.len(),
@@ -224,7 +337,7 @@ impl Visitor for Builder<'_> {
             });
             return Ok(Descend::Yes);
         }
-        if !self.seen.insert(dest.clone()) {
+        if !self.seen.insert(PathKey::of(&dest)) {
             self.refuse(
                 dest,
                 format!(
@@ -286,43 +399,9 @@ impl Visitor for Builder<'_> {
 }
 
 impl Builder<'_> {
-    fn plan_reads(&mut self) -> Result<(), RestoreError> {
-        let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
-        for (i, f) in self.plan.files.iter_mut().enumerate() {
-            if f.link_to.is_some() {
-                continue;
-            }
-            self.plan.bytes += f.node.size;
-            // Every blob must be known before any is read: a file missing one
-            // is not restored, and its other blobs are not fetched.
-            let missing = f
-                .node
-                .content
-                .iter()
-                .find(|c| self.index.get(&c.id).is_none_or(|loc| loc.blob_type != BlobType::Data));
-            if let Some(c) = missing {
-                f.failed = Some(RepositoryError::MissingBlob { id: c.id }.to_string());
-                continue;
-            }
-            let mut off = 0u64;
-            for c in &f.node.content {
-                let Some(loc) = self.index.get(&c.id) else { continue };
-                by_pack
-                    .entry(loc.pack)
-                    .or_default()
-                    .entry(c.id)
-                    .or_insert_with(|| BlobJob {
-                        id: c.id,
-                        offset: loc.offset,
-                        length: loc.length,
-                        raw_length: c.length,
-                        targets: Vec::new(),
-                    })
-                    .targets
-                    .push((i, off));
-                off += u64::from(c.length);
-            }
-        }
+    /// The planned reads, pack by pack.
+    fn pack_jobs(&mut self) {
+        let by_pack = std::mem::take(&mut self.by_pack);
         let mut packs: Vec<PackJob> = by_pack
             .into_iter()
             .map(|(pack, blobs)| {
@@ -344,7 +423,6 @@ impl Builder<'_> {
         // Biggest first keeps both cores busy to the end.
         packs.sort_by_key(|p| std::cmp::Reverse(p.blobs.iter().map(|b| u64::from(b.length)).sum::<u64>()));
         self.plan.packs = packs;
-        Ok(())
     }
 }
 
@@ -374,7 +452,7 @@ impl Builder<'_> {
             self.dest_base = target.join(&p.to);
             if !p.contents {
                 // Only the folder, as the parent of other placements.
-                if self.seen.insert(self.dest_base.clone()) {
+                if self.seen.insert(PathKey::of(&self.dest_base)) {
                     self.plan.dirs.push((self.dest_base.clone(), node));
                 }
                 continue;
@@ -417,6 +495,8 @@ impl RestorePlan {
             snapshot_base: PathBuf::from("/"),
             dest_base: target.to_path_buf(),
             open: Vec::new(),
+            by_pack: HashMap::new(),
+            keep_content: opts.verify,
         };
         match &opts.subpath {
             _ if layout.is_some() => b.place(repo, index, snapshot, target, layout.map_or(&[][..], |l| &l.places))?,
@@ -434,8 +514,9 @@ impl RestorePlan {
             }
             _ => tree::walk(repo, index, &snapshot.tree, Path::new("/"), &mut b)?,
         }
-        b.plan_reads()?;
+        b.pack_jobs();
         let mut plan = b.plan;
+        plan.files.shrink_to_fit();
         let mut existing = Vec::new();
         for f in &mut plan.files {
             if std::fs::symlink_metadata(&f.path).is_ok() {

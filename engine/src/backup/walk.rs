@@ -181,9 +181,19 @@ impl Walk<'_> {
                     Some(p) => p.dir(path, prev)?,
                     None => ParentDir::default(),
                 };
+                // Subfolders left waiting for their readers are looked at
+                // again each time the walk finishes a later one, so a folder
+                // of many folders does not hold them all until its own end
+                // (300 folders of 1,000 files each took 326 MiB).
+                let mut waiting = Vec::new();
                 for (n, child_path, st) in children {
                     if let Some(c) = self.entry(&child_path, n.clone(), st, before.get(&n))? {
-                        dir.children.insert(n, c);
+                        let open_dir = matches!(c, Child::Dir(_));
+                        dir.children.insert(n.clone(), c);
+                        if open_dir {
+                            waiting = self.complete_some(&mut dir, path, waiting)?;
+                            waiting.push(n);
+                        }
                     }
                 }
                 self.settle(dir, path).map(Some)
@@ -235,14 +245,35 @@ impl Walk<'_> {
     /// their readers, which run up to a queue behind the walk; each folder
     /// the walk finishes looks again at those it left open.
     fn complete(&mut self, dir: &mut DirBuilder, path: &Path) -> Result<(), BackupError> {
-        let mut unreadable = Vec::new();
-        for (name, child) in dir.children.iter_mut() {
+        let open: Vec<Vec<u8>> = dir
+            .children
+            .iter()
+            .filter(|(_, c)| !matches!(c, Child::Leaf(_)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.complete_some(dir, path, open).map(|_| ())
+    }
+
+    /// [`Walk::complete`] for the entries `names` of `dir` only; returns
+    /// those still waiting. A file that could not be read is left out of
+    /// the folder, as `DirBuilder::store_with` leaves it out.
+    fn complete_some(
+        &mut self,
+        dir: &mut DirBuilder,
+        path: &Path,
+        names: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, BackupError> {
+        let mut waiting = Vec::new();
+        for name in names {
+            let Some(child) = dir.children.get_mut(&name) else {
+                continue;
+            };
             if matches!(child, Child::Leaf(_)) {
                 continue;
             }
             let taken = std::mem::replace(child, Child::Leaf(Node::new(Vec::new(), NodeKind::File)));
-            *child = match taken {
-                Child::Dir(d) => self.settle(d, &path.join(OsStr::from_bytes(name)))?,
+            let now = match taken {
+                Child::Dir(d) => self.settle(d, &path.join(OsStr::from_bytes(&name)))?,
                 Child::File { node, job } => {
                     let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
                     match FileResult::take(&mut results, job, node.nlink > 1) {
@@ -250,9 +281,12 @@ impl Walk<'_> {
                         Some(r) => match r.into_node(node) {
                             Ok(node) => Child::Leaf(node),
                             Err(error) => {
-                                // Left out of the folder (below), as
-                                // `DirBuilder::store_with` leaves it out.
-                                unreadable.push((name.clone(), error));
+                                drop(results);
+                                dir.children.remove(&name);
+                                self.skipped.push(SkippedEntry {
+                                    path: path.join(OsStr::from_bytes(&name)),
+                                    error,
+                                });
                                 continue;
                             }
                         },
@@ -260,15 +294,14 @@ impl Walk<'_> {
                 }
                 leaf => leaf,
             };
+            if !matches!(now, Child::Leaf(_)) {
+                waiting.push(name.clone());
+            }
+            if let Some(c) = dir.children.get_mut(&name) {
+                *c = now;
+            }
         }
-        for (name, error) in unreadable {
-            dir.children.remove(&name);
-            self.skipped.push(SkippedEntry {
-                path: path.join(OsStr::from_bytes(&name)),
-                error,
-            });
-        }
-        Ok(())
+        Ok(waiting)
     }
 
     /// The folder's entries that are not excluded, sorted by name, each
@@ -503,48 +536,4 @@ pub(crate) fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::fs;
-
-    use crate::backup::{backup, BackupOptions, BackupSource};
-    use crate::testing::memory_repo;
-
-    /// Folders stored as soon as the walk finishes them (every entry
-    /// complete: the unchanged backup, and folders holding no file to
-    /// read) make the same trees and counts as folders stored at the end.
-    #[test]
-    fn folders_stored_early_make_the_same_trees() {
-        let src = tempfile::tempdir().unwrap();
-        let p = src.path();
-        for d in ["x/y", "x/empty", "z", "links/deep"] {
-            fs::create_dir_all(p.join(d)).unwrap();
-        }
-        for (f, body) in [("x/y/f1", "one"), ("x/y/f2", "two"), ("z/f3", "three"), ("g", "g")] {
-            fs::write(p.join(f), body).unwrap();
-        }
-        std::os::unix::fs::symlink("../g", p.join("links/deep/to-g")).unwrap();
-        let repo = memory_repo();
-        let go = || {
-            backup(
-                &repo,
-                BackupSource::Paths(vec![p.to_path_buf()]),
-                &BackupOptions::default(),
-            )
-            .unwrap()
-        };
-        let first = go();
-        let second = go();
-        assert_eq!(
-            second.snapshot.summary.files_unchanged, 4,
-            "the second backup read nothing"
-        );
-        assert_eq!(second.snapshot.tree, first.snapshot.tree);
-        assert_eq!(second.snapshot.summary.dirs, first.snapshot.summary.dirs);
-        assert!(first.snapshot.summary.dirs >= 7, "every folder counted once");
-        // A new file below a settled folder's sibling changes only its branch.
-        fs::write(p.join("z/f4"), "four").unwrap();
-        let third = go();
-        assert_ne!(third.snapshot.tree, second.snapshot.tree);
-        assert_eq!(third.snapshot.summary.dirs, first.snapshot.summary.dirs);
-    }
-}
+mod tests;

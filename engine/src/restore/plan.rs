@@ -155,6 +155,27 @@ fn safe_name(name: &[u8]) -> bool {
     !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))
 }
 
+/// What every path a pattern matches starts with: the pattern up to its
+/// first glob character. A pattern without a `/` matches at any depth, so
+/// it has none. Restoring one file of a tree of millions then reads only
+/// the folders on its way instead of every tree of the snapshot, and a
+/// damaged folder elsewhere does not fail it.
+fn literal_prefix(pattern: &str) -> Vec<u8> {
+    if !pattern.contains('/') {
+        return Vec::new();
+    }
+    let end = pattern.find(['*', '?', '[', '{', '\\']).unwrap_or(pattern.len());
+    pattern.as_bytes()[..end].to_vec()
+}
+
+/// Whether a path below the folder `dir` could start with `prefix`.
+fn may_lead_to(dir: &Path, prefix: &[u8]) -> bool {
+    let d = dir.as_os_str().as_bytes();
+    let below = |p: &[u8]| p.len() > d.len() && p.starts_with(d) && (d.ends_with(b"/") || p[d.len()] == b'/');
+    // The prefix goes on below the folder, or stops at or above it.
+    below(prefix) || d.starts_with(prefix)
+}
+
 /// A destination as the planner remembers it: 128 bits of its BLAKE3
 /// hash instead of a second copy of every path (the set held about 100
 /// bytes a file). Two different paths meeting here would take a collision
@@ -186,6 +207,9 @@ struct Builder<'a> {
     include: GlobSet,
     exclude: GlobSet,
     has_include: bool,
+    /// The literal start of each include pattern: a folder none of them
+    /// can lead into is not read at all ([`literal_prefix`]).
+    include_prefixes: Vec<Vec<u8>>,
     plan: RestorePlan,
     links: HashMap<(u64, u64), usize>,
     /// Snapshot paths below this land below `dest_base`.
@@ -349,6 +373,7 @@ impl Visitor for Builder<'_> {
             return Ok(Descend::No);
         }
         match node.kind {
+            NodeKind::Dir if !included && !self.include_prefixes.iter().any(|p| may_lead_to(spath, p)) => {}
             NodeKind::Dir => {
                 let d = OpenDir {
                     at: self.plan.dirs.len(),
@@ -485,6 +510,7 @@ impl RestorePlan {
             include: globset(&include)?,
             exclude: globset(&exclude)?,
             has_include: !include.is_empty(),
+            include_prefixes: include.iter().map(|p| literal_prefix(p)).collect(),
             merge_dirs: layout.is_some(),
             plan: RestorePlan {
                 target: target.to_path_buf(),
@@ -536,5 +562,43 @@ impl RestorePlan {
             });
         }
         Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder is skipped only when no path below it can start with a
+    /// pattern's literal part; patterns without a `/` match at any depth.
+    #[test]
+    fn only_folders_no_pattern_can_lead_into_are_skipped() {
+        let lead = |dir: &str, pattern: &str| may_lead_to(Path::new(dir), &literal_prefix(pattern));
+        let file = "/data/node1/ks/t1/big-Data.db";
+        for on_the_way in ["/", "/data", "/data/node1", "/data/node1/ks", "/data/node1/ks/t1"] {
+            assert!(lead(on_the_way, file), "{on_the_way}");
+        }
+        for aside in ["/data/node2", "/data/node1/k", "/data/node1/ksx", "/other"] {
+            assert!(!lead(aside, file), "{aside}");
+        }
+        // Below the literal part, everything may match.
+        assert!(lead("/data/node1/ks/t1x/deeper", "/data/node1/ks/t1*/x"));
+        assert!(lead("/data/node1/ks/t1/a/b", "/data/node1/ks/t1/**"));
+        assert!(!lead("/data/node2", "/data/node1/ks/t1/**"));
+        assert!(lead("/anything/at/all", "*.db"));
+        assert!(lead("/anything", "**/t1/*.db"));
+        assert!(lead("/data/a", "/data/{a,b}/x"));
+        assert!(lead("/data/esc", "/data/\\*/x"));
+    }
+
+    /// A plan holds one of these per file: a restore of millions of small
+    /// files pays every byte of it.
+    #[test]
+    fn a_planned_file_stays_small() {
+        assert!(
+            std::mem::size_of::<PlanFile>() <= 144,
+            "{}",
+            std::mem::size_of::<PlanFile>()
+        );
     }
 }

@@ -177,3 +177,45 @@ fn the_same_restore_again_resumes_and_names_the_same_file() {
         assert_no_parts(&target);
     }
 }
+
+/// Restoring one file reads only the folders on its way: a folder whose
+/// tree is lost elsewhere in the snapshot neither fails nor slows it. The
+/// full restore still names that folder.
+#[test]
+fn restoring_one_file_does_not_read_unrelated_folders() {
+    let f = Fixture::init();
+    let src = f.path("src");
+    let (lost, kept) = (src.join("lost"), src.join("kept"));
+    fs::create_dir_all(&lost).unwrap();
+    write(&lost.join("x.bin"), Rng::new(7).bytes(5_000));
+    // Run 1 writes the tree of `lost`; run 2 reuses it and writes every
+    // tree on the way to `kept` anew, in a pack of its own.
+    let tree_pack = added_by(&f.repo.join("tree"), || {
+        f.backup(&[&s(&src)]);
+    });
+    fs::create_dir_all(&kept).unwrap();
+    let file = kept.join("y.bin");
+    write(&file, Rng::new(8).bytes(5_000));
+    f.backup(&[&s(&src)]);
+    fs::remove_file(&tree_pack).unwrap();
+
+    let one = f.path("one");
+    f.cairn()
+        .args(["restore", "latest", "--include", &s(&file), "--target", &s(&one)])
+        .ok();
+    assert_eq!(entry(&under(&one, &file)), entry(&file));
+    let glob = format!("{}/*.bin", s(&kept));
+    let two = f.path("two");
+    f.cairn()
+        .args(["restore", "latest", "--include", &glob, "--target", &s(&two)])
+        .ok();
+    assert_eq!(entry(&under(&two, &file)), entry(&file));
+
+    let all = f.path("all");
+    let r = f.cairn().args(["restore", "latest", "--target", &s(&all)]).fails();
+    assert!(
+        r.stderr().contains(&s(&under(&all, &lost))),
+        "the lost folder is named\n{r}"
+    );
+    assert_eq!(entry(&under(&all, &file)), entry(&file));
+}

@@ -27,9 +27,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import compare
+from repo_scale import timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_DIR = 1000
@@ -37,17 +37,6 @@ PER_DIR = 1000
 
 def log(msg):
     print(f"restic-scale: {msg}", file=sys.stderr, flush=True)
-
-
-def timed(cmd, env):
-    """Runs cmd under /usr/bin/time; returns (wall s, peak RSS MiB)."""
-    with tempfile.NamedTemporaryFile("r") as t:
-        r = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %M"] + cmd, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
-        wall, rss = t.read().split()[-2:]
-    return float(wall), int(rss) / 1024
 
 
 def run(cmd, env):

@@ -287,9 +287,11 @@ fn open_detached(key: &[u8; 32], nonce: &[u8], ad: &[u8], ct: &mut [u8], tag: &[
 /// and the format vectors are decoded by an independent reader that uses
 /// the `chacha20poly1305` crate.
 ///
-/// The sub-key on the stack is wiped; ring keeps its own copy in the
-/// returned key without wiping it when dropped, as the RustCrypto cipher
-/// did without its `zeroize` feature.
+/// The sub-key computed here is wiped. ring keeps a copy of it in the
+/// returned key (on the caller's stack) and does not wipe that when it is
+/// dropped: a trade the RustCrypto cipher did not make, as it wiped its
+/// copy of the key on drop. That copy opens only the one message its
+/// nonce belongs to, never the repository key, which stays in `Keys`.
 fn xchacha(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> Result<LessSafeKey, CryptoError> {
     let mut sub = chacha20::hchacha::<chacha20::cipher::consts::U10>(key.into(), nonce[..16].into());
     let k = UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice());

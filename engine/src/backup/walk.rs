@@ -189,9 +189,12 @@ impl Walk<'_> {
                 for (n, child_path, st) in children {
                     if let Some(c) = self.entry(&child_path, n.clone(), st, before.get(&n))? {
                         let open_dir = matches!(c, Child::Dir(_));
+                        let any_dir = open_dir || matches!(&c, Child::Leaf(l) if l.kind == NodeKind::Dir);
                         dir.children.insert(n.clone(), c);
-                        if open_dir {
+                        if any_dir && !waiting.is_empty() {
                             waiting = self.complete_some(&mut dir, path, waiting)?;
+                        }
+                        if open_dir {
                             waiting.push(n);
                         }
                     }

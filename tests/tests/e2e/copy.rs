@@ -388,21 +388,24 @@ fn copy_killed_part_way_then_run_again_completes_without_copying_stored_packs_ag
     r.init("primary", &["--pack-size", "1"]);
     r.init_like("offsite", "primary", &["--pack-size", "1"]);
     let src = r.f.path("src");
-    for i in 0..12u64 {
+    for i in 0..24u64 {
         write(&src.join(format!("big-{i}.bin")), Rng::new(100 + i).bytes(2_000_000));
     }
     let snap = r.backup("primary", &[&src]);
     let expected = BTreeMap::from([(str_at(&snap, "/snapshot_id").to_string(), manifest(&src))]);
     let dst = r.f.root.join("offsite");
 
-    // At 4 MiB/s the 24 MB copy takes seconds: killed once it has stored
-    // twelve packs of about 24 (an index object names every 8).
+    // At 4 MiB/s the 48 MB copy takes about 12 s: killed once it has
+    // stored twenty packs of about 32 (an index object names every 8, so
+    // sixteen are indexed). The twelve packs still to go leave seconds for
+    // this loop to notice, even on a loaded machine: with 12 of 16 it
+    // once found the copy already finished.
     let mut child = r
         .cairn("primary")
         .args(["copy", "--to", "offsite", "--limit-upload", "4096"])
         .spawn();
     let start = Instant::now();
-    while data_pack_files(&dst).len() < 12 {
+    while data_pack_files(&dst).len() < 20 {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the copy ended before it could be killed"

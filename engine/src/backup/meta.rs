@@ -83,6 +83,11 @@ impl Stat {
         self.device
     }
 
+    /// Whether the entry is a folder (the walk goes into it).
+    pub(crate) fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
     /// `name` (one component) in the folder open as `dir`, not following a
     /// symlink.
     pub(crate) fn at(dir: RawFd, name: &[u8]) -> io::Result<Stat> {

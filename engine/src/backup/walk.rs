@@ -6,16 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use nix::libc;
 
 use super::content::{save_content, ContentError};
 use super::dir::{Child, DirBuilder, FileResult, Results};
@@ -28,6 +25,7 @@ use crate::id::TreeId;
 use crate::repository::Repository;
 use crate::snapshot::Summary;
 use crate::tree::{ContentRef, Node, NodeKind};
+use lister::{Entry, Listing};
 
 /// `abs` (absolute) without `.` and `..` components, resolved lexically as
 /// the user wrote them (not through symlinks).
@@ -82,7 +80,7 @@ struct FileJob {
 
 struct Walk<'a> {
     opts: &'a BackupOptions,
-    excludes: GlobSet,
+    excludes: &'a GlobSet,
     parent: Option<&'a ParentFiles<'a>>,
     jobs: crossbeam_channel::Sender<FileJob>,
     next_job: usize,
@@ -94,6 +92,8 @@ struct Walk<'a> {
     saver: &'a Saver,
     repo: &'a Repository,
     results: &'a Mutex<Results>,
+    /// Folder listings taken ahead on the lister's thread.
+    ahead: Option<Receiver<Listing>>,
 }
 
 fn build_excludes(patterns: &[String]) -> Result<GlobSet, BackupError> {
@@ -307,36 +307,27 @@ impl Walk<'_> {
         Ok(waiting)
     }
 
-    /// The folder's entries that are not excluded, sorted by name, each
-    /// with its path and `lstat`. Each is stat'ed relative to the open
-    /// folder, and the folder is closed before the walk goes into any of
-    /// them, so a deep tree holds no descriptors.
-    #[allow(clippy::type_complexity)]
-    fn list(&mut self, path: &Path) -> io::Result<Vec<(Vec<u8>, PathBuf, io::Result<Stat>)>> {
-        // Names from std's reader, which reports an error in the middle of a
-        // listing (nix 0.29's `Dir` takes one for the end of the folder).
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for ent in fs::read_dir(path)? {
-            match ent {
-                Ok(ent) => names.push(ent.file_name().as_bytes().to_vec()),
-                Err(e) => self.skip(path, e),
+    /// The folder's entries that are not excluded, sorted by name: the
+    /// lister's next listing, or listed here if it has none for `path`.
+    fn list(&mut self, path: &Path) -> io::Result<Vec<Entry>> {
+        let listing = match self.ahead.as_ref().map(Receiver::recv) {
+            Some(Ok(l)) if l.path == path => l,
+            None => lister::list_folder(path, self.excludes),
+            Some(other) => {
+                // The lister decides from the walk's own data by the walk's
+                // rules, so this is a bug: tests fail on it, and a release
+                // build goes on without the lister, right but slower.
+                let got = other.map(|l| l.path);
+                debug_assert!(false, "folder lister out of step at {}: {got:?}", path.display());
+                tracing::warn!(expected = %path.display(), ?got, "folder lister out of step");
+                self.ahead = None;
+                lister::list_folder(path, self.excludes)
             }
+        };
+        for e in listing.unreadable {
+            self.skip(path, e);
         }
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(path)?;
-        names.sort_unstable();
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            let child_path = path.join(OsStr::from_bytes(&n));
-            if self.excludes.is_match(&child_path) {
-                continue;
-            }
-            let st = Stat::at(dir.as_raw_fd(), &n);
-            out.push((n, child_path, st));
-        }
-        Ok(out)
+        listing.entries
     }
 
     /// A file; `prev` is the parent's entry at its path, `same` that entry
@@ -479,6 +470,29 @@ pub(crate) fn run(
             s.spawn(move || reader_loop(repo, saver, chunker, rx, results, progress, bytes_read));
         }
         drop(rx);
+        // Each path's `lstat` once, for the walk and the lister alike.
+        let stats: Vec<io::Result<Stat>> = paths
+            .iter()
+            .map(|p| fs::symlink_metadata(p).map(|m| Stat::from(&m)))
+            .collect();
+        let roots: Vec<(&Path, u64)> = paths
+            .iter()
+            .zip(&stats)
+            .filter_map(|(p, st)| match st {
+                Ok(st) if st.is_dir() => Some((p.as_path(), st.device())),
+                _ => None,
+            })
+            .collect();
+        // A few folders ahead keep the walk fed; more would only hold memory.
+        let (list_tx, list_rx) = bounded::<Listing>(16);
+        let excludes = &excludes;
+        s.spawn(move || {
+            let rules = lister::Rules {
+                excludes,
+                one_file_system: opts.one_file_system,
+            };
+            lister::list_ahead(&roots, &rules, &list_tx);
+        });
         let mut walk = Walk {
             opts,
             excludes,
@@ -493,9 +507,9 @@ pub(crate) fn run(
             saver,
             repo,
             results: &results,
+            ahead: Some(list_rx),
         };
-        for p in paths {
-            let stat = fs::symlink_metadata(p).map(|m| Stat::from(&m));
+        for (p, stat) in paths.iter().zip(stats) {
             walk.root_dev = stat.as_ref().map_or(0, Stat::device);
             let prev = match parent {
                 Some(pf) => pf.at(p)?,
@@ -538,5 +552,6 @@ pub(crate) fn run(
     root.store_with(saver, repo, &mut results, summary, skipped, Path::new("/"))
 }
 
+mod lister;
 #[cfg(test)]
 mod tests;

@@ -87,3 +87,41 @@ fn sibling_folders_stored_while_the_walk_goes_on_keep_every_file() {
     assert_eq!(first.summary.dirs, second.summary.dirs);
     assert!(first.summary.dirs > folders as u64, "{}", first.summary.dirs);
 }
+
+/// Several paths, an excluded folder and a symlink to a folder: the walk,
+/// fed by the folder lister, keeps what it keeps without one (the lister
+/// out of step with the walk fails a debug build's assertion).
+#[test]
+fn walk_with_the_lister_keeps_every_path_and_leaves_out_the_excluded() {
+    let src = tempfile::tempdir().unwrap();
+    let p = src.path();
+    for d in ["one/a/b", "one/skip/deep", "one/Z", "two"] {
+        fs::create_dir_all(p.join(d)).unwrap();
+    }
+    for f in ["one/a/b/f", "one/skip/deep/f", "one/Z/f", "two/f", "lone"] {
+        fs::write(p.join(f), f).unwrap();
+    }
+    std::os::unix::fs::symlink("a", p.join("one/link")).unwrap();
+    let repo = memory_repo();
+    let opts = BackupOptions {
+        excludes: vec!["skip".into()],
+        ..BackupOptions::default()
+    };
+    let paths = vec![p.join("one"), p.join("lone"), p.join("two")];
+    let go = || {
+        backup(&repo, BackupSource::Paths(paths.clone()), &opts)
+            .unwrap()
+            .snapshot
+    };
+    let first = go();
+    let second = go();
+    assert_eq!(first.summary.files_new, 4);
+    assert_eq!(second.summary.files_unchanged, 4);
+    let index = repo.load_index().unwrap();
+    let at = |rel: &str| crate::tree::resolve_path(&repo, &index, &second.tree, p.join(rel)).unwrap();
+    for kept in ["one/a/b/f", "one/Z/f", "one/link", "two/f", "lone"] {
+        assert!(at(kept).is_some(), "{kept} kept");
+    }
+    assert!(at("one/skip").is_none(), "excluded folder left out");
+    assert!(at("one/link/b").is_none(), "the symlink was not followed");
+}

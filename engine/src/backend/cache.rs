@@ -225,6 +225,12 @@ impl<B: Backend> Backend for CacheBackend<B> {
         Ok(())
     }
 
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.inner.write_bytes(kind, name, data)?;
+        self.store(kind, name, data);
+        Ok(())
+    }
+
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {
         self.forget(kind, name);
         self.inner.remove(kind, name)

@@ -128,6 +128,13 @@ impl<B: Backend> Backend for LimitBackend<B> {
         }
         self.inner.write(kind, name, data)
     }
+
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        if let Some(b) = &self.upload {
+            b.take(data.len() as u64);
+        }
+        self.inner.write_bytes(kind, name, data)
+    }
 }
 
 #[cfg(test)]

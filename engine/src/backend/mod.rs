@@ -291,6 +291,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// (`AlreadyExists`).
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
 
+    /// [`write`](Backend::write) from a shared buffer: a backend whose
+    /// request body would otherwise copy `data` (S3) takes a reference to it
+    /// instead, so a pack in flight is not held twice. The caller can take
+    /// the buffer back (`Bytes::try_into_mut`) once this returns.
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write(kind, name, data)
+    }
+
     /// Removes an object; removing a missing object is `NotFound`. A caller
     /// that retries a `remove` whose earlier attempt failed transiently may
     /// take `NotFound` as done (that attempt may have removed it);
@@ -361,6 +369,9 @@ macro_rules! forward {
         $crate::backend::forward!(@fn $i read_range(kind: $crate::backend::ObjectKind, name: &str, offset: u64, len: u64) -> Vec<u8>);
     };
     (@one $i:tt write) => { $crate::backend::forward!(@fn $i write(kind: $crate::backend::ObjectKind, name: &str, data: &[u8]) -> ()); };
+    (@one $i:tt write_bytes) => {
+        $crate::backend::forward!(@fn $i write_bytes(kind: $crate::backend::ObjectKind, name: &str, data: &bytes::Bytes) -> ());
+    };
     (@one $i:tt remove) => { $crate::backend::forward!(@fn $i remove(kind: $crate::backend::ObjectKind, name: &str) -> ()); };
     (@one $i:tt stat) => { $crate::backend::forward!(@fn $i stat(kind: $crate::backend::ObjectKind, name: &str) -> Option<u64>); };
     (@one $i:tt archive_state) => {

@@ -92,6 +92,26 @@ impl<B: Backend> RetryBackend<B> {
         &self.inner
     }
 
+    /// A write of `data` by `put`, retried. An earlier attempt may have
+    /// stored it before failing to report success: the same bytes there
+    /// mean the write happened.
+    fn write_with(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        data: &[u8],
+        put: impl Fn() -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        self.with_retries("write", |retried| match put() {
+            Err(BackendError::AlreadyExists { path }) if retried => match self.inner.read(kind, name) {
+                Ok(stored) if stored == data => Ok(()),
+                Ok(_) => Err(BackendError::AlreadyExists { path }),
+                Err(e) => Err(e),
+            },
+            other => other,
+        })
+    }
+
     /// Runs `f` until it succeeds, fails permanently, or the attempts are
     /// used up. `f` is told whether an earlier attempt failed transiently.
     fn with_retries<T>(
@@ -181,16 +201,11 @@ impl<B: Backend> Backend for RetryBackend<B> {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.with_retries("write", |retried| match self.inner.write(kind, name, data) {
-            // An earlier attempt may have stored it before failing to report
-            // success: the same bytes there mean the write happened.
-            Err(BackendError::AlreadyExists { path }) if retried => match self.inner.read(kind, name) {
-                Ok(stored) if stored == data => Ok(()),
-                Ok(_) => Err(BackendError::AlreadyExists { path }),
-                Err(e) => Err(e),
-            },
-            other => other,
-        })
+        self.write_with(kind, name, data, || self.inner.write(kind, name, data))
+    }
+
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write_with(kind, name, data, || self.inner.write_bytes(kind, name, data))
     }
 
     fn remove(&self, kind: ObjectKind, name: &str) -> Result<(), BackendError> {

@@ -17,6 +17,7 @@ const THREADS: usize = 8;
 pub fn run_all(b: &dyn Backend) {
     write_read_stat_remove(b);
     never_overwrites(b);
+    shared_buffer_writes(b);
     ranges(b);
     listing_by_kind(b, 1_100);
     missing_objects(b);
@@ -66,6 +67,21 @@ pub fn never_overwrites(b: &dyn Backend) {
     assert!(!e.is_retryable());
     assert_eq!(b.read(ObjectKind::Snapshot, "same").unwrap(), b"first");
     b.remove(ObjectKind::Snapshot, "same").unwrap();
+}
+
+/// `write_bytes` stores what `write` would, never overwrites, and lets go
+/// of the caller's buffer when it returns (the backup takes each pack
+/// buffer back for the next pack).
+pub fn shared_buffer_writes(b: &dyn Backend) {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let name = name_of(&data);
+    let shared = bytes::Bytes::from(data.clone());
+    b.write_bytes(ObjectKind::DataPack, &name, &shared).unwrap();
+    assert_eq!(b.read(ObjectKind::DataPack, &name).unwrap(), data);
+    let e = b.write_bytes(ObjectKind::DataPack, &name, &shared).unwrap_err();
+    assert!(matches!(e, BackendError::AlreadyExists { .. }), "{e:?}");
+    assert!(shared.try_into_mut().is_ok(), "the backend still holds the buffer");
+    b.remove(ObjectKind::DataPack, &name).unwrap();
 }
 
 /// Range reads return exactly the bytes asked for and refuse ranges outside.

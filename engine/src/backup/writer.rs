@@ -10,7 +10,7 @@ use super::saver::{cancelled, SaverStats};
 use super::BackupError;
 use crate::backend::BackendError;
 use crate::blob::BlobType;
-use crate::index::IndexFile;
+use crate::index::{IndexFile, IndexPack};
 use crate::pack::FinishedPack;
 use crate::repository::{pack_kind, Repository};
 
@@ -46,10 +46,10 @@ impl Unindexed {
     }
 
     /// Records a stored pack; writes an index object once enough are waiting.
-    fn add(&self, p: &FinishedPack) -> Result<(), BackupError> {
+    fn add(&self, entry: IndexPack) -> Result<(), BackupError> {
         let full = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.packs.push(p.index_entry());
+            pending.packs.push(entry);
             (pending.packs.len() >= self.packs_per_index).then(|| std::mem::take(&mut *pending))
         };
         // Saved outside the lock, so other writers go on storing packs.
@@ -79,13 +79,19 @@ pub(super) fn write_loop(
     cancel: &Option<Arc<AtomicBool>>,
 ) -> Result<(), BackupError> {
     let repo = &unindexed.repo;
-    for p in rx {
+    for mut p in rx {
         // Cancelled: packs not yet stored are dropped; those stored are
         // indexed by `finish`, so the next backup reuses them.
         if cancelled(cancel) {
             break;
         }
-        match repo.backend().write(pack_kind(p.blob_type), &p.id.to_hex(), &p.bytes) {
+        let entry = p.index_entry();
+        // Shared, not copied, with a backend that keeps a request body.
+        let bytes = bytes::Bytes::from(std::mem::take(&mut p.bytes));
+        match repo
+            .backend()
+            .write_bytes(pack_kind(p.blob_type), &p.id.to_hex(), &bytes)
+        {
             // Same name, same bytes: another writer stored it already.
             Ok(()) | Err(BackendError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -93,13 +99,15 @@ pub(super) fn write_loop(
         unindexed
             .stats
             .stored_bytes
-            .fetch_add(p.bytes.len() as u64, Ordering::Relaxed);
-        unindexed.add(&p)?;
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        unindexed.add(entry)?;
+        // Back for the next pack unless the backend still holds it; a full
+        // return queue just means it is freed instead.
         if p.blob_type == BlobType::Data {
-            let mut buf = p.bytes;
-            buf.clear();
-            // A full return queue just means the buffer is freed instead.
-            let _ = recycle.try_send(buf);
+            if let Ok(mut buf) = bytes.try_into_mut() {
+                buf.clear();
+                let _ = recycle.try_send(Vec::from(buf));
+            }
         }
     }
     if cancelled(cancel) {

@@ -75,6 +75,10 @@ impl Backend for ArchiveBackend {
         self.readable(kind, name)?;
         self.inner.read_range(kind, name, offset, len)
     }
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write(kind, name, data)
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         self.inner.write(kind, name, data)
     }

@@ -58,6 +58,10 @@ mod failing_impl {
         fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
             self.inner.read_range(kind, name, offset, len)
         }
+        fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+            self.write(kind, name, data)
+        }
+
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             self.inner.write(kind, name, data)
         }

@@ -38,6 +38,11 @@ impl Backend for DryRunBackend {
         Ok(())
     }
 
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        // Writes nothing, like `write`: a dry run must never reach the backend.
+        self.write(kind, name, data)
+    }
+
     fn write(&self, _kind: ObjectKind, _name: &str, _data: &[u8]) -> Result<(), BackendError> {
         Ok(())
     }
@@ -107,6 +112,10 @@ mod tests {
             self.archived(kind, name)?;
             self.inner.read_range(kind, name, offset, len)
         }
+        fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+            self.write(kind, name, data)
+        }
+
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             self.change();
             self.inner.write(kind, name, data)

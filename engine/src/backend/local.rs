@@ -268,6 +268,10 @@ impl Backend for LocalBackend {
         Ok(buf)
     }
 
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write(kind, name, data)
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         let rel = kind.path(name);
         let dst = self.full(kind, name);

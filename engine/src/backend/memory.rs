@@ -82,6 +82,10 @@ impl Backend for MemoryBackend {
         slice_range(kind, name, v, offset, len)
     }
 
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write(kind, name, data)
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         let mut map = self.lock();
         let key = (kind, name.to_string());

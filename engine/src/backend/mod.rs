@@ -294,10 +294,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// [`write`](Backend::write) from a shared buffer: a backend whose
     /// request body would otherwise copy `data` (S3) takes a reference to it
     /// instead, so a pack in flight is not held twice. The caller can take
-    /// the buffer back (`Bytes::try_into_mut`) once this returns.
-    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
-        self.write(kind, name, data)
-    }
+    /// the buffer back (`Bytes::try_into_mut`) once this returns. Backends
+    /// that copy anyway write `data` with [`write`](Backend::write); a
+    /// wrapper that changes `write` must change this alike (no default, so
+    /// none can forget).
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError>;
 
     /// Removes an object; removing a missing object is `NotFound`. A caller
     /// that retries a `remove` whose earlier attempt failed transiently may

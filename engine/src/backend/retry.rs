@@ -296,6 +296,10 @@ mod tests {
             self.inner.list(kind)
         }
         crate::backend::forward!(inner: transfers, read, read_range);
+        fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+            self.write(kind, name, data)
+        }
+
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             if self.fail_now() {
                 if self.write_then_fail {

@@ -108,9 +108,12 @@ fn dry_run_wrapper_passes_the_read_side_and_writes_nothing() {
         let dry = DryRunBackend::new(base.0.clone());
         suite::read_side(&dry, &fixture);
         dry.write(ObjectKind::Snapshot, "00aa", b"discarded").unwrap();
+        dry.write_bytes(ObjectKind::Snapshot, "00bb", &bytes::Bytes::from_static(b"discarded"))
+            .unwrap();
         fixture.remove(&dry);
         // Nothing reached the base: the fixture is whole, the write absent.
         assert_eq!(base.stat(ObjectKind::Snapshot, "00aa").unwrap(), None);
+        assert_eq!(base.stat(ObjectKind::Snapshot, "00bb").unwrap(), None);
         suite::read_side(&base, &fixture);
     }
 }

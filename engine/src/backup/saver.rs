@@ -406,6 +406,10 @@ mod tests {
     impl Backend for FullForPacks {
         forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
+        fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+            self.write(kind, name, data)
+        }
+
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
             if kind == ObjectKind::DataPack {
                 return Err(BackendError::NoSpace { path: name.into() });
@@ -465,6 +469,10 @@ mod tests {
 
         fn transfers(&self) -> usize {
             8
+        }
+
+        fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+            self.write(kind, name, data)
         }
 
         fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {

@@ -483,8 +483,10 @@ pub(crate) fn run(
                 _ => None,
             })
             .collect();
-        // A few folders ahead keep the walk fed; more would only hold memory.
-        let (list_tx, list_rx) = bounded::<Listing>(16);
+        // A few folders ahead keep the walk fed (4 and 16 timed alike on
+        // 100,000 files in 25-file folders); each one held is a whole
+        // listing, which in a folder of 100,000 entries is 25 MB.
+        let (list_tx, list_rx) = bounded::<Listing>(4);
         let excludes = &excludes;
         s.spawn(move || {
             let rules = lister::Rules {

@@ -445,7 +445,7 @@ impl Glacier {
 }
 
 impl Backend for Glacier {
-    crate::backend::forward!(inner: transfers, location, create, write, remove, stat, remove_temporaries, extend_retention);
+    crate::backend::forward!(inner: transfers, location, create, write, write_bytes, remove, stat, remove_temporaries, extend_retention);
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<crate::backend::ObjectInfo>, crate::backend::BackendError> {
         let mut out = self.inner.list(kind)?;

@@ -222,6 +222,10 @@ struct Racing {
 impl Backend for Racing {
     forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
+    fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
+        self.write(kind, name, data)
+    }
+
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         if kind == ObjectKind::Lock {
             if let Some((n, bytes)) = self.sneak.lock().unwrap().take() {

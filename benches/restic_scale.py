@@ -19,8 +19,13 @@ nightly) and is timed once:
 
 Repositories and the source tree are kept under --work and reused.
 
+With --clone-snapshots N, each repository is copied and given N more
+snapshots, copies of the small folder's newest one, each an hour older
+(`clone-snapshots` for cairn, `restic_clone.py` for restic: 10,000 real
+backups would take restic hours), and the steps run on the copies.
+
 Usage: RESTIC_SUITE=sid python3 benches/restic_scale.py [--files 300000,1000000]
-           [--snapshots 100] [--work DIR] [--no-build]
+           [--snapshots 100] [--clone-snapshots N] [--work DIR] [--no-build]
 """
 import argparse
 import json
@@ -29,6 +34,7 @@ import subprocess
 import sys
 
 import compare
+import restic_clone
 from repo_scale import timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +108,25 @@ class Side:
             run(self.backup(small, "scale-small"), self.env)
         open(os.path.join(self.repo, ".complete"), "w").close()
 
+    def complete(self):
+        return os.path.exists(os.path.join(self.repo, ".complete"))
+
+    def with_clones(self, count, pw, cloner):
+        """This side on a copy of its repository with `count` more snapshots."""
+        copy = f"{self.repo}-c{count}"
+        if not os.path.exists(os.path.join(copy, ".complete")):
+            log(f"{self.name}: copying {self.repo} and adding {count} snapshots")
+            subprocess.run(["rm", "-rf", copy], check=True)
+            subprocess.run(["cp", "-a", self.repo, copy], check=True)
+            if self.name == "cairn":
+                run([cloner, "--repo", copy, "--host", "scale-small", "--count", str(count)], self.env)
+            else:
+                with open(pw, "rb") as f:
+                    restic_clone.clone(copy, f.read().split(b"\n")[0], "scale-small", count)
+            open(os.path.join(copy, ".complete"), "w").close()
+        # The copy has the original's id: restic's cache for it is kept apart.
+        return Side(self.name, self.binary, copy, pw, os.path.join(os.path.dirname(copy), f"cache-c{count}"))
+
     def steps(self, one, out, small):
         big = self.big_snapshot()
         return [
@@ -117,6 +142,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", default="300000,1000000", help="comma-separated file (blob) counts")
     ap.add_argument("--snapshots", type=int, default=100)
+    ap.add_argument("--clone-snapshots", type=int, default=0, metavar="N",
+                    help="time copies of the repositories with N more snapshots each")
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-work", "restic-scale"))
     ap.add_argument("--no-build", action="store_true", help="use the binaries in target/release")
     args = ap.parse_args()
@@ -125,6 +152,8 @@ def main():
     if not args.no_build:
         log("cargo build --release -p cairn-cli")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "cairn-cli"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "cairn-benches", "--bin", "clone-snapshots"],
+                       cwd=ROOT, check=True)
     os.makedirs(args.work, exist_ok=True)
     r = subprocess.run(["bash", os.path.join(compare.HERE, "fetch-restic.sh"), args.work],
                        stdout=subprocess.PIPE, text=True, env=dict(os.environ, RESTIC_SUITE=os.environ.get(
@@ -133,6 +162,7 @@ def main():
         sys.exit("could not fetch restic (benches/fetch-restic.sh)")
     restic = r.stdout.strip().splitlines()[-1]
     cairn = os.path.join(target, "release", "cairn")
+    cloner = os.path.join(target, "release", "clone-snapshots")
     pw = os.path.join(args.work, "password")
     with open(pw, "w") as f:
         f.write("restic-scale\n")
@@ -146,14 +176,18 @@ def main():
     versions = {}
     for n in counts:
         tree = os.path.join(args.work, f"tree-{n}")
-        make_tree(tree, n)
         one = os.path.join(tree, f"d{(n - 1) // PER_DIR:05d}", f"f{(n - 1) % PER_DIR:04d}.db")
-        for name, binary in (("cairn", cairn), ("restic", restic)):
-            side = Side(name, binary, os.path.join(args.work, f"{name}-{n}-s{args.snapshots}"), pw,
-                        os.path.join(args.work, "cache"))
+        sides = [Side(name, binary, os.path.join(args.work, f"{name}-{n}-s{args.snapshots}"), pw,
+                      os.path.join(args.work, "cache")) for name, binary in (("cairn", cairn), ("restic", restic))]
+        if not all(side.complete() for side in sides):
+            make_tree(tree, n)
+        for side in sides:
+            name = side.name
             flag = "--version" if name == "cairn" else "version"
-            versions[name] = run([binary, flag], side.env).strip().splitlines()[0]
+            versions[name] = run([side.binary, flag], side.env).strip().splitlines()[0]
             side.build(tree, small, args.snapshots)
+            if args.clone_snapshots:
+                side = side.with_clones(args.clone_snapshots, pw, cloner)
             for step, cmd in side.steps(one, out, small):
                 subprocess.run(["rm", "-rf", out])
                 timed(cmd, side.env)
@@ -162,7 +196,8 @@ def main():
                 w, m = rows[step][(name, n)]
                 log(f"{name} {n} files: {step}: {w:.2f} s, {m:.0f} MiB")
 
-    print(f"\n{args.snapshots} snapshots; {versions.get('cairn')}; {versions.get('restic')}")
+    total = f"{args.snapshots} + {args.clone_snapshots} cloned" if args.clone_snapshots else f"{args.snapshots}"
+    print(f"\n{total} snapshots; {versions.get('cairn')}; {versions.get('restic')}")
     print("wall s / peak RSS MiB, cairn then restic; speed = restic wall / cairn wall\n")
     head = " | ".join(f"{n / 1e6:g} M: cairn | restic | speed" for n in counts)
     print(f"| step | {head} |")

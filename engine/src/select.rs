@@ -248,21 +248,8 @@ mod tests {
         Snapshot {
             time_ns,
             host: host.into(),
-            user: String::new(),
-            uid: 0,
-            gid: 0,
-            tags: Vec::new(),
             paths: vec!["/data".into()],
-            excludes: Vec::new(),
-            source: crate::snapshot::SourceKind::Files,
-            tree: crate::id::TreeId::from_bytes([0; 32]),
-            parent: None,
-            program_version: String::new(),
-            summary: Default::default(),
-            rewritten_from: None,
-            details: Default::default(),
-            chunk_sizes: None,
-            copied_from: None,
+            ..crate::testing::test_snapshot()
         }
     }
 

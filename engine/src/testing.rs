@@ -43,3 +43,26 @@ pub(crate) fn noise(len: usize, mut x: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A snapshot with every field empty or zero, for tests to fill in.
+pub(crate) fn test_snapshot() -> crate::snapshot::Snapshot {
+    crate::snapshot::Snapshot {
+        time_ns: 0,
+        host: String::new(),
+        user: String::new(),
+        uid: 0,
+        gid: 0,
+        tags: Vec::new(),
+        paths: Vec::new(),
+        excludes: Vec::new(),
+        source: crate::snapshot::SourceKind::Files,
+        tree: crate::id::TreeId::from_bytes([0; 32]),
+        parent: None,
+        program_version: String::new(),
+        summary: Default::default(),
+        rewritten_from: None,
+        details: Default::default(),
+        chunk_sizes: None,
+        copied_from: None,
+    }
+}

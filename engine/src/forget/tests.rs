@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::policy::{apply, Candidate};
 use super::table::{self, RetentionRule, RuleMatch};
 use super::*;
+use crate::testing::test_snapshot;
 
 fn ns(t: &str) -> i64 {
     t.parse::<Timestamp>().unwrap().as_nanosecond() as i64
@@ -293,28 +294,6 @@ fn plan_groups_by_host_and_paths_and_lists_keep_and_remove() {
     assert_eq!(one.groups.len(), 1);
     assert_eq!(one.groups[0].keep.len(), 1);
     assert!(GroupBy::parse("host,colour").is_err());
-}
-
-fn test_snapshot() -> Snapshot {
-    Snapshot {
-        time_ns: 0,
-        host: String::new(),
-        user: String::new(),
-        uid: 0,
-        gid: 0,
-        tags: Vec::new(),
-        paths: Vec::new(),
-        excludes: Vec::new(),
-        source: crate::snapshot::SourceKind::Files,
-        tree: crate::id::TreeId::from_bytes([0; 32]),
-        parent: None,
-        program_version: String::new(),
-        summary: Default::default(),
-        rewritten_from: None,
-        details: Default::default(),
-        chunk_sizes: None,
-        copied_from: None,
-    }
 }
 
 /// The platform's retention table: audit logs 5 years, databases 90 days

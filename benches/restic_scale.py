@@ -150,9 +150,8 @@ def main():
     counts = [int(c) for c in args.files.split(",")]
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     if not args.no_build:
-        log("cargo build --release -p cairn-cli")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "cairn-cli"], cwd=ROOT, check=True)
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "cairn-benches", "--bin", "clone-snapshots"],
+        log("cargo build --release -p cairn-cli -p cairn-benches")
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "cairn-cli", "-p", "cairn-benches"],
                        cwd=ROOT, check=True)
     os.makedirs(args.work, exist_ok=True)
     r = subprocess.run(["bash", os.path.join(compare.HERE, "fetch-restic.sh"), args.work],

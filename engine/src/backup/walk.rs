@@ -132,7 +132,6 @@ impl Walk<'_> {
         });
     }
 
-    /// The entry at `path`; `prev` is the parent snapshot's entry there.
     /// The entry at `path`, whose `lstat` is `stat`; `prev` is the parent
     /// snapshot's entry there.
     fn entry(

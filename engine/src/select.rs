@@ -242,6 +242,7 @@ mod tests {
             }
             self.inner.read(kind, name)
         }
+        crate::backend::read_into_by_read!();
     }
 
     fn snapshot(host: &str, time_ns: i64) -> Snapshot {

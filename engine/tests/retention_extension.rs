@@ -55,6 +55,10 @@ mod failing_impl {
         fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
             self.inner.read(kind, name)
         }
+        fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+            *buf = self.read(kind, name)?;
+            Ok(())
+        }
         fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
             self.inner.read_range(kind, name, offset, len)
         }

@@ -210,6 +210,14 @@ impl<B: Backend> Backend for CacheBackend<B> {
         Ok(b)
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        if cacheable(kind) {
+            *buf = self.read(kind, name)?;
+            return Ok(());
+        }
+        self.inner.read_into(kind, name, buf)
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         if kind != ObjectKind::TreePack {
             return self.inner.read_range(kind, name, offset, len);

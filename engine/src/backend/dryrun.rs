@@ -28,7 +28,7 @@ impl DryRunBackend {
 }
 
 impl Backend for DryRunBackend {
-    forward!(inner: transfers, list, read, read_range, stat, archive_state);
+    forward!(inner: transfers, list, read, read_into, read_range, stat, archive_state);
 
     fn location(&self) -> String {
         format!("{} (dry run)", self.inner.location())
@@ -108,6 +108,7 @@ mod tests {
             self.archived(kind, name)?;
             self.inner.read(kind, name)
         }
+        crate::backend::read_into_by_read!();
         fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
             self.archived(kind, name)?;
             self.inner.read_range(kind, name, offset, len)

@@ -115,6 +115,14 @@ impl<B: Backend> Backend for LimitBackend<B> {
         Ok(data)
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        self.inner.read_into(kind, name, buf)?;
+        if let Some(b) = &self.download {
+            b.take(buf.len() as u64);
+        }
+        Ok(())
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         if let Some(b) = &self.download {
             b.take(len);

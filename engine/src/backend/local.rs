@@ -222,12 +222,23 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_into(kind, name, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
         // Whole objects are read buffered: `check`, their main reader, reads
         // a pack and then verifies it on the same thread, and the kernel's
         // readahead overlaps the two where a direct read would wait
-        // (measured: 1.36–1.63 s buffered, 1.60–1.61 s direct).
-        let p = self.full(kind, name);
-        fs::read(&p).map_err(|e| BackendError::from_io(&kind.path(name), e))
+        // (measured: 1.36–1.63 s buffered, 1.60–1.61 s direct). `File`
+        // reserves the file's size and reads into the spare capacity
+        // without zeroing it, as `fs::read` does.
+        let rel = || kind.path(name);
+        let mut f = File::open(self.full(kind, name)).map_err(|e| BackendError::from_io(&rel(), e))?;
+        buf.clear();
+        f.read_to_end(buf).map_err(|e| BackendError::from_io(&rel(), e))?;
+        Ok(())
     }
 
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {

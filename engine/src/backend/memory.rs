@@ -74,6 +74,16 @@ impl Backend for MemoryBackend {
             .ok_or_else(|| BackendError::NotFound { path: kind.path(name) })
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        let map = self.lock();
+        let v = map
+            .get(&(kind, name.to_string()))
+            .ok_or_else(|| BackendError::NotFound { path: kind.path(name) })?;
+        buf.clear();
+        buf.extend_from_slice(v);
+        Ok(())
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         let map = self.lock();
         let v = map

@@ -282,6 +282,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// retrieved first.
     fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError>;
 
+    /// [`read`](Backend::read) into `buf`, replacing what it held (on an
+    /// error its content is unspecified). A caller that reads object after
+    /// object (`check --read-data`, pack by pack) keeps one buffer instead
+    /// of a fresh pack-sized allocation each time, whose pages the kernel
+    /// must fault in and zero and the allocator then keeps. A backend that
+    /// cannot fill a buffer it is given (S3 collects the response body
+    /// itself) reads with `read` ([`read_into_by_read`]).
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError>;
+
     /// `len` bytes from `offset`: `OutOfRange` when the range is not wholly
     /// inside the object (an empty range at the very end is inside),
     /// `NotFound` and `Archived` as for [`read`](Backend::read).
@@ -366,6 +375,9 @@ macro_rules! forward {
     (@one $i:tt create) => { $crate::backend::forward!(@fn $i create() -> ()); };
     (@one $i:tt list) => { $crate::backend::forward!(@fn $i list(kind: $crate::backend::ObjectKind) -> Vec<$crate::backend::ObjectInfo>); };
     (@one $i:tt read) => { $crate::backend::forward!(@fn $i read(kind: $crate::backend::ObjectKind, name: &str) -> Vec<u8>); };
+    (@one $i:tt read_into) => {
+        $crate::backend::forward!(@fn $i read_into(kind: $crate::backend::ObjectKind, name: &str, buf: &mut Vec<u8>) -> ());
+    };
     (@one $i:tt read_range) => {
         $crate::backend::forward!(@fn $i read_range(kind: $crate::backend::ObjectKind, name: &str, offset: u64, len: u64) -> Vec<u8>);
     };
@@ -407,6 +419,24 @@ macro_rules! forward {
     };
 }
 pub(crate) use forward;
+
+/// `Backend::read_into` through the backend's own `read`: for backends (and
+/// test doubles) whose `read` cannot fill a given buffer, or changes what is
+/// read, so both always answer alike.
+macro_rules! read_into_by_read {
+    () => {
+        fn read_into(
+            &self,
+            kind: $crate::backend::ObjectKind,
+            name: &str,
+            buf: &mut Vec<u8>,
+        ) -> Result<(), $crate::backend::BackendError> {
+            *buf = $crate::backend::Backend::read(self, kind, name)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use read_into_by_read;
 
 /// `Backend::archive_state` and `Backend::request_retrieval` of a storage
 /// without archive classes: every object is readable, so there is never

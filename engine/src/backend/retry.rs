@@ -196,6 +196,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.with_retries("read", |_| self.inner.read(kind, name))
     }
 
+    fn read_into(&self, kind: ObjectKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        self.with_retries("read", |_| self.inner.read_into(kind, name, buf))
+    }
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         self.with_retries("read_range", |_| self.inner.read_range(kind, name, offset, len))
     }
@@ -295,7 +299,7 @@ mod tests {
             }
             self.inner.list(kind)
         }
-        crate::backend::forward!(inner: transfers, read, read_range);
+        crate::backend::forward!(inner: transfers, read, read_into, read_range);
         fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
             self.write(kind, name, data)
         }

@@ -78,6 +78,9 @@ pub fn shared_buffer_writes(b: &dyn Backend) {
     let shared = bytes::Bytes::from(data.clone());
     b.write_bytes(ObjectKind::DataPack, &name, &shared).unwrap();
     assert_eq!(b.read(ObjectKind::DataPack, &name).unwrap(), data);
+    let mut buf = b"left over".to_vec();
+    b.read_into(ObjectKind::DataPack, &name, &mut buf).unwrap();
+    assert_eq!(buf, data);
     let e = b.write_bytes(ObjectKind::DataPack, &name, &shared).unwrap_err();
     assert!(matches!(e, BackendError::AlreadyExists { .. }), "{e:?}");
     assert!(shared.try_into_mut().is_ok(), "the backend still holds the buffer");
@@ -173,6 +176,11 @@ pub fn read_side(b: &dyn Backend, f: &Fixture) {
     let check_one = |(kind, name, data): &(ObjectKind, String, Vec<u8>)| {
         let len = data.len() as u64;
         assert_eq!(&b.read(*kind, name).unwrap(), data, "{kind} {name}");
+        // A reused buffer, longer than the object and full of other bytes,
+        // ends up holding exactly the object.
+        let mut buf = vec![0xA5; data.len() + 77];
+        b.read_into(*kind, name, &mut buf).unwrap();
+        assert_eq!(&buf, data, "read_into {kind} {name}");
         assert_eq!(b.stat(*kind, name).unwrap(), Some(len));
         assert_eq!(b.read_range(*kind, name, 10, 100).unwrap(), &data[10..110]);
         assert_eq!(b.read_range(*kind, name, len - 1, 1).unwrap(), &data[data.len() - 1..]);
@@ -214,6 +222,10 @@ pub fn read_side(b: &dyn Backend, f: &Fixture) {
 fn missing_objects_read_side(b: &dyn Backend) {
     assert!(matches!(
         b.read(ObjectKind::Key, "nope"),
+        Err(BackendError::NotFound { .. })
+    ));
+    assert!(matches!(
+        b.read_into(ObjectKind::DataPack, "nope", &mut Vec::new()),
         Err(BackendError::NotFound { .. })
     ));
     assert!(matches!(

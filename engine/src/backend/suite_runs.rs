@@ -19,7 +19,7 @@ use super::{suite, Backend, ObjectKind};
 struct Shared(Arc<dyn Backend>);
 
 impl Backend for Shared {
-    forward!(0: transfers, location, create, list, read, read_range, write, write_bytes, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+    forward!(0: transfers, location, create, list, read, read_into, read_range, write, write_bytes, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 }
 
 /// The bases every wrapper is tested over: memory, and a local folder (with

@@ -404,7 +404,7 @@ mod tests {
     }
 
     impl Backend for FullForPacks {
-        forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+        forward!(inner: transfers, location, create, list, read, read_into, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
         fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
             self.write(kind, name, data)
@@ -465,7 +465,7 @@ mod tests {
     }
 
     impl Backend for SlowStore {
-        forward!(inner: location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+        forward!(inner: location, create, list, read, read_into, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
         fn transfers(&self) -> usize {
             8

@@ -461,6 +461,7 @@ impl Backend for Glacier {
         self.refuse(kind, name)?;
         self.inner.read(kind, name)
     }
+    crate::backend::read_into_by_read!();
 
     fn read_range(
         &self,

@@ -220,7 +220,7 @@ struct Racing {
 }
 
 impl Backend for Racing {
-    forward!(inner: transfers, location, create, list, read, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+    forward!(inner: transfers, location, create, list, read, read_into, read_range, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
     fn write_bytes(&self, kind: ObjectKind, name: &str, data: &bytes::Bytes) -> Result<(), BackendError> {
         self.write(kind, name, data)

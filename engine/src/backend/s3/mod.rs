@@ -375,6 +375,9 @@ impl Backend for S3Backend {
         self.run(async { self.get(&key, None).await.map(|(body, _)| body) })
     }
 
+    // The SDK collects the response body into a buffer of its own.
+    crate::backend::read_into_by_read!();
+
     fn read_range(&self, kind: ObjectKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         let key = self.key(kind, name);
         self.run(async {

@@ -122,6 +122,7 @@ class Measurement:
         self.repo_bytes = None
         self.note = note
         self.verify = ""
+        self.spread = ""
 
     def as_dict(self):
         return {
@@ -133,6 +134,7 @@ class Measurement:
             "repo_bytes": self.repo_bytes,
             "note": self.note,
             "verify": self.verify,
+            "spread": self.spread,
         }
 
 
@@ -494,6 +496,8 @@ def render(args, meta, steps, tools, results, notes):
             status = "ok" if m.ok else f"FAILED ({m.note.split(':')[0]})"
             if m.verify:
                 status += f"; verify {m.verify}"
+            if m.spread:
+                status += f"; {m.spread}"
             rss = m.rss_kb / 1024 if m.rss_kb is not None else None
             repo = mb(m.repo_bytes) if m.repo_bytes is not None else None
             L.append(f"| {step} | {t.name} | {fmt(m.wall, 2)} | {fmt(m.cpu, 2)} | {fmt(rss, 0)} | {fmt(repo)} | {status} |")
@@ -560,6 +564,56 @@ def render(args, meta, steps, tools, results, notes):
     return "\n".join(L)
 
 
+def read_only_steps(tools, restore_dir, src, expected, big, args, runs, notes):
+    """One run of each tool's full restore, single-file restore and check,
+    each verified; appends the measurements to runs[(tool, step)]."""
+    def keep(t, step, m):
+        runs.setdefault((t.name, step), []).append(m)
+        if not m.ok:
+            notes.append(f"{t.name}: {step} failed: {m.note}")
+
+    for t in tools:
+        if t.broken:
+            continue
+        target = os.path.join(restore_dir, t.name)
+        rmtree(target)
+        os.makedirs(target)
+        step = "restore latest (full)"
+        m = t.restore(step, target)
+        if m.ok and expected is not None:
+            m.verify = verify_tree(target, src, expected)
+            if not m.verify.startswith("ok"):
+                notes.append(f"{t.name}: full restore {m.verify}")
+        keep(t, step, m)
+        rmtree(target)
+
+        if big:
+            step = "restore 1 file"
+            os.makedirs(target)
+            m = t.restore_file(step, big[0], target)
+            if m.ok and not args.no_verify:
+                m.verify = verify_file(target, big[0])
+                if not m.verify.startswith("ok"):
+                    notes.append(f"{t.name}: single-file restore {m.verify}")
+            keep(t, step, m)
+            rmtree(target)
+
+        keep(t, "check --read-data", t.check("check --read-data"))
+
+
+def median_run(ms):
+    """The run to report of several: a failed one if any failed, else the
+    median by wall time, its status naming the spread."""
+    failed = [m for m in ms if not m.ok]
+    if failed or len(ms) == 1:
+        return (failed or ms)[0]
+    by_wall = sorted(ms, key=lambda m: m.wall)
+    m = by_wall[(len(by_wall) - 1) // 2]
+    spread = f"median of {len(ms)} runs, {by_wall[0].wall:.2f}-{by_wall[-1].wall:.2f} s"
+    m.spread = spread
+    return m
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=1000, help="nominal size of one night (default 1000)")
@@ -573,6 +627,9 @@ def main():
     ap.add_argument("--out", help="markdown results file (default <work>/results.md)")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build (use existing binaries)")
     ap.add_argument("--no-verify", action="store_true", help="skip comparing restored files with the source")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the read-only steps (restores, check) this many times, the tools taking "
+                         "turns, and report each tool's median run (default 1)")
     args = ap.parse_args()
 
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -581,6 +638,8 @@ def main():
             sys.exit(f"unknown tool {t!r}")
     if args.nights < 1:
         sys.exit("--nights must be >= 1")
+    if args.repeat < 1:
+        sys.exit("--repeat must be >= 1")
     args.work = os.path.abspath(args.work)
     args.out = os.path.abspath(args.out or os.path.join(args.work, "results.md"))
     os.makedirs(os.path.join(args.work, "logs"), exist_ok=True)
@@ -632,7 +691,7 @@ def main():
         elif name == "rustic":
             p = shutil.which("rustic")
             if not p:
-                skipped.append("rustic: not installed, skipped")
+                skipped.append("rustic: not on PATH (benches/build-rustic.sh builds it), skipped")
                 log(skipped[-1])
                 continue
             tools.append(Rustic(p, args.work))
@@ -690,42 +749,15 @@ def main():
 
     big = largest_data_db(src) if src else None
     restore_dir = os.path.join(args.work, "restore")
-    for t in tools:
-        if t.broken:
-            continue
-        target = os.path.join(restore_dir, t.name)
-        rmtree(target)
-        os.makedirs(target)
-        step = "restore latest (full)"
-        m = t.restore(step, target)
-        results[(t.name, step)] = m
-        if m.ok and expected is not None:
-            m.verify = verify_tree(target, src, expected)
-            if not m.verify.startswith("ok"):
-                notes.append(f"{t.name}: full restore {m.verify}")
-        elif not m.ok:
-            notes.append(f"{t.name}: {step} failed: {m.note}")
-        rmtree(target)
-
-        if big:
-            step = "restore 1 file"
-            os.makedirs(target)
-            m = t.restore_file(step, big[0], target)
-            results[(t.name, step)] = m
-            if m.ok and not args.no_verify:
-                m.verify = verify_file(target, big[0])
-                if not m.verify.startswith("ok"):
-                    notes.append(f"{t.name}: single-file restore {m.verify}")
-            elif not m.ok:
-                notes.append(f"{t.name}: {step} failed: {m.note}")
-            rmtree(target)
-
-        step = "check --read-data"
-        m = t.check(step)
-        results[(t.name, step)] = m
-        if not m.ok:
-            notes.append(f"{t.name}: {step} failed: {m.note}")
+    # Restores and checks change nothing, so they can be run again; the
+    # tools take turns so that a slow spell of the machine hits all of them.
+    runs = {}
+    for _ in range(args.repeat):
+        read_only_steps(tools, restore_dir, src, expected, big, args, runs, notes)
+    for key, ms in runs.items():
+        results[key] = median_run(ms)
     steps += ["restore latest (full)"] + (["restore 1 file"] if big else []) + ["check --read-data"]
+
     if big:
         meta["single_file"] = big[0]
         meta["single_file_bytes"] = big[1]

@@ -54,6 +54,36 @@ def rmtree(path):
         shutil.rmtree(path)
 
 
+# Restored trees set aside until the run ends (see set_aside).
+_TRASH = []
+
+
+def set_aside(path, work):
+    """Moves a restored tree out of the way instead of deleting it; the run
+    deletes them all when it ends (empty_trash). Why: on ext4 without a
+    journal (this project's machine) the inode allocator passes over every
+    inode freed in the last minute or more, reading its inode table block,
+    for each file it creates (`perf`: recently_deleted,
+    find_get_block_common). Deleting one tool's restored tree just before
+    the next tool restores as many files into the same folder charged the
+    other's deletion to that tool's restore. (The restore rows still swing
+    between runs: most of that is the VM's cost of page-cache pages touched
+    for the first time, see benches/RESULTS.md.) Needs disk for every
+    restore of the run."""
+    if not os.path.lexists(path):
+        return
+    dest = os.path.join(work, "trash", f"{len(_TRASH)}-{os.path.basename(path)}")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.rename(path, dest)
+    _TRASH.append(dest)
+
+
+def empty_trash(work):
+    """Deletes what set_aside kept (and what an interrupted run left)."""
+    rmtree(os.path.join(work, "trash"))
+    _TRASH.clear()
+
+
 def tail(path, n=8):
     try:
         with open(path, "rb") as f:
@@ -576,7 +606,7 @@ def read_only_steps(tools, restore_dir, src, expected, big, args, runs, notes):
         if t.broken:
             continue
         target = os.path.join(restore_dir, t.name)
-        rmtree(target)
+        set_aside(target, args.work)
         os.makedirs(target)
         step = "restore latest (full)"
         m = t.restore(step, target)
@@ -585,7 +615,7 @@ def read_only_steps(tools, restore_dir, src, expected, big, args, runs, notes):
             if not m.verify.startswith("ok"):
                 notes.append(f"{t.name}: full restore {m.verify}")
         keep(t, step, m)
-        rmtree(target)
+        set_aside(target, args.work)
 
         if big:
             step = "restore 1 file"
@@ -596,7 +626,7 @@ def read_only_steps(tools, restore_dir, src, expected, big, args, runs, notes):
                 if not m.verify.startswith("ok"):
                     notes.append(f"{t.name}: single-file restore {m.verify}")
             keep(t, step, m)
-            rmtree(target)
+            set_aside(target, args.work)
 
         keep(t, "check --read-data", t.check("check --read-data"))
 
@@ -643,6 +673,7 @@ def main():
     args.work = os.path.abspath(args.work)
     args.out = os.path.abspath(args.out or os.path.join(args.work, "results.md"))
     os.makedirs(os.path.join(args.work, "logs"), exist_ok=True)
+    empty_trash(args.work)
     cargo_target = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
 
     data_dir = os.path.abspath(args.data or os.path.join(args.work, f"data-{args.size_mb}mb-seed{args.seed}"))
@@ -774,6 +805,7 @@ def main():
                 meta["limits"] = json.loads(r.stdout)
             except ValueError:
                 notes.append("limits: unreadable output")
+    empty_trash(args.work)
     text = render(args, meta, steps, tools, results, notes)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

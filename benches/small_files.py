@@ -112,6 +112,7 @@ def main():
         else:
             sys.exit(f"unknown tool {name!r}")
 
+    compare.empty_trash(work)
     expected = compare.tree_manifest(src)
     steps = ["first backup", "unchanged backup", "restore (full)"]
     results = {}
@@ -124,12 +125,15 @@ def main():
             compare.warm(src)
             results[(t.name, step)] = t.backup(step, src)
         out = os.path.join(work, "restore", t.name)
-        compare.rmtree(out)
+        compare.set_aside(out, work)
         os.makedirs(out)
         m = t.restore(steps[2], out)
         m.verify = verify(os.path.join(out, src.lstrip("/")), expected) if m.ok else "not run"
         results[(t.name, steps[2])] = m
-        compare.rmtree(out)
+        # Deleted when the run ends, not before the next tool's restore
+        # (compare.set_aside says why).
+        compare.set_aside(out, work)
+    compare.empty_trash(work)
 
     print(f"\n{args.files} files, {total / 1e6:.0f} MB; versions: "
           + ", ".join(f"{t.name} {t.version()}" for t in tools) + "\n")

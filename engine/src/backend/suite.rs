@@ -81,6 +81,12 @@ pub fn shared_buffer_writes(b: &dyn Backend) {
     let mut buf = b"left over".to_vec();
     b.read_into(ObjectKind::DataPack, &name, &mut buf).unwrap();
     assert_eq!(buf, data);
+    // An empty object empties the buffer.
+    let empty = name_of(b"");
+    b.write(ObjectKind::DataPack, &empty, b"").unwrap();
+    b.read_into(ObjectKind::DataPack, &empty, &mut buf).unwrap();
+    assert!(buf.is_empty(), "{} bytes left in the buffer", buf.len());
+    b.remove(ObjectKind::DataPack, &empty).unwrap();
     let e = b.write_bytes(ObjectKind::DataPack, &name, &shared).unwrap_err();
     assert!(matches!(e, BackendError::AlreadyExists { .. }), "{e:?}");
     assert!(shared.try_into_mut().is_ok(), "the backend still holds the buffer");

@@ -44,7 +44,7 @@ pub(super) fn read_data(
     // One reading thread more than there are cores: a thread waiting for
     // its pack from disk leaves its core to the others' verifying. Packs
     // are written and restored around the page cache, so a check usually
-    // reads them cold: 1.37-1.66 s with two threads, 1.31-1.38 s with three
+    // reads them cold: 1.40-1.53 s with two threads, 1.32-1.39 s with three
     // (nights' repository, caches dropped; warm, no difference).
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cpus + 1).build().ok();
@@ -59,6 +59,11 @@ pub(super) fn read_data(
                 .pop()
                 .unwrap_or_default();
             let outcome = read_pack(repo, p, indexed, &mut buf, &bytes_read, opts.progress.as_deref());
+            // A pack far larger than this repository writes (a foreign or
+            // damaged one) does not keep its memory until the check ends.
+            if buf.capacity() > 2 * repo.config().pack_size as usize {
+                buf = Vec::new();
+            }
             buffers.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
             match outcome {
                 Ok(()) => {}

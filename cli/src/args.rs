@@ -396,8 +396,9 @@ pub struct CheckArgs {
     /// packs those snapshots need.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
-    /// Read every pack and verify every blob (reads the whole repository;
-    /// packs in archive storage are retrieved first, as by restore).
+    /// Read every pack and verify every blob (reads the whole repository
+    /// from its storage, never from the local metadata cache; packs in
+    /// archive storage are retrieved first, as by restore).
     #[arg(long)]
     pub read_data: bool,
     /// Read and verify only a share of the packs (implies --read-data):

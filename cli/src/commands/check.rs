@@ -9,7 +9,8 @@ use crate::output::{self, bytes};
 use crate::progress::Bar;
 
 pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
-    let repo = ctx.open()?;
+    let read_data = a.read_data || a.read_data_subset.is_some();
+    let repo = if read_data { ctx.open_uncached()? } else { ctx.open()? };
     let scoped = !a.snapshots.is_empty() || !a.filter.is_empty();
     let snapshots = if !scoped {
         None
@@ -21,7 +22,6 @@ pub fn run(ctx: &Ctx, a: crate::args::CheckArgs) -> Result<u8> {
     if snapshots.as_ref().is_some_and(|s| s.is_empty()) {
         anyhow::bail!("no snapshot passes the filters: nothing to check");
     }
-    let read_data = a.read_data || a.read_data_subset.is_some();
     let read = Arc::new(AtomicU64::new(0));
     let total = Arc::new(AtomicU64::new(0));
     let bar = (read_data && ctx.progress()).then(|| {

@@ -53,8 +53,19 @@ impl Ctx {
 
     /// Opens the repository, asking for the password by the documented order.
     pub fn open(&self) -> Result<Repository> {
+        self.open_with(!self.no_cache)
+    }
+
+    /// [`open`](Self::open) without the metadata cache, for `check
+    /// --read-data`: it must verify what the storage holds, and a cached
+    /// copy of a tree pack or an index would hide damage to the stored one.
+    pub fn open_uncached(&self) -> Result<Repository> {
+        self.open_with(false)
+    }
+
+    fn open_with(&self, cache: bool) -> Result<Repository> {
         let t = self.target()?;
-        let backend = self.backend(&t)?;
+        let backend = self.backend_with(&t, cache)?;
         let pw = password::repository(t.password_file.as_deref(), t.password_command.as_deref())?;
         Repository::open(backend, &pw).with_context(|| format!("opening repository {}", t.location))
     }
@@ -62,10 +73,14 @@ impl Ctx {
     /// Opens the storage of `t` with its profile's settings and the global
     /// flags (speed limits).
     pub fn backend(&self, t: &config::Target) -> Result<std::sync::Arc<dyn cairn_engine::Backend>> {
+        self.backend_with(t, !self.no_cache)
+    }
+
+    fn backend_with(&self, t: &config::Target, cache: bool) -> Result<std::sync::Arc<dyn cairn_engine::Backend>> {
         let mut o = t.backend_options()?;
         o.limit_upload_kib = self.limit_upload;
         o.limit_download_kib = self.limit_download;
-        if !self.no_cache {
+        if cache {
             o.cache = CacheOptions::for_location(&t.location, self.cache_dir.as_deref());
         }
         let b = cairn_engine::open_location_with(&t.location, &o)?;

@@ -115,3 +115,42 @@ fn s3_drill_passes_then_fails_naming_the_file_whose_pack_is_gone() {
     assert!(!reasons.contains("small.txt"), "only that file: {a:#}");
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
 }
+
+/// `check --read-data` verifies what the bucket holds: a tree pack damaged
+/// in the bucket is found although the local metadata cache still holds a
+/// good copy of it (restic's check likewise keeps out of its cache).
+#[test]
+fn s3_check_read_data_reads_tree_packs_from_the_bucket_not_the_cache() {
+    let Some(m) = moto() else { return };
+    let (f, prefix) = s3_fixture(&m, "check-cache", &[profile("plain", &m.endpoint, "")]);
+    f.init_repo(&[]);
+    let src = f.path("src");
+    write(&src.join("a.txt"), "kept in a tree");
+    f.backup(&[&s(&src)]);
+    f.cairn().args(["ls", "latest"]).ok();
+    let trees: Vec<String> = moto_objects(&m, &format!("{prefix}/tree/")).into_keys().collect();
+    let key = trees.first().expect("a tree pack in the bucket");
+    let name = key.rsplit('/').next().unwrap().to_string();
+    let cached = files_under(&f.home.join(".cache"))
+        .into_iter()
+        .any(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name));
+    assert!(cached, "`ls` left tree pack {name} in the cache");
+
+    let path = format!("/{}/{key}", m.bucket);
+    let got = http(&m.endpoint, "GET", &path, &[("Authorization", MOTO_AUTH)], b"");
+    assert_eq!(got.status, 200, "GET {key}: {}", got.head);
+    let mut bytes = got.body;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let put = http(&m.endpoint, "PUT", &path, &[("Authorization", MOTO_AUTH)], &bytes);
+    assert_eq!(put.status, 200, "PUT {key}: {}", put.head);
+
+    let r = f.cairn().args(["check", "--read-data", "--json"]).fails();
+    assert_eq!(r.code(), Some(1), "{r}");
+    let j = r.json();
+    assert_eq!(j["ok"], Value::Bool(false), "{j:#}");
+    assert!(
+        j.to_string().contains(&name),
+        "the damaged tree pack {name} is named: {j:#}"
+    );
+}

@@ -166,6 +166,26 @@ mod tests {
     }
 
     #[test]
+    fn downloads_are_paced_by_read_and_read_into_alike() {
+        let b = LimitBackend::new(
+            MemoryBackend::new(),
+            Limits {
+                upload_kib: None,
+                download_kib: Some(64),
+            },
+        );
+        b.write(ObjectKind::Snapshot, "a", &vec![7u8; 64 * 1024]).unwrap();
+        let start = Instant::now();
+        // The first read spends the 64 KiB burst; the second waits ~1 s.
+        assert_eq!(b.read(ObjectKind::Snapshot, "a").unwrap().len(), 64 * 1024);
+        let mut buf = Vec::new();
+        b.read_into(ObjectKind::Snapshot, "a", &mut buf).unwrap();
+        assert_eq!(buf, vec![7u8; 64 * 1024]);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "read_into was not paced: {took:?}");
+    }
+
+    #[test]
     fn uploads_are_paced_across_threads() {
         // 64 KiB/s; 4 threads write 32 KiB each after the 64 KiB burst is
         // spent: about 2 s for the whole 192 KiB.

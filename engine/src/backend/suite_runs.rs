@@ -88,6 +88,18 @@ fn cache_wrapper_passes_the_suite() {
         suite::run_all(&b);
         // The suite's content-addressed objects did go through the cache.
         assert!(b.hits.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        // read_into is served from the cache as read is.
+        let data = b"a cached snapshot".to_vec();
+        let name = blake3::hash(&data).to_hex().to_string();
+        b.write(ObjectKind::Snapshot, &name, &data).unwrap();
+        let before = b.hits.load(std::sync::atomic::Ordering::Relaxed);
+        let mut buf = b"left over".to_vec();
+        b.read_into(ObjectKind::Snapshot, &name, &mut buf).unwrap();
+        assert_eq!(buf, data);
+        assert!(
+            b.hits.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "read_into passed the cache by"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Choosing snapshots as restic users know it: `latest`, an id prefix,
 //! filtered by host, tag and path, optionally as of a point in time.
 
-use crate::backend::ObjectKind;
+use crate::backend::{ObjectInfo, ObjectKind};
 use crate::id::{find_by_prefix, PrefixError, SnapshotId};
 use crate::repository::{Repository, RepositoryError};
 use crate::snapshot::Snapshot;
@@ -66,7 +66,7 @@ pub fn filter_snapshots(
     repo: &Repository,
     filter: &SnapshotFilter,
 ) -> Result<Vec<(SnapshotId, Snapshot)>, SelectError> {
-    Ok(Listed::load(repo)?.filtered(filter))
+    Ok(Listed::load(repo, None)?.filtered(filter))
 }
 
 /// Resolves `spec` (`latest` or an id prefix) among the snapshots passing `filter`.
@@ -75,46 +75,50 @@ pub fn find_snapshot(
     spec: &str,
     filter: &SnapshotFilter,
 ) -> Result<(SnapshotId, Snapshot), SelectError> {
-    if let Some(hit) = named_alone(repo, spec, filter)? {
-        return Ok(hit);
-    }
-    let listed = Listed::load(repo)?;
+    // `latest` needs every snapshot's time; an id, usually only its own.
+    let listed = if spec == "latest" {
+        Listed::load(repo, None)?
+    } else {
+        let names = repo
+            .backend()
+            .list(ObjectKind::Snapshot)
+            .map_err(RepositoryError::from)?;
+        if let Some(hit) = named_alone(repo, &names, spec, filter) {
+            return Ok(hit);
+        }
+        Listed::load(repo, Some(&names))?
+    };
     let all = listed.filtered(filter);
     listed.resolve(&all, spec).cloned()
 }
 
-/// The snapshot `spec` names, read alone when exactly one object name
-/// starts with it and that snapshot reads and passes `filter`: what the full
-/// listing would resolve it to, without reading every snapshot (a `dump` of
-/// one file from a repository of 10,000 snapshots spent half its time
-/// there). `None` otherwise, and the full listing decides, with its errors.
+/// The snapshot `spec` names, read alone when exactly one of the listed
+/// object `names` starts with it and that snapshot reads and passes
+/// `filter`: what the full listing would resolve it to, without reading
+/// every snapshot (a `dump` of one file from a repository of 10,000
+/// snapshots spent half its time there). `None` otherwise, and the full
+/// listing decides, with its errors.
 fn named_alone(
     repo: &Repository,
+    names: &[ObjectInfo],
     spec: &str,
     filter: &SnapshotFilter,
-) -> Result<Option<(SnapshotId, Snapshot)>, SelectError> {
+) -> Option<(SnapshotId, Snapshot)> {
     let wanted = spec.trim().to_ascii_lowercase();
-    if spec == "latest" || wanted.is_empty() {
-        return Ok(None);
+    if wanted.is_empty() {
+        return None;
     }
-    let names = repo
-        .backend()
-        .list(ObjectKind::Snapshot)
-        .map_err(RepositoryError::from)?;
     let mut hits = names
         .iter()
         .filter(|o| o.name.to_ascii_lowercase().starts_with(&wanted));
     let (Some(one), None) = (hits.next(), hits.next()) else {
-        return Ok(None);
+        return None;
     };
-    let Ok(id) = SnapshotId::from_hex(&one.name) else {
-        return Ok(None);
-    };
-    Ok(repo
-        .load_snapshot(&id)
+    let id = SnapshotId::from_hex(&one.name).ok()?;
+    repo.load_snapshot(&id)
         .ok()
         .filter(|s| filter.matches(s))
-        .map(|s| (id, s)))
+        .map(|s| (id, s))
 }
 
 /// Resolves every spec of `specs` among the snapshots passing `filter`,
@@ -124,7 +128,7 @@ pub fn find_snapshots(
     specs: &[String],
     filter: &SnapshotFilter,
 ) -> Result<Vec<(SnapshotId, Snapshot)>, SelectError> {
-    let listed = Listed::load(repo)?;
+    let listed = Listed::load(repo, None)?;
     let all = listed.filtered(filter);
     let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for spec in specs {
@@ -144,8 +148,12 @@ struct Listed {
 }
 
 impl Listed {
-    fn load(repo: &Repository) -> Result<Self, SelectError> {
-        let list = repo.list_snapshots_lenient()?;
+    /// Every snapshot, from `names` when the caller listed them already.
+    fn load(repo: &Repository, names: Option<&[ObjectInfo]>) -> Result<Self, SelectError> {
+        let list = match names {
+            Some(names) => repo.load_listed_snapshots(names)?,
+            None => repo.list_snapshots_lenient()?,
+        };
         let mut damaged = Vec::new();
         for e in list.damaged {
             tracing::warn!("skipping a damaged snapshot: {e} (run `cairn check`)");
@@ -226,21 +234,28 @@ mod tests {
     use crate::repository::InitOptions;
     use crate::testing::CHEAP_KDF;
 
-    /// A memory backend that counts snapshot reads.
+    /// A memory backend that counts snapshot reads and listings.
     #[derive(Debug, Default)]
     struct Counting {
         inner: MemoryBackend,
         snapshot_reads: AtomicUsize,
+        snapshot_lists: AtomicUsize,
     }
 
     impl Backend for Counting {
-        crate::backend::forward!(inner: transfers, location, create, list, read_range, write, write_bytes, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
+        crate::backend::forward!(inner: transfers, location, create, read_range, write, write_bytes, remove, stat, archive_state, request_retrieval, remove_temporaries, extend_retention);
 
         fn read(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>, BackendError> {
             if kind == ObjectKind::Snapshot {
                 self.snapshot_reads.fetch_add(1, Ordering::Relaxed);
             }
             self.inner.read(kind, name)
+        }
+        fn list(&self, kind: ObjectKind) -> Result<Vec<crate::backend::ObjectInfo>, BackendError> {
+            if kind == ObjectKind::Snapshot {
+                self.snapshot_lists.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.list(kind)
         }
         crate::backend::read_into_by_read!();
     }
@@ -304,10 +319,16 @@ mod tests {
             hosts: vec!["a".into()],
             ..Default::default()
         };
+        let lists = backend.snapshot_lists.load(Ordering::Relaxed);
         assert!(matches!(
             find_snapshot(&repo, &ids[1].to_hex(), &only_a),
             Err(SelectError::NotFound(_))
         ));
+        assert_eq!(
+            backend.snapshot_lists.load(Ordering::Relaxed) - lists,
+            1,
+            "falling back to every snapshot reuses the listing"
+        );
         assert_eq!(find_snapshot(&repo, &ids[2].to_hex(), &only_a).unwrap().0, ids[2]);
         assert!(matches!(find_snapshot(&repo, "", &none), Err(SelectError::NotFound(_))));
     }

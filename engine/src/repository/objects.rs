@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 
 use super::{config, read_content_named, Config, Repository, RepositoryError, CONFIG_KIND};
-use crate::backend::{BackendError, ObjectKind};
+use crate::backend::{BackendError, ObjectInfo, ObjectKind};
 use crate::blob::{self, Aad, BlobError};
 use crate::encoding::{self, EncodingError, Limit};
 use crate::id::{self, ObjectId, PackId, SnapshotId};
@@ -155,6 +155,12 @@ impl Repository {
     /// are not: one damaged snapshot must not stop new backups.
     pub fn list_snapshots_lenient(&self) -> Result<SnapshotList, RepositoryError> {
         let names = self.backend.list(ObjectKind::Snapshot)?;
+        self.load_listed_snapshots(&names)
+    }
+
+    /// [`list_snapshots_lenient`](Self::list_snapshots_lenient) of a
+    /// snapshot listing the caller has taken already.
+    pub(crate) fn load_listed_snapshots(&self, names: &[ObjectInfo]) -> Result<SnapshotList, RepositoryError> {
         let results: Vec<Result<(SnapshotId, Snapshot), RepositoryError>> = names
             .par_iter()
             .map(|o| {
